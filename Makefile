@@ -1,0 +1,47 @@
+# Fluidity task runner. `make run` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Shared with infra/Dockerfile.*: static, reproducible, stripped binaries.
+GOFLAGS_BUILD := -trimpath
+LDFLAGS := -s -w -X github.com/fluidity-tunnel/fluidity/internal/buildinfo.Version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+AGENT_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+
+.PHONY: all build build-host cross run test deps fmt vet clean
+
+all: build
+
+build: build-host cross
+
+build-host:
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./daemons/...
+
+# The agent runs on users' machines: make sure every platform builds.
+cross:
+	@set -e; for p in $(AGENT_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "build agent $$os/$$arch"; \
+		GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
+			-o dist/fluidity-agent-$$os-$$arch$$ext ./daemons/agent; \
+	done
+
+run: build-host
+	./scripts/run-local.sh
+
+deps:
+	./scripts/ci-deps.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+test:
+	./scripts/test.sh
+
+clean:
+	rm -rf $(BIN) dist

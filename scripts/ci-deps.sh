@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and a fresh machine may lack. Idempotent and quiet
+# when everything is already present. Never reaches beyond the package registries.
+set -euo pipefail
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+	echo "ci-deps: apt-get install ${need_apt[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# moto and cfn-lint: the image ships them; install with pip only where absent.
+if ! command -v moto_server >/dev/null; then
+	echo "ci-deps: pip install moto[server]"
+	python3 -m pip install --quiet 'moto[server]==5.*'
+fi
+if ! command -v cfn-lint >/dev/null; then
+	echo "ci-deps: pip install cfn-lint"
+	python3 -m pip install --quiet 'cfn-lint==1.*'
+fi
+
+GOBIN=$(go env GOPATH)/bin
+export PATH="$GOBIN:$PATH"
+if ! command -v aws-lambda-rie >/dev/null; then
+	echo "ci-deps: go install aws-lambda-rie"
+	go install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+fi
