@@ -45,3 +45,16 @@ test:
 
 clean:
 	rm -rf $(BIN) dist
+
+.PHONY: bench soak fuzz-long
+# Side-by-side benchmark (direct vs Fluidity vs ssh -D); writes BENCHMARKS.md. Not part of `make test`.
+bench: build-host
+	$(GO) run ./internal/bench/cmd/fluidity-bench -out BENCHMARKS.md
+
+# Long-running soak and fault runs; not part of `make test`.
+soak:
+	$(GO) test -count=1 -timeout 60m -tags soak -run 'Soak' ./internal/e2e/...
+
+# Longer fuzzing than the brief pass in `make test`.
+fuzz-long:
+	./scripts/fuzz.sh 2m
