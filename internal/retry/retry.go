@@ -1,0 +1,189 @@
+// Package retry re-runs an operation with exponential backoff.
+//
+// Retrying is only safe when repeating the operation cannot duplicate a side
+// effect: a failed dial, a DNS lookup, an idempotent request whose body has
+// not been sent. The caller states that through the retryable function passed
+// to Do (or by wrapping an error with Permanent); this package never guesses.
+//
+// Delays come from github.com/cenkalti/backoff/v5, driven through its Retry
+// function; this package adds a hard cap on the jittered delay, error
+// wrapping that keeps the last attempt's error, and a retryable predicate.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// ErrExhausted is matched (via errors.Is) by every *ExhaustedError.
+var ErrExhausted = errors.New("retry: attempts exhausted")
+
+// ExhaustedError reports that every allowed attempt failed with a retryable
+// error. It unwraps to the last attempt's error, so errors.As still finds,
+// for example, a *net.OpError inside it.
+type ExhaustedError struct {
+	Attempts int
+	Err      error
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("retry: gave up after %d attempt(s): %v", e.Attempts, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *ExhaustedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrExhausted) true.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }
+
+// permanentError marks an error that must not be retried.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that Do stops at once, whatever the retryable
+// predicate says, and returns err itself (unwrapped). It lets an operation
+// that knows better than its caller, e.g. one that has already written a
+// request body, veto a retry. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// Policy describes how often and how patiently to retry.
+type Policy struct {
+	// Attempts is the total number of calls, including the first.
+	Attempts int
+	// Initial is the delay before the second attempt.
+	Initial time.Duration
+	// Multiplier scales the delay after each attempt.
+	Multiplier float64
+	// Max caps every delay, jitter included.
+	Max time.Duration
+	// Jitter randomises each delay by up to ±Jitter of its value, so that
+	// many clients failing together do not retry in lock step.
+	Jitter float64
+	// OnRetry, if set, is called before each wait with the 1-based number of
+	// the attempt that just failed, its error, and the delay about to be
+	// slept; useful for logging.
+	OnRetry func(attempt int, err error, delay time.Duration)
+}
+
+// DefaultPolicy returns the seed policy: 3 attempts, 1 s initial delay,
+// doubling, capped at 10 s, ±20 % jitter.
+func DefaultPolicy() Policy {
+	return Policy{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second, Jitter: 0.2}
+}
+
+// Validate reports the first invalid field.
+func (p Policy) Validate() error {
+	switch {
+	case p.Attempts < 1:
+		return fmt.Errorf("retry: Attempts %d must be at least 1", p.Attempts)
+	case p.Initial <= 0:
+		return fmt.Errorf("retry: Initial %v must be positive", p.Initial)
+	case p.Multiplier < 1:
+		return fmt.Errorf("retry: Multiplier %v must be at least 1", p.Multiplier)
+	case p.Max < p.Initial:
+		return fmt.Errorf("retry: Max %v must be at least Initial %v", p.Max, p.Initial)
+	case !(p.Jitter >= 0 && p.Jitter < 1):
+		return fmt.Errorf("retry: Jitter %v must be in [0, 1)", p.Jitter)
+	}
+	return nil
+}
+
+// Do calls fn until it succeeds, at most p.Attempts times, sleeping with
+// exponential backoff in between. retryable decides, per error, whether
+// another attempt is safe; nil means every error is retryable.
+//
+// It returns:
+//   - nil on success;
+//   - the error unchanged (Permanent unwrapped) when retryable says no or fn
+//     returned a Permanent error;
+//   - an *ExhaustedError wrapping the last error when attempts run out;
+//   - an error wrapping both ctx.Err() and the last error when ctx ends,
+//     which cuts a backoff wait short. If ctx is done before the first
+//     attempt, fn is not called.
+//
+// An invalid Policy is reported without calling fn.
+func (p Policy) Do(ctx context.Context, fn func(ctx context.Context) error, retryable func(error) bool) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("retry: not started: %w", err)
+	}
+
+	var (
+		last     error
+		attempts int
+		stopped  bool // fn's error was not retryable
+	)
+	op := func() (struct{}, error) {
+		attempts++
+		err := fn(ctx)
+		if err == nil {
+			return struct{}{}, nil
+		}
+		last = err
+		var pe *permanentError
+		if errors.As(err, &pe) || (retryable != nil && !retryable(err)) {
+			stopped = true
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}
+	b := &cappedBackOff{
+		ExponentialBackOff: backoff.ExponentialBackOff{
+			InitialInterval:     p.Initial,
+			RandomizationFactor: p.Jitter,
+			Multiplier:          p.Multiplier,
+			MaxInterval:         p.Max,
+		},
+		max: p.Max,
+	}
+	opts := []backoff.RetryOption{
+		backoff.WithBackOff(b),
+		backoff.WithMaxTries(uint(p.Attempts)),
+		// The attempt count is the only budget; time is bounded by ctx.
+		backoff.WithMaxElapsedTime(0),
+	}
+	if p.OnRetry != nil {
+		opts = append(opts, backoff.WithNotify(func(err error, d time.Duration) { p.OnRetry(attempts, err, d) }))
+	}
+
+	// backoff.Retry's own error is not used: it drops the last error on
+	// cancellation, and the outcome is fully described by the state above.
+	if _, err := backoff.Retry(ctx, op, opts...); err == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("retry: stopped after %d attempt(s): %w (last error: %w)", attempts, err, last)
+	}
+	if stopped {
+		if pe, ok := last.(*permanentError); ok {
+			return pe.err
+		}
+		return last
+	}
+	return &ExhaustedError{Attempts: attempts, Err: last}
+}
+
+// cappedBackOff caps the jittered delay: backoff.ExponentialBackOff applies
+// MaxInterval before randomisation, so on its own a 10 s cap with 20 % jitter
+// could sleep 12 s.
+type cappedBackOff struct {
+	backoff.ExponentialBackOff
+	max time.Duration
+}
+
+func (c *cappedBackOff) NextBackOff() time.Duration {
+	return min(c.ExponentialBackOff.NextBackOff(), c.max)
+}

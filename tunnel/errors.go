@@ -1,0 +1,155 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+)
+
+// ErrorCode classifies a failure the server reports on a stream. The codes and the
+// HTTP status each maps to are listed in PROTOCOL.md.
+type ErrorCode string
+
+// Error codes.
+const (
+	CodeBadRequest         ErrorCode = "bad_request"
+	CodeRefused            ErrorCode = "refused"
+	CodeDNS                ErrorCode = "dns"
+	CodeConnectionRefused  ErrorCode = "connection_refused"
+	CodeUnreachable        ErrorCode = "unreachable"
+	CodeTimeout            ErrorCode = "timeout"
+	CodeBreakerOpen        ErrorCode = "breaker_open"
+	CodeOverCapacity       ErrorCode = "over_capacity"
+	CodeShuttingDown       ErrorCode = "shutting_down"
+	CodeUnsupportedVersion ErrorCode = "unsupported_version"
+	CodeInternal           ErrorCode = "internal"
+)
+
+// Sentinels that a *RemoteError matches with errors.Is, so callers need not compare codes.
+var (
+	ErrRefusedByPolicy = errors.New("tunnel: refused by server policy")
+	ErrOverCapacity    = errors.New("tunnel: server over capacity")
+	ErrBreakerOpen     = errors.New("tunnel: circuit breaker open")
+	ErrTargetTimeout   = errors.New("tunnel: target timeout")
+	ErrTargetDNS       = errors.New("tunnel: target name does not resolve")
+	ErrTargetRefused   = errors.New("tunnel: target refused connection")
+	ErrBadRequest      = errors.New("tunnel: bad request")
+	ErrServerDraining  = errors.New("tunnel: server shutting down")
+)
+
+// ErrSessionClosed is returned for work attempted on a closed session.
+var ErrSessionClosed = errors.New("tunnel: session closed")
+
+// RemoteError is a failure reported by the server in an error frame.
+type RemoteError struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message,omitempty"`
+}
+
+func (e *RemoteError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("tunnel: remote: %s", e.Code)
+	}
+	return fmt.Sprintf("tunnel: remote: %s: %s", e.Code, e.Message)
+}
+
+// Timeout makes a RemoteError satisfy net.Error.
+func (e *RemoteError) Timeout() bool { return e.Code == CodeTimeout }
+
+// Temporary is part of net.Error; every server-side failure may clear up on retry
+// except a policy refusal or a malformed request.
+func (e *RemoteError) Temporary() bool {
+	return e.Code != CodeRefused && e.Code != CodeBadRequest
+}
+
+// Is matches the package's sentinels.
+func (e *RemoteError) Is(target error) bool {
+	switch target {
+	case ErrRefusedByPolicy:
+		return e.Code == CodeRefused
+	case ErrOverCapacity:
+		return e.Code == CodeOverCapacity
+	case ErrBreakerOpen:
+		return e.Code == CodeBreakerOpen
+	case ErrTargetTimeout:
+		return e.Code == CodeTimeout
+	case ErrTargetDNS:
+		return e.Code == CodeDNS
+	case ErrTargetRefused:
+		return e.Code == CodeConnectionRefused
+	case ErrBadRequest:
+		return e.Code == CodeBadRequest
+	case ErrServerDraining:
+		return e.Code == CodeShuttingDown
+	}
+	return false
+}
+
+var _ net.Error = (*RemoteError)(nil)
+
+// HTTPStatus is the status a proxy should answer its client with for this failure.
+func (e *RemoteError) HTTPStatus() int {
+	switch e.Code {
+	case CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeRefused:
+		return http.StatusForbidden
+	case CodeTimeout:
+		return http.StatusGatewayTimeout
+	case CodeBreakerOpen, CodeOverCapacity, CodeShuttingDown:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadGateway
+	}
+}
+
+// HTTPStatus maps any error from this package to the status a proxy should answer
+// with: the remote code when the server reported one, 504 for timeouts, 502 otherwise.
+func HTTPStatus(err error) int {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.HTTPStatus()
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// codedError lets errors produced by pluggable parts of the server (dialers, policies)
+// name the code they should travel as without importing this package.
+type codedError interface {
+	TunnelErrorCode() string
+}
+
+// classify turns a server-side failure into the error frame sent to the agent. The
+// message carries no more than the error's text, which names the target host at most.
+func classify(err error) *RemoteError {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re
+	}
+	code := CodeUnreachable
+	var (
+		ce     codedError
+		dnsErr *net.DNSError
+		ne     net.Error
+	)
+	switch {
+	case errors.As(err, &ce):
+		code = ErrorCode(ce.TunnelErrorCode())
+	case errors.As(err, &dnsErr) && !dnsErr.IsTimeout:
+		code = CodeDNS
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		code = CodeTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		code = CodeConnectionRefused
+	}
+	return &RemoteError{Code: code, Message: err.Error()}
+}

@@ -1,0 +1,198 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The pooled transports of net/http keep idle connections' readers around
+		// until the idle timeout; tests close them explicitly where it matters.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// testPKI is one private CA with a server and a client certificate.
+type testPKI struct {
+	ca     *pki.CA
+	server tls.Certificate
+	client tls.Certificate
+	pool   *x509.CertPool
+}
+
+var (
+	pkiOnce sync.Once
+	pkiVal  *testPKI
+	pkiErr  error
+)
+
+func sharedPKI(t testing.TB) *testPKI {
+	t.Helper()
+	pkiOnce.Do(func() {
+		ca, err := pki.NewCA(pki.CAOptions{})
+		if err != nil {
+			pkiErr = err
+			return
+		}
+		srv, err := ca.IssueServer(pki.ServerOptions{})
+		if err != nil {
+			pkiErr = err
+			return
+		}
+		cli, err := ca.IssueClient(pki.ClientOptions{Name: "test-agent"})
+		if err != nil {
+			pkiErr = err
+			return
+		}
+		p := &testPKI{ca: ca, pool: ca.CertPool()}
+		if p.server, pkiErr = srv.TLSCertificate(); pkiErr != nil {
+			return
+		}
+		p.client, pkiErr = cli.TLSCertificate()
+		pkiVal = p
+	})
+	if pkiErr != nil {
+		t.Fatal(pkiErr)
+	}
+	return pkiVal
+}
+
+// harness is one tunnel: a server and a client joined by one of the transports.
+type harness struct {
+	client *Client
+	server *Server
+}
+
+type transportKind string
+
+const (
+	overPipe transportKind = "pipe"
+	overTCP  transportKind = "tcp"
+	overMTLS transportKind = "mtls"
+)
+
+var allTransports = []transportKind{overPipe, overTCP, overMTLS}
+
+// forEachTransport runs fn as a subtest over net.Pipe, plain TCP and real mTLS.
+func forEachTransport(t *testing.T, mod func(*ServerConfig), fn func(t *testing.T, h *harness)) {
+	for _, kind := range allTransports {
+		t.Run(string(kind), func(t *testing.T) {
+			fn(t, newHarness(t, kind, mod))
+		})
+	}
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+func newHarness(t testing.TB, kind transportKind, mod func(*ServerConfig)) *harness {
+	t.Helper()
+	scfg := DefaultServerConfig()
+	scfg.Logger = testLogger(t)
+	if mod != nil {
+		mod(&scfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var dial func(ctx context.Context) (net.Conn, error)
+	var srv *Server
+	var err error
+	switch kind {
+	case overPipe:
+		srv, err = NewServer(scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dial = func(context.Context) (net.Conn, error) {
+			c1, c2 := net.Pipe()
+			go func() { _ = srv.ServeConn(ctx, c2) }()
+			return c1, nil
+		}
+	case overTCP:
+		srv, err = NewServer(scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := listen(t)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { _ = srv.ServeConn(ctx, c) }()
+			}
+		}()
+		t.Cleanup(func() { _ = ln.Close() })
+		dial = func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", ln.Addr().String())
+		}
+	case overMTLS:
+		p := sharedPKI(t)
+		scfg.TLSConfig = NewServerTLSConfig(p.server, p.pool)
+		srv, err = NewServer(scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := listen(t)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = srv.Serve(ctx, ln)
+		}()
+		t.Cleanup(func() { <-done })
+		clientTLS := NewClientTLSConfig(p.client, p.pool, DefaultServerName)
+		dial = func(ctx context.Context) (net.Conn, error) {
+			return DialTLS(ctx, ln.Addr().String(), clientTLS)
+		}
+	}
+	ccfg := DefaultClientConfig()
+	ccfg.Logger = testLogger(t)
+	ccfg.Dial = dial
+	client, err := NewClient(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.Close()
+		cancel()
+		_ = srv.Close()
+	})
+	return &harness{client: client, server: srv}
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var errTest = errors.New("test")

@@ -1,0 +1,715 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/relay"
+)
+
+// ErrServerClosed is returned by Serve and ServeConn after Shutdown or Close.
+var ErrServerClosed = errors.New("tunnel: server closed")
+
+// ContextDialer dials like net.Dialer.DialContext.
+type ContextDialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	Session SessionConfig
+	// Logger receives session and stream events. Only target host names are logged,
+	// never paths, queries, headers or bodies.
+	Logger zerolog.Logger
+	// TLSConfig is required by Serve; it must be TLS 1.3 only and require client
+	// certificates (see NewServerTLSConfig). ServeConn takes connections the caller
+	// has already authenticated and ignores it.
+	TLSConfig *tls.Config
+	// HandshakeTimeout bounds the TLS handshake of each accepted connection.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes caps connections still in their TLS handshake, so a port
+	// scan or slowloris cannot starve authenticated clients.
+	MaxPendingHandshakes int
+	// MaxStreams caps concurrent streams over all sessions; beyond it a stream is
+	// answered with an over_capacity error.
+	MaxStreams int
+	// HeaderTimeout bounds how long a new stream may take to send its request frame.
+	HeaderTimeout time.Duration
+	// DialTimeout bounds each dial to a target.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a target's response headers.
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout closes CONNECT and WebSocket streams that move no byte for this long.
+	IdleTimeout time.Duration
+	// Dialer dials targets. It is where an egress policy plugs in. Default: net.Dialer.
+	Dialer ContextDialer
+	// TargetTLSConfig is used for TLS to targets (https and wss); nil means the system
+	// roots. The server clones it.
+	TargetTLSConfig *tls.Config
+	// Transport, if set, makes HTTP requests instead of the server's own pooled one.
+	Transport http.RoundTripper
+}
+
+// DefaultServerConfig returns the defaults, with the seed's max_connections of 100.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		Session:               DefaultSessionConfig(),
+		Logger:                zerolog.Nop(),
+		HandshakeTimeout:      10 * time.Second,
+		MaxPendingHandshakes:  64,
+		MaxStreams:            100,
+		HeaderTimeout:         30 * time.Second,
+		DialTimeout:           10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		IdleTimeout:           10 * time.Minute,
+	}
+}
+
+// Validate reports the first unusable setting.
+func (c *ServerConfig) Validate() error {
+	if err := c.Session.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.HandshakeTimeout <= 0:
+		return errors.New("tunnel: server: handshake timeout must be positive")
+	case c.MaxPendingHandshakes <= 0:
+		return errors.New("tunnel: server: max pending handshakes must be positive")
+	case c.MaxStreams <= 0:
+		return errors.New("tunnel: server: max streams must be positive")
+	case c.HeaderTimeout <= 0 || c.DialTimeout <= 0 || c.ResponseHeaderTimeout <= 0:
+		return errors.New("tunnel: server: header, dial and response header timeouts must be positive")
+	case c.IdleTimeout < 0:
+		return errors.New("tunnel: server: idle timeout must not be negative")
+	}
+	if c.TLSConfig != nil {
+		if c.TLSConfig.MinVersion < tls.VersionTLS13 {
+			return errors.New("tunnel: server: TLS config must require TLS 1.3")
+		}
+		if c.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+			return errors.New("tunnel: server: TLS config must require and verify client certificates")
+		}
+	}
+	return nil
+}
+
+// Server accepts tunnel sessions and serves their streams: it makes the HTTP
+// requests, dials the CONNECT targets and relays the WebSockets its clients ask for.
+type Server struct {
+	cfg       ServerConfig
+	log       zerolog.Logger
+	transport http.RoundTripper
+	ownedTr   *http.Transport
+
+	baseCtx    context.Context // cancelled by Close: aborts every upstream operation
+	cancelBase context.CancelFunc
+
+	streams    chan struct{} // admission tokens, cap MaxStreams
+	handshakes chan struct{} // tokens for connections in their TLS handshake
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*yamux.Session]struct{}
+	draining  bool
+	closed    bool
+
+	wg           sync.WaitGroup
+	active       atomic.Int64
+	lastActivity atomic.Int64
+	idleCh       chan struct{} // signalled when active drops to zero
+	closeOnce    sync.Once
+}
+
+// NewServer returns a server; it does nothing until Serve or ServeConn.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TLSConfig != nil {
+		cfg.TLSConfig = cfg.TLSConfig.Clone()
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = &net.Dialer{KeepAlive: 30 * time.Second}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		baseCtx:    ctx,
+		cancelBase: cancel,
+		streams:    make(chan struct{}, cfg.MaxStreams),
+		handshakes: make(chan struct{}, cfg.MaxPendingHandshakes),
+		listeners:  make(map[net.Listener]struct{}),
+		sessions:   make(map[*yamux.Session]struct{}),
+		idleCh:     make(chan struct{}, 1),
+	}
+	s.lastActivity.Store(time.Now().UnixNano())
+	s.transport = cfg.Transport
+	if s.transport == nil {
+		s.ownedTr = s.newTransport()
+		s.transport = s.ownedTr
+	}
+	return s, nil
+}
+
+func (s *Server) newTransport() *http.Transport {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.cfg.TargetTLSConfig != nil {
+		tlsCfg = s.cfg.TargetTLSConfig.Clone()
+	}
+	if tlsCfg.ClientSessionCache == nil {
+		tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(256)
+	}
+	return &http.Transport{
+		Proxy:                 nil, // never chain through an environment proxy
+		DialContext:           s.dialTarget,
+		TLSClientConfig:       tlsCfg,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   s.cfg.DialTimeout,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: s.cfg.ResponseHeaderTimeout,
+		// Encodings pass through untouched: the agent's client negotiated them and
+		// compressed bytes are cheaper to carry through the tunnel.
+		DisableCompression: true,
+	}
+}
+
+func (s *Server) dialTarget(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	return s.cfg.Dialer.DialContext(ctx, network, addr)
+}
+
+// ActiveStreams reports the streams being served now.
+func (s *Server) ActiveStreams() int64 { return s.active.Load() }
+
+// LastActivity reports when a stream last started or ended.
+func (s *Server) LastActivity() time.Time { return time.Unix(0, s.lastActivity.Load()) }
+
+// Serve accepts connections on ln, which it closes on return, authenticates them
+// with TLSConfig and serves each as a session. It returns ErrServerClosed after
+// Shutdown or Close, ctx.Err() when ctx ends, or the listener's error.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.TLSConfig == nil {
+		return errors.New("tunnel: server: Serve needs a TLS config")
+	}
+	if !s.track(ln) {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrack(ln)
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("tunnel: accept: %w", err)
+		}
+		select {
+		case s.handshakes <- struct{}{}:
+		default:
+			s.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("too many pending handshakes; connection dropped")
+			_ = conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handshakeAndServe(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) handshakeAndServe(ctx context.Context, conn net.Conn) {
+	tconn := tls.Server(conn, s.cfg.TLSConfig)
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	err := tconn.HandshakeContext(hctx)
+	cancel()
+	<-s.handshakes
+	if err != nil {
+		s.log.Info().Str("remote", conn.RemoteAddr().String()).Err(err).Msg("tls handshake refused")
+		_ = conn.Close()
+		return
+	}
+	_ = s.ServeConn(ctx, tconn)
+}
+
+// ServeConn serves one session over conn, which the caller has authenticated (a
+// *tls.Conn after its handshake, or any conn in tests). It blocks until the session
+// ends and returns why.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
+	log := s.log.With().Str("remote", conn.RemoteAddr().String()).Str("client", PeerIdentity(conn)).Logger()
+	mux, err := yamux.Server(conn, s.cfg.Session.yamux(log))
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("tunnel: start session: %w", err)
+	}
+	if !s.trackSession(mux) {
+		_ = mux.Close()
+		return ErrServerClosed
+	}
+	defer s.untrackSession(mux)
+	stop := context.AfterFunc(ctx, func() { _ = mux.Close() })
+	defer stop()
+	log.Info().Msg("session started")
+	started := time.Now()
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			_ = mux.Close()
+			log.Info().Dur("duration", time.Since(started)).Msg("session ended")
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: %w", ErrSessionClosed, err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveStream(newStreamConn(st), log)
+		}()
+	}
+}
+
+// PeerIdentity names the client of an authenticated connection: the subject common
+// name and serial of its certificate, or "" when conn is not TLS.
+func PeerIdentity(conn net.Conn) string {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s (serial %s)", certs[0].Subject.CommonName, certs[0].SerialNumber.Text(16))
+}
+
+func (s *Server) serveStream(sc *streamConn, log zerolog.Logger) {
+	defer sc.Close()
+	_ = sc.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	env, err := ReadFrame(sc, s.cfg.Session.MaxHeaderSize)
+	_ = sc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var ve *VersionError
+		code := CodeBadRequest
+		if errors.As(err, &ve) {
+			code = CodeUnsupportedVersion
+		}
+		log.Debug().Err(err).Msg("bad request frame")
+		s.answerError(sc, &RemoteError{Code: code, Message: err.Error()})
+		return
+	}
+	if s.isDraining() {
+		s.answerError(sc, &RemoteError{Code: CodeShuttingDown})
+		return
+	}
+	select {
+	case s.streams <- struct{}{}:
+	default:
+		log.Warn().Int("max_streams", s.cfg.MaxStreams).Msg("over capacity; stream refused")
+		s.answerError(sc, &RemoteError{Code: CodeOverCapacity, Message: "server at max_connections"})
+		return
+	}
+	s.active.Add(1)
+	s.touch()
+	defer func() {
+		<-s.streams
+		s.touch()
+		if s.active.Add(-1) == 0 {
+			select {
+			case s.idleCh <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	start := time.Now()
+	var target string
+	switch env.Type {
+	case TypeHTTP:
+		target, err = s.serveHTTP(ctx, cancel, sc, env)
+	case TypeConnect:
+		target, err = s.serveConnect(ctx, sc, env)
+	case TypeWebSocket:
+		target, err = s.serveWebSocket(ctx, sc, env)
+	default:
+		err = &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown frame type %q", env.Type)}
+		s.answerError(sc, err.(*RemoteError))
+	}
+	ev := log.Debug()
+	if err != nil {
+		ev = log.Info().Err(err)
+	}
+	ev.Str("type", env.Type).Str("target", target).Dur("duration", time.Since(start)).Msg("stream")
+}
+
+func (s *Server) touch() { s.lastActivity.Store(time.Now().UnixNano()) }
+
+// answerError sends an error frame; the stream is closed by the caller.
+func (s *Server) answerError(sc *streamConn, re *RemoteError) {
+	_ = sc.SetWriteDeadline(time.Now().Add(s.cfg.Session.WriteTimeout))
+	_ = WriteFrame(sc, TypeError, re)
+}
+
+// fail answers with the classified error and returns it for logging.
+func (s *Server) fail(sc *streamConn, err error) error {
+	re := classify(err)
+	s.answerError(sc, re)
+	return re
+}
+
+func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, sc *streamConn, env Envelope) (string, error) {
+	var p HTTPRequest
+	if err := env.Decode(&p); err != nil {
+		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
+	}
+	u, err := parseTargetURL(p.URL, "http", "https")
+	if err != nil {
+		return "", s.fail(sc, err)
+	}
+	host := u.Hostname()
+	// The agent closing its side once the request body is complete is an abort
+	// (PROTOCOL.md): watch for it so the upstream request stops at once.
+	watch := func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			var b [1]byte
+			if _, err := sc.Read(b[:]); err != nil {
+				abort()
+			}
+		}()
+	}
+	var body io.Reader
+	if p.ContentLength == 0 {
+		watch()
+	} else {
+		body = &onEOF{r: bodyReader(sc, p.ContentLength), fn: watch}
+	}
+	req, err := http.NewRequestWithContext(ctx, p.Method, u.String(), body)
+	if err != nil {
+		return host, s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
+	}
+	if p.Header == nil {
+		p.Header = make(http.Header)
+	}
+	removeHopHeaders(p.Header, false)
+	req.Header = p.Header
+	req.ContentLength = p.ContentLength
+	if p.ContentLength == 0 {
+		req.Body = nil
+	}
+	if p.Host != "" {
+		req.Host = p.Host
+	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header["User-Agent"] = nil // do not add Go's default
+	}
+	resp, err := s.transport.RoundTrip(req)
+	if err != nil {
+		return host, s.fail(sc, err)
+	}
+	defer resp.Body.Close()
+	return host, s.forwardResponse(sc, req.Method, resp)
+}
+
+// forwardResponse sends a response frame and body. A failure after the frame has
+// gone out cannot be reported in-band; the stream is closed with the body incomplete,
+// which the agent detects (PROTOCOL.md).
+func (s *Server) forwardResponse(sc *streamConn, method string, resp *http.Response) error {
+	removeHopHeaders(resp.Header, false)
+	n := resp.ContentLength
+	if !bodyAllowed(method, resp.StatusCode) {
+		if method != http.MethodHead {
+			n = 0
+		}
+	}
+	if err := WriteFrame(sc, TypeResponse, HTTPResponse{Status: resp.StatusCode, Header: resp.Header, ContentLength: n}); err != nil {
+		return err
+	}
+	if !bodyAllowed(method, resp.StatusCode) {
+		return nil
+	}
+	if _, err := writeBody(sc, resp.Body, n); err != nil {
+		return fmt.Errorf("response body: %w", err)
+	}
+	return nil
+}
+
+// onEOF calls fn once when r reaches a clean end.
+type onEOF struct {
+	r    io.Reader
+	fn   func()
+	done bool
+}
+
+func (o *onEOF) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if err == io.EOF && !o.done {
+		o.done = true
+		o.fn()
+	}
+	return n, err
+}
+
+func (s *Server) serveConnect(ctx context.Context, sc *streamConn, env Envelope) (string, error) {
+	var p ConnectRequest
+	if err := env.Decode(&p); err != nil {
+		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
+	}
+	host, port, err := net.SplitHostPort(p.Addr)
+	if err != nil || host == "" || port == "" {
+		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("bad connect address %q", p.Addr)})
+	}
+	target, err := s.dialTarget(ctx, "tcp", p.Addr)
+	if err != nil {
+		return host, s.fail(sc, err)
+	}
+	if err := WriteFrame(sc, TypeConnected, struct{}{}); err != nil {
+		_ = target.Close()
+		return host, err
+	}
+	res := relay.Run(sc, asRelayConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout})
+	return host, res.Err
+}
+
+func (s *Server) serveWebSocket(ctx context.Context, sc *streamConn, env Envelope) (string, error) {
+	var p HTTPRequest
+	if err := env.Decode(&p); err != nil {
+		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
+	}
+	u, err := parseTargetURL(p.URL, "ws", "wss")
+	if err != nil {
+		return "", s.fail(sc, err)
+	}
+	host := u.Hostname()
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
+	}
+	conn, err := s.dialTarget(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return host, s.fail(sc, err)
+	}
+	if u.Scheme == "wss" {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.cfg.TargetTLSConfig != nil {
+			tlsCfg = s.cfg.TargetTLSConfig.Clone()
+		}
+		tlsCfg.ServerName = host
+		tlsCfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(conn, tlsCfg)
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			return host, s.fail(sc, err)
+		}
+		conn = tc
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+
+	req := &http.Request{
+		Method:     http.MethodGet,
+		URL:        &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     p.Header,
+		Host:       u.Host,
+	}
+	if req.Header == nil {
+		req.Header = make(http.Header)
+	}
+	if p.Host != "" {
+		req.Host = p.Host
+	}
+	removeHopHeaders(req.Header, true)
+	_ = conn.SetDeadline(time.Now().Add(s.cfg.ResponseHeaderTimeout))
+	br := bufio.NewReader(conn)
+	var resp *http.Response
+	if err = req.Write(conn); err == nil {
+		resp, err = http.ReadResponse(br, req)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if err != nil {
+		_ = conn.Close()
+		return host, s.fail(sc, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer conn.Close()
+		defer resp.Body.Close()
+		return host, s.forwardResponse(sc, req.Method, resp)
+	}
+	removeHopHeaders(resp.Header, true)
+	if err := WriteFrame(sc, TypeResponse, HTTPResponse{Status: resp.StatusCode, Header: resp.Header}); err != nil {
+		_ = conn.Close()
+		return host, err
+	}
+	// br may already hold the target's first frames: read through it.
+	res := relay.Run(sc, asRelayConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, BReader: br})
+	return host, res.Err
+}
+
+func parseTargetURL(raw string, schemes ...string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, &RemoteError{Code: CodeBadRequest, Message: "unparsable URL"}
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return nil, &RemoteError{Code: CodeBadRequest, Message: "URL without host"}
+	}
+	for _, sch := range schemes {
+		if strings.EqualFold(u.Scheme, sch) {
+			u.Scheme = sch
+			return u, nil
+		}
+	}
+	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unsupported scheme %q", u.Scheme)}
+}
+
+// asRelayConn gives conns without CloseWrite (rare: custom dialers) a full close in
+// its place, which still ends the stream rather than leaving the peer waiting.
+func asRelayConn(c net.Conn) relay.Conn {
+	if rc, ok := c.(relay.Conn); ok {
+		return rc
+	}
+	return closeWriteByClose{c}
+}
+
+type closeWriteByClose struct{ net.Conn }
+
+func (c closeWriteByClose) CloseWrite() error { return c.Close() }
+
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining || s.closed {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+	_ = ln.Close()
+}
+
+func (s *Server) trackSession(m *yamux.Session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[m] = struct{}{}
+	if s.draining {
+		_ = m.GoAway()
+	}
+	return true
+}
+
+func (s *Server) untrackSession(m *yamux.Session) {
+	s.mu.Lock()
+	delete(s.sessions, m)
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining || s.closed
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Shutdown stops accepting connections and streams, lets the streams in flight
+// finish until ctx ends, then closes everything. It returns ctx.Err() if streams had
+// to be cut off.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for m := range s.sessions {
+		// GoAway refuses new streams from the peer while existing ones finish.
+		_ = m.GoAway()
+	}
+	s.mu.Unlock()
+	var err error
+	for s.active.Load() > 0 && err == nil {
+		select {
+		case <-s.idleCh:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	_ = s.Close()
+	return err
+}
+
+// Close stops everything at once: listeners, sessions, streams and upstream
+// requests. It waits for every goroutine the server started and is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		for ln := range s.listeners {
+			_ = ln.Close()
+		}
+		for m := range s.sessions {
+			_ = m.Close()
+		}
+		s.mu.Unlock()
+		s.cancelBase()
+	})
+	s.wg.Wait()
+	if s.ownedTr != nil {
+		s.ownedTr.CloseIdleConnections()
+	}
+	return nil
+}
