@@ -17,7 +17,9 @@ all: build
 build: build-host cross
 
 build-host:
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./daemons/...
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
 
 # The agent runs on users' machines: make sure every platform builds.
 cross:

@@ -1,0 +1,196 @@
+// Command fluidity-agent is the local side of Fluidity: an HTTP proxy on the
+// user's machine whose every request, CONNECT and WebSocket travels as a stream
+// of one mutually authenticated TLS 1.3 connection to the Fluidity server.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
+	"github.com/fluidity-tunnel/fluidity/internal/config"
+	"github.com/fluidity-tunnel/fluidity/internal/daemon"
+	"github.com/fluidity-tunnel/fluidity/internal/logging"
+	"github.com/fluidity-tunnel/fluidity/proxy"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// Config is agent.yaml. Keys follow the seed; every key is also an environment
+// variable (FLUIDITY_AGENT_<KEY>) and a flag (--key-with-dashes).
+type Config struct {
+	ServerIP        string        `koanf:"server_ip" help:"address of the Fluidity server to dial (IP or host name)"`
+	ServerPort      int           `koanf:"server_port" help:"the server's tunnel port"`
+	ServerName      string        `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
+	ListenAddr      string        `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
+	LocalProxyPort  int           `koanf:"local_proxy_port" help:"port the local proxy listens on"`
+	CertFile        string        `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
+	KeyFile         string        `koanf:"key_file" help:"the client certificate's private key (PEM)"`
+	CACertFile      string        `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
+	LogLevel        string        `koanf:"log_level" help:"trace, debug, info, warn or error"`
+	LogFormat       string        `koanf:"log_format" help:"json, or console for people"`
+	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long requests in flight may finish after SIGINT/SIGTERM"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		ServerPort:      8443,
+		ServerName:      tunnel.DefaultServerName,
+		ListenAddr:      "127.0.0.1",
+		LocalProxyPort:  8080,
+		LogLevel:        "info",
+		LogFormat:       "json",
+		DialTimeout:     15 * time.Second,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate names the first key whose value cannot work.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &config.FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case c.ServerIP == "":
+		return bad("server_ip", "required")
+	case c.ServerPort < 1 || c.ServerPort > 65535:
+		return bad("server_port", "%d is not a port", c.ServerPort)
+	case c.ServerName == "":
+		return bad("server_name", "required")
+	case net.ParseIP(c.ListenAddr) == nil && c.ListenAddr != "localhost":
+		return bad("listen_addr", "%q is not an IP address", c.ListenAddr)
+	case c.LocalProxyPort < 0 || c.LocalProxyPort > 65535:
+		return bad("local_proxy_port", "%d is not a port", c.LocalProxyPort)
+	case c.CertFile == "":
+		return bad("cert_file", "required")
+	case c.KeyFile == "":
+		return bad("key_file", "required")
+	case c.CACertFile == "":
+		return bad("ca_cert_file", "required")
+	case c.DialTimeout <= 0:
+		return bad("dial_timeout", "must be positive")
+	case c.ShutdownTimeout <= 0:
+		return bad("shutdown_timeout", "must be positive")
+	}
+	if _, err := logging.New(io.Discard, c.LogLevel, "json"); err != nil {
+		return bad("log_level", "%v", err)
+	}
+	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
+		return bad("log_format", "%v", err)
+	}
+	return nil
+}
+
+var command = daemon.Command{
+	Name:      "fluidity-agent",
+	Summary:   "local HTTP proxy that tunnels everything to your Fluidity server",
+	EnvPrefix: "FLUIDITY_AGENT_",
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cfg := defaultConfig()
+	if done, code := command.Load(args, environ, &cfg, stdout, stderr); done {
+		return code
+	}
+	log, _ := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	log = log.With().Str("component", "agent").Logger()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("agent failed")
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	tlsCfg, err := tunnel.LoadClientTLSConfig(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, cfg.ServerName)
+	if err != nil {
+		return err
+	}
+	serverAddr := net.JoinHostPort(cfg.ServerIP, strconv.Itoa(cfg.ServerPort))
+	ccfg := tunnel.DefaultClientConfig()
+	ccfg.Logger = log
+	ccfg.DialTimeout = cfg.DialTimeout
+	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, serverAddr, tlsCfg) }
+	client, err := tunnel.NewClient(ccfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	pcfg := proxy.DefaultConfig()
+	pcfg.Logger = log
+	px, err := proxy.New(client, pcfg)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(cfg.ListenAddr); ip != nil && !ip.IsLoopback() {
+		log.Warn().Str("listen_addr", cfg.ListenAddr).
+			Msg("the proxy listens beyond this machine: anyone who can reach it can use your tunnel")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.LocalProxyPort)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpSrv := px.NewHTTPServer()
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	keeper := make(chan struct{})
+	go func() {
+		defer close(keeper)
+		_ = client.Run(runCtx)
+	}()
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", serverAddr).
+		Str("server_name", cfg.ServerName).Msg("agent started")
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		cancelRun()
+		<-keeper
+		return fmt.Errorf("proxy server: %w", err)
+	}
+	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = httpSrv.Shutdown(sctx)
+	// CONNECT tunnels and WebSockets are hijacked connections that http.Server does
+	// not track; give their streams the rest of the timeout.
+	for err == nil && px.ActiveTunnels() > 0 {
+		select {
+		case <-sctx.Done():
+			err = sctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn().Msg("shutdown timeout: closing remaining connections")
+		_ = httpSrv.Close()
+	}
+	cancelRun()
+	<-keeper
+	_ = client.Close()
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info().Msg("agent stopped")
+	return nil
+}

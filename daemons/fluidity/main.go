@@ -1,0 +1,87 @@
+// Command fluidity is the user's small helper for Fluidity: it creates the
+// private CA and the certificates the agent and server need, and reports its
+// version. The agent and server themselves are separate programs.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // the command line was wrong
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usageText = `fluidity — helper for the Fluidity tunnel
+
+Usage:
+  fluidity certs [flags]   create the private CA, server and client certificates
+  fluidity version         print the version
+  fluidity --help          show this help
+
+Run 'fluidity certs --help' for the certificate options.
+`
+
+// run is main without the process exit, so tests can drive it.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("fluidity", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	// Flags after the command belong to the command.
+	fs.SetInterspersed(false)
+	showVersion := fs.Bool("version", false, "print the version")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return exitOK
+		}
+		return usageError(stderr, "fluidity", err)
+	}
+	if *showVersion {
+		return printVersion(stdout)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
+	}
+	switch cmd, cmdArgs := rest[0], rest[1:]; cmd {
+	case "certs":
+		return runCerts(cmdArgs, stdout, stderr)
+	case "version":
+		if len(cmdArgs) > 0 {
+			return usageError(stderr, "fluidity version", fmt.Errorf("unexpected argument %q", cmdArgs[0]))
+		}
+		return printVersion(stdout)
+	case "help":
+		if len(cmdArgs) > 0 && cmdArgs[0] == "certs" {
+			return runCerts([]string{"--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	default:
+		return usageError(stderr, "fluidity", fmt.Errorf("unknown command %q", cmd))
+	}
+}
+
+func printVersion(stdout io.Writer) int {
+	fmt.Fprintf(stdout, "fluidity %s\n", buildinfo.String())
+	return exitOK
+}
+
+func usageError(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd, err, cmd)
+	return exitUsage
+}

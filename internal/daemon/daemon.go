@@ -1,0 +1,63 @@
+// Package daemon holds what the agent and server mains share: command-line
+// handling (flags, --config, --help, version) on top of internal/config.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
+	"github.com/fluidity-tunnel/fluidity/internal/config"
+)
+
+// Command describes one daemon's command line.
+type Command struct {
+	Name      string // binary name, e.g. "fluidity-agent"
+	Summary   string // one line for --help
+	EnvPrefix string // e.g. "FLUIDITY_AGENT_"
+}
+
+// Load parses args into cfg (a pointer to a config struct holding the defaults),
+// reading --config's YAML file, then environ, then the flags. It returns done=true
+// with an exit code when the command line was fully handled (version, --help) or
+// was wrong; the error message, naming the key at fault, is already printed.
+func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer) (done bool, code int) {
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+		fmt.Fprintf(stdout, "%s %s\n", c.Name, buildinfo.String())
+		return true, 0
+	}
+	fs := pflag.NewFlagSet(c.Name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.StringP("config", "c", "", "YAML configuration file")
+	config.RegisterFlags(fs, cfg)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "%s — %s\n\nUsage:\n  %s [flags]\n  %s version\n\nPrecedence: flags > environment (%s<KEY>) > --config file > defaults.\n\nFlags:\n%s",
+			c.Name, c.Summary, c.Name, c.Name, c.EnvPrefix, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.Usage()
+			return true, 0
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+		return true, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", c.Name, fs.Arg(0))
+		return true, 2
+	}
+	if err := config.Load(cfg, config.Options{File: *configFile, EnvPrefix: c.EnvPrefix, Environ: environ, Flags: fs}); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+		return true, 2
+	}
+	if v, ok := cfg.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+			return true, 2
+		}
+	}
+	return false, 0
+}

@@ -1,0 +1,131 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		level, format string
+		wantLevel     zerolog.Level
+		wantErr       string
+	}{
+		{"", "", zerolog.InfoLevel, ""},
+		{"trace", "json", zerolog.TraceLevel, ""},
+		{"debug", "json", zerolog.DebugLevel, ""},
+		{"INFO", "JSON", zerolog.InfoLevel, ""},
+		{"warn", "console", zerolog.WarnLevel, ""},
+		{"error", "console", zerolog.ErrorLevel, ""},
+		{"verbose", "json", 0, `"verbose"`},
+		{"info", "xml", 0, `"xml"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level+"/"+tt.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, err := New(&buf, tt.level, tt.format)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if log.GetLevel() != tt.wantLevel {
+				t.Errorf("level = %v, want %v", log.GetLevel(), tt.wantLevel)
+			}
+			if zerolog.GlobalLevel() != zerolog.TraceLevel {
+				t.Errorf("global level changed to %v", zerolog.GlobalLevel())
+			}
+		})
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := New(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug().Msg("hidden")
+	log.Info().Str("domain", "example.com").Msg("connected")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("got %d lines, want 1 (debug must be filtered): %q", len(lines), buf.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatalf("not JSON: %v: %q", err, lines[0])
+	}
+	for _, k := range []string{"time", "level", "message", "domain"} {
+		if _, ok := rec[k]; !ok {
+			t.Errorf("field %q missing from %v", k, rec)
+		}
+	}
+}
+
+func TestConsoleOutput(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := New(&buf, "debug", "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug().Str("domain", "example.com").Msg("dialing")
+	out := buf.String()
+	if strings.HasPrefix(strings.TrimSpace(out), "{") {
+		t.Errorf("console output looks like JSON: %q", out)
+	}
+	for _, want := range []string{"dialing", "domain=example.com", "DBG"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q lacks %q", out, want)
+		}
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("colour codes written to a non-terminal: %q", out)
+	}
+}
+
+func TestDomain(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"example.com:443", "example.com"},
+		{"example.com", "example.com"},
+		{"Example.COM.:443", "example.com"},
+		{"203.0.113.7:8443", "203.0.113.7"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:db8::1]", "2001:db8::1"},
+		{"2001:db8::1", "2001:db8::1"},
+		{"https://example.com/path/to?q=1#frag", "example.com"},
+		{"https://user:s3cret@example.com:8443/p?token=abc", "example.com"},
+		{"http://user@example.com", "example.com"},
+		{"user:s3cret@example.com:443", "example.com"},
+		{"example.com/secret/path?key=value", "example.com"},
+		{"example.com?key=value", "example.com"},
+		{"//example.com/x", "example.com"},
+		{"ws://example.com:80/chat", "example.com"},
+		{"https://user:pa/ss@example.com/", "example.com"},   // malformed userinfo
+		{"https://example.com/%zz?token=abc", "example.com"}, // bad escape
+		{"", ""},
+		{"   ", ""},
+		{"exa mple.com:443", ""},
+		{"example.com\n{\"level\":\"error\"}", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := Domain(tt.in)
+			if got != tt.want {
+				t.Errorf("Domain(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			for _, secret := range []string{"s3cret", "token", "key", "path", "user", "pa"} {
+				if strings.Contains(got, secret) {
+					t.Errorf("Domain(%q) = %q leaks %q", tt.in, got, secret)
+				}
+			}
+		})
+	}
+}
