@@ -40,6 +40,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// ReadHeaderTimeout bounds how long a local client may take to send its request headers.
 	ReadHeaderTimeout time.Duration
+	// Health, if set, decides what GET /healthz on the proxy itself answers: 200 when
+	// it returns nil, 503 otherwise. The agent checks that the tunnel is up.
+	Health func(ctx context.Context) error
 }
 
 // DefaultConfig returns the defaults.
@@ -262,6 +265,12 @@ func (c closeWriteByClose) CloseWrite() error { return c.Close() }
 // scripts and a hint for people who point a browser at it.
 func (p *Proxy) nonProxy(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
+		if p.cfg.Health != nil {
+			if err := p.cfg.Health(r.Context()); err != nil {
+				http.Error(w, "tunnel down", http.StatusServiceUnavailable)
+				return
+			}
+		}
 		_, _ = io.WriteString(w, "ok\n")
 		return
 	}

@@ -137,6 +137,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	pcfg := proxy.DefaultConfig()
 	pcfg.Logger = log
+	pcfg.Health = func(ctx context.Context) error {
+		_, err := client.Session(ctx)
+		return err
+	}
 	px, err := proxy.New(client, pcfg)
 	if err != nil {
 		return err

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make run`: a local server and agent with generated certificates, ready to proxy.
+# State (certificates) lives in .state/ and is reused on the next run. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATE=${FLUIDITY_STATE:-.state}
+SERVER_PORT=${SERVER_PORT:-8443}
+PROXY_PORT=${PROXY_PORT:-8080}
+LOG_FORMAT=${LOG_FORMAT:-console}
+# Locally the targets you try first are often on this machine or your LAN, which the
+# server refuses by default (it must not become a door into its own network). Open
+# them for the local demo only; the cloud server keeps the default.
+ALLOW_CIDRS=${ALLOW_CIDRS:-127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16}
+
+mkdir -p "$STATE"
+# Creates what is missing, keeps what exists (never clobbers keys).
+bin/fluidity certs --dir "$STATE/certs" --san 127.0.0.1 --client agent >/dev/null
+
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	echo "fluidity: stopped"
+	exit 0
+}
+trap cleanup INT TERM EXIT
+
+bin/fluidity-server \
+	--listen-addr 127.0.0.1 --listen-port "$SERVER_PORT" \
+	--cert-file "$STATE/certs/server.crt" --key-file "$STATE/certs/server.key" \
+	--ca-cert-file "$STATE/certs/ca.crt" \
+	--allow-cidrs "$ALLOW_CIDRS" --log-format "$LOG_FORMAT" &
+pids+=($!)
+
+bin/fluidity-agent \
+	--server-ip 127.0.0.1 --server-port "$SERVER_PORT" \
+	--listen-addr 127.0.0.1 --local-proxy-port "$PROXY_PORT" \
+	--cert-file "$STATE/certs/agent.crt" --key-file "$STATE/certs/agent.key" \
+	--ca-cert-file "$STATE/certs/ca.crt" --log-format "$LOG_FORMAT" &
+pids+=($!)
+
+# Ready means the proxy answers and the tunnel session is up.
+for _ in $(seq 1 100); do
+	if curl -fsS "http://127.0.0.1:$PROXY_PORT/healthz" >/dev/null 2>&1; then
+		echo
+		echo "fluidity: proxy ready on http://127.0.0.1:$PROXY_PORT (tunnel to 127.0.0.1:$SERVER_PORT over mTLS)"
+		echo "fluidity: try   curl -x http://127.0.0.1:$PROXY_PORT http://example.com/"
+		echo "fluidity: Ctrl-C stops both"
+		break
+	fi
+	for pid in "${pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null || { echo "fluidity: a daemon exited; see its log above" >&2; exit 1; }
+	done
+	sleep 0.1
+done
+wait -n "${pids[@]}"
