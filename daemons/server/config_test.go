@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/fluidity-tunnel/fluidity/internal/config"
+)
+
+func validServerConfig() Config {
+	c := defaultConfig()
+	c.CertFile, c.KeyFile, c.CACertFile = "s.crt", "s.key", "ca.crt"
+	return c
+}
+
+func TestValidateNamesTheKey(t *testing.T) {
+	tests := []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"listen_addr", func(c *Config) { c.ListenAddr = "example.com" }},
+		{"listen_port", func(c *Config) { c.ListenPort = 65536 }},
+		{"cert_file", func(c *Config) { c.CertFile = "" }},
+		{"key_file", func(c *Config) { c.KeyFile = "" }},
+		{"ca_cert_file", func(c *Config) { c.CACertFile = "" }},
+		{"max_connections", func(c *Config) { c.MaxConnections = 0 }},
+		{"dial_timeout", func(c *Config) { c.DialTimeout = 0 }},
+		{"idle_timeout", func(c *Config) { c.IdleTimeout = -1 }},
+		{"shutdown_timeout", func(c *Config) { c.ShutdownTimeout = 0 }},
+		{"metrics_interval", func(c *Config) { c.EmitMetrics, c.MetricsInterval = true, 0 }},
+		{"allow_cidrs", func(c *Config) { c.AllowCIDRs = []string{"10.0.0.0/33"} }},
+		{"deny_cidrs", func(c *Config) { c.DenyCIDRs = []string{"nope"} }},
+		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
+		{"log_format", func(c *Config) { c.LogFormat = "xml" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			c := validServerConfig()
+			tc.mutate(&c)
+			var fe *config.FieldError
+			if err := c.Validate(); !errors.As(err, &fe) || fe.Key != tc.key {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.key)
+			}
+		})
+	}
+	c := validServerConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{name: "version", args: []string{"version"}, wantOut: "fluidity-server "},
+		{name: "help", args: []string{"--help"}, wantOut: "--max-connections"},
+		{name: "bad env value", env: []string{"FLUIDITY_SERVER_MAX_CONNECTIONS=many"}, wantCode: 2, wantErr: "max_connections"},
+		{name: "missing file", args: []string{"--config", "/nonexistent/server.yaml"}, wantCode: 2, wantErr: "server.yaml"},
+		{name: "unloadable certificates", args: []string{"--cert-file", "/nonexistent", "--key-file", "/nonexistent", "--ca-cert-file", "/nonexistent", "--listen-port", "0"}, wantCode: 1, wantErr: "key pair"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), tc.args, tc.env, &out, &errb)
+			if code != tc.wantCode || !strings.Contains(out.String(), tc.wantOut) || !strings.Contains(errb.String(), tc.wantErr) {
+				t.Fatalf("code %d stdout %q stderr %q", code, out.String(), errb.String())
+			}
+		})
+	}
+}
