@@ -1,0 +1,99 @@
+// Command fluidity-bench measures a direct connection, Fluidity and
+// `ssh -D` side by side on loopback and prints (and optionally writes) a
+// table of the figures from issue 4. Run it from the repository root after
+// `make build-host`, or use `make bench`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/fluidity-tunnel/fluidity/internal/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fluidity-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	out := flag.String("out", "", "also write the report as markdown to this file (e.g. BENCHMARKS.md)")
+	quick := flag.Bool("quick", false, "smaller transfers and shorter runs (about 2 minutes)")
+	only := flag.String("only", "", "run only these figures, e.g. figure1,figure3")
+	bin := flag.String("bin", "bin", "directory holding fluidity, fluidity-server and fluidity-agent")
+	pathList := flag.String("paths", "direct,fluidity,ssh", "paths to measure (direct, fluidity, ssh)")
+	rounds := flag.Int("rounds", 3, "interleaved rounds per figure")
+	flag.Parse()
+
+	figures, err := bench.ParseFigures(*only)
+	if err != nil {
+		return err
+	}
+	paths := map[string]bool{}
+	for _, p := range strings.Split(*pathList, ",") {
+		switch strings.TrimSpace(p) {
+		case "direct":
+			paths[bench.Direct] = true
+		case "fluidity":
+			paths[bench.Fluidity] = true
+		case "ssh", "ssh -D":
+			paths[bench.SSH] = true
+		case "":
+		default:
+			return fmt.Errorf("unknown path %q: want direct, fluidity or ssh", p)
+		}
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
+	if err := bench.RaiseFileLimit(); err != nil {
+		logf("cannot raise the open-file limit: %v", err)
+	}
+
+	load := bench.LoadAverage()
+	if load > 0.5 {
+		logf("warning: load average %.2f before starting; other work on this machine will skew the figures", load)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rig, err := bench.StartRig(ctx, bench.RigOptions{BinDir: *bin, Paths: paths, Log: logf})
+	if err != nil {
+		return err
+	}
+	defer rig.Close()
+
+	cfg := bench.Config{Quick: *quick, Figures: figures, Rounds: *rounds, Log: logf}
+	rep, err := bench.Run(ctx, rig, cfg)
+	fmt.Println()
+	rep.WriteText(os.Stdout)
+	fmt.Println()
+	bench.WriteGoalsText(os.Stdout, rep.Goals())
+	if err != nil {
+		return err // interrupted or broken: do not overwrite the report file
+	}
+	if *out == "" {
+		return nil
+	}
+	command := strings.Join(append([]string{"go run ./internal/bench/cmd/fluidity-bench"}, os.Args[1:]...), " ")
+	m := bench.DescribeMachine(ctx, *bin, command, load)
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteDocument(f, rep, m, bench.SizesFor(*quick), *rounds, append(rig.Notes, rep.Notes...)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	logf("wrote %s", *out)
+	return nil
+}

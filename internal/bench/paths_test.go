@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"testing"
+	"time"
+)
+
+// fakeHTTPProxy is a minimal forwarding + CONNECT proxy standing in for the
+// Fluidity agent.
+func fakeHTTPProxy(t *testing.T) string {
+	t.Helper()
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.Out.URL = r.In.URL }}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		c, _, _ := http.NewResponseController(w).Hijack()
+		go func() { io.Copy(up, c); up.Close() }()
+		io.Copy(c, up)
+		c.Close()
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// fakeSOCKS5 is a minimal no-auth SOCKS5 CONNECT server standing in for ssh -D.
+func fakeSOCKS5(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 10)
+				if _, err := io.ReadFull(c, b[:3]); err != nil {
+					return
+				}
+				c.Write([]byte{5, 0})
+				if _, err := io.ReadFull(c, b[:10]); err != nil || b[3] != 1 {
+					return
+				}
+				addr := &net.TCPAddr{IP: net.IP(b[4:8]), Port: int(binary.BigEndian.Uint16(b[8:10]))}
+				up, err := net.DialTCP("tcp", nil, addr)
+				if err != nil {
+					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+					return
+				}
+				defer up.Close()
+				c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestPathsAgainstFakes(t *testing.T) {
+	target, err := StartTarget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	hp, sp := fakeHTTPProxy(t), fakeSOCKS5(t)
+	paths := []*Path{
+		{Name: Direct, Dial: DialDirect},
+		{Name: Fluidity, ProxyAddr: hp, Dial: func(ctx context.Context, a string) (net.Conn, error) { return DialConnect(ctx, hp, a) }},
+		{Name: SSH, Dial: func(ctx context.Context, a string) (net.Conn, error) { return DialSOCKS5(ctx, sp, a) }},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range paths {
+		for _, plain := range []bool{true, false} {
+			if err := p.OneShot(ctx, target.Addr, plain); err != nil {
+				t.Errorf("%s OneShot(plain=%v): %v", p.Name, plain, err)
+			}
+		}
+		d, err := Download(ctx, p, target.Addr, 3<<20, 5*time.Second)
+		if err != nil || d.Bytes != 3<<20 {
+			t.Errorf("%s download: %+v, %v", p.Name, d, err)
+		}
+		u, err := Upload(ctx, p, target, 3<<20, 5*time.Second)
+		if err != nil || u.Bytes != 3<<20 {
+			t.Errorf("%s upload: %+v, %v", p.Name, u, err)
+		}
+		rps, lats, err := SmallLoad(ctx, p, target.Addr, 4, 50*time.Millisecond)
+		if err != nil || rps <= 0 || len(lats) == 0 {
+			t.Errorf("%s small load: %v req/s, %d samples, %v", p.Name, rps, len(lats), err)
+		}
+	}
+	if open, err := target.Quiesce(ctx, 2*time.Second); err != nil || open != 0 {
+		t.Errorf("%d transfers left open: %v", open, err)
+	}
+}

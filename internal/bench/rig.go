@@ -1,0 +1,163 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// RigOptions selects what StartRig brings up.
+type RigOptions struct {
+	BinDir string          // where fluidity, fluidity-server, fluidity-agent live
+	Paths  map[string]bool // Direct, Fluidity, SSH; missing means off
+	Log    func(format string, args ...any)
+}
+
+// Rig is the running benchmark environment: the target and every path to
+// it. Close stops all of it and removes its files.
+type Rig struct {
+	Target *Target
+	Paths  []*Path // loopback paths in column order
+	Notes  []string
+
+	opts     RigOptions
+	dir      string
+	fserver  *FluidityServer
+	sshd     *SSHServer
+	wan      *WAN
+	wanPaths []*Path
+	stops    []func() // run in reverse by Close
+}
+
+// WANDelay is the one-way delay of the WAN figures (40 ms round trip).
+const WANDelay = 20 * time.Millisecond
+
+// StartRig starts the target and the selected paths. A path whose software
+// is missing is skipped with a note instead of failing the run.
+func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
+	r := &Rig{opts: opts}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.dir, err = os.MkdirTemp("", "fluidity-bench-"); err != nil {
+		return nil, err
+	}
+	r.onClose(func() { os.RemoveAll(r.dir) })
+	if r.Target, err = StartTarget(); err != nil {
+		return nil, err
+	}
+	r.onClose(func() { r.Target.Close() })
+
+	for _, c := range Columns {
+		if !opts.Paths[c] {
+			r.Notes = append(r.Notes, c+" not measured: left out with -paths.")
+		}
+	}
+	if opts.Paths[Direct] {
+		r.Paths = append(r.Paths, &Path{Name: Direct, Dial: DialDirect, Procs: func() []int { return nil }})
+	}
+	if opts.Paths[Fluidity] {
+		if bins, err := FindFluidity(opts.BinDir); err != nil {
+			r.skip(Fluidity, err)
+		} else {
+			if r.fserver, err = StartFluidityServer(ctx, bins, r.dir); err != nil {
+				return nil, err
+			}
+			r.onClose(r.fserver.Stop)
+			agent, err := r.fserver.StartAgent(ctx, r.fserver.Addr, r.Target.Addr)
+			if err != nil {
+				return nil, err
+			}
+			r.onClose(agent.Stop)
+			r.Paths = append(r.Paths, agent.Path(r.fserver))
+			opts.Log("fluidity: server %s, agent %s", r.fserver.Addr, agent.Addr)
+		}
+	}
+	if opts.Paths[SSH] {
+		tools, err := FindSSH(ctx, opts.Log)
+		if err != nil {
+			return nil, err
+		}
+		if r.sshd, err = StartSSHServer(ctx, tools, r.dir); err != nil {
+			return nil, err
+		}
+		r.onClose(r.sshd.Stop)
+		client, err := r.sshd.StartClient(ctx, r.sshd.Addr, r.Target.Addr)
+		if err != nil {
+			return nil, err
+		}
+		r.onClose(client.Stop)
+		r.Paths = append(r.Paths, client.Path())
+		opts.Log("ssh: sshd %s, ssh -D %s (sessions %v)", r.sshd.Addr, client.Addr, client.sessions)
+	}
+	return r, nil
+}
+
+func (r *Rig) skip(path string, err error) {
+	note := fmt.Sprintf("%s skipped: %v", path, err)
+	r.Notes = append(r.Notes, note)
+	r.opts.Log("%s", note)
+}
+
+func (r *Rig) onClose(f func()) { r.stops = append(r.stops, f) }
+
+// WANPaths returns the paths with a 40 ms round trip inserted: between
+// agent and server, between ssh and sshd, and in front of the target for
+// direct. They are started on first use.
+func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
+	if r.wan != nil {
+		return r.wanPaths, nil
+	}
+	r.wan = NewWAN()
+	r.onClose(r.wan.Close)
+	for _, p := range r.Paths {
+		switch p.Name {
+		case Direct:
+			addr, err := r.wan.Add("direct", r.Target.Addr, WANDelay)
+			if err != nil {
+				return nil, err
+			}
+			r.wanPaths = append(r.wanPaths, &Path{
+				Name:  Direct,
+				Dial:  func(ctx context.Context, _ string) (_ net.Conn, err error) { return DialDirect(ctx, addr) },
+				Procs: func() []int { return nil },
+			})
+		case Fluidity:
+			addr, err := r.wan.Add("fluidity", r.fserver.Addr, WANDelay)
+			if err != nil {
+				return nil, err
+			}
+			agent, err := r.fserver.StartAgent(ctx, addr, r.Target.Addr)
+			if err != nil {
+				return nil, err
+			}
+			r.onClose(agent.Stop)
+			r.wanPaths = append(r.wanPaths, agent.Path(r.fserver))
+		case SSH:
+			addr, err := r.wan.Add("ssh", r.sshd.Addr, WANDelay)
+			if err != nil {
+				return nil, err
+			}
+			client, err := r.sshd.StartClient(ctx, addr, r.Target.Addr)
+			if err != nil {
+				return nil, err
+			}
+			r.onClose(client.Stop)
+			r.wanPaths = append(r.wanPaths, client.Path())
+		}
+	}
+	return r.wanPaths, nil
+}
+
+// Close stops everything the rig started, newest first, and removes its
+// temporary directory.
+func (r *Rig) Close() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+}

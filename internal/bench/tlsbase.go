@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"io"
+	"math/big"
+	"time"
+)
+
+// TLSStream measures one in-process Go TLS 1.3 stream over loopback moving
+// n bytes server → client: the ceiling a single-connection tunnel can reach.
+func TLSStream(ctx context.Context, n int64) (float64, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "bench"},
+		DNSNames:     []string{"bench"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return 0, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return 0, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		for left := int64(binary.BigEndian.Uint64(hdr[:])); left > 0; {
+			chunk := bulkChunk[:min(int64(len(bulkChunk)), left)]
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+			left -= int64(len(chunk))
+		}
+	}()
+	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: "bench"}}
+	c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	start := time.Now()
+	if _, err := c.Write(binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+		return 0, err
+	}
+	got, err := drain(io.LimitReader(c, n))
+	if err != nil {
+		return 0, err
+	}
+	return MBps(got, time.Since(start)), nil
+}
