@@ -1,0 +1,283 @@
+// Package handler holds the logic of the Wake, Sleep and Kill Lambdas so it
+// can be tested without the Lambda runtime; the mains only read the
+// environment and wire clients.
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
+)
+
+// Controller is what the Wake and Kill handlers need from [lifecycle.Service].
+type Controller interface {
+	Wake(ctx context.Context) (lifecycle.Status, error)
+	Kill(ctx context.Context) (lifecycle.Status, error)
+}
+
+// Config is what the mains read from the environment.
+type Config struct {
+	Cluster       string
+	Service       string
+	TunnelPort    int
+	IdleThreshold time.Duration
+	Namespace     string
+	LogLevel      zerolog.Level
+}
+
+// DefaultConfig holds the values used when a variable is unset.
+func DefaultConfig() Config {
+	return Config{
+		TunnelPort:    8443,
+		IdleThreshold: lifecycle.DefaultIdlePolicy().Threshold,
+		Namespace:     lifecycle.DefaultNamespace,
+		LogLevel:      zerolog.InfoLevel,
+	}
+}
+
+// ConfigFromEnv reads CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT,
+// IDLE_THRESHOLD (a Go duration such as "15m"), METRICS_NAMESPACE and
+// LOG_LEVEL through getenv (os.Getenv in the mains).
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	c.Cluster = getenv("CLUSTER_NAME")
+	c.Service = getenv("SERVICE_NAME")
+	if v := getenv("TUNNEL_PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("TUNNEL_PORT %q: %w", v, err)
+		}
+		c.TunnelPort = p
+	}
+	if v := getenv("IDLE_THRESHOLD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("IDLE_THRESHOLD %q: %w", v, err)
+		}
+		c.IdleThreshold = d
+	}
+	if v := getenv("METRICS_NAMESPACE"); v != "" {
+		c.Namespace = v
+	}
+	if v := getenv("LOG_LEVEL"); v != "" {
+		l, err := zerolog.ParseLevel(strings.ToLower(v))
+		if err != nil {
+			return Config{}, fmt.Errorf("LOG_LEVEL %q: %w", v, err)
+		}
+		c.LogLevel = l
+	}
+	return c, c.Validate()
+}
+
+// Validate reports missing or impossible settings.
+func (c Config) Validate() error {
+	if err := (lifecycle.ServiceConfig{Cluster: c.Cluster, Service: c.Service}).Validate(); err != nil {
+		return fmt.Errorf("CLUSTER_NAME/SERVICE_NAME: %w", err)
+	}
+	if c.TunnelPort < 1 || c.TunnelPort > 65535 {
+		return fmt.Errorf("TUNNEL_PORT %d out of range", c.TunnelPort)
+	}
+	if err := (lifecycle.IdlePolicy{Threshold: c.IdleThreshold}).Validate(); err != nil {
+		return fmt.Errorf("IDLE_THRESHOLD: %w", err)
+	}
+	return nil
+}
+
+// Wake serves POST /wake.
+type Wake struct {
+	Service    Controller
+	TunnelPort int
+	Log        zerolog.Logger
+}
+
+// Handle raises the desired count to 1 (if it is 0) and answers with the
+// state and, once running, the address to dial.
+func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+	log := requestLogger(ctx, h.Log, req)
+	if resp, ok := onlyPost(req); !ok {
+		log.Warn().Str("method", req.HTTPMethod).Msg("wake: method not allowed")
+		return resp, nil
+	}
+	st, err := h.Service.Wake(ctx)
+	if err != nil {
+		return awsFailure(log, "wake", err), nil
+	}
+	res := lifecycle.ResultFromStatus(st, h.TunnelPort)
+	log.Info().Str("state", string(res.State)).Int32("desired_count", res.DesiredCount).
+		Int32("running_count", res.RunningCount).Bool("has_address", res.Address != "").Msg("wake")
+	return jsonResponse(http.StatusOK, res), nil
+}
+
+// Kill serves POST /kill and the nightly EventBridge schedule.
+type Kill struct {
+	Service    Controller
+	TunnelPort int
+	Log        zerolog.Logger
+}
+
+// Handle tells the event shapes apart from the raw JSON: API Gateway proxy
+// requests carry httpMethod/requestContext, EventBridge events carry
+// detail-type and source. An API request gets an HTTP answer; a scheduled
+// event gets the result document (or an error, which Lambda records and
+// EventBridge may retry).
+func (h *Kill) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		HTTPMethod     *string          `json:"httpMethod"`
+		RequestContext *json.RawMessage `json:"requestContext"`
+		DetailType     *string          `json:"detail-type"`
+		Source         *string          `json:"source"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("kill: decode event: %w", err)
+	}
+	switch {
+	case probe.HTTPMethod != nil || probe.RequestContext != nil:
+		var req events.APIGatewayProxyRequest
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return nil, fmt.Errorf("kill: decode api gateway request: %w", err)
+		}
+		return h.HandleAPI(ctx, req)
+	case probe.DetailType != nil || probe.Source != nil:
+		var ev events.EventBridgeEvent
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, fmt.Errorf("kill: decode eventbridge event: %w", err)
+		}
+		return h.HandleScheduled(ctx, ev)
+	}
+	h.Log.Error().Msg("kill: unrecognised event shape")
+	return nil, errors.New("kill: unrecognised event: neither an api gateway request nor an eventbridge event")
+}
+
+// HandleAPI serves POST /kill.
+func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+	log := requestLogger(ctx, h.Log, req)
+	if resp, ok := onlyPost(req); !ok {
+		log.Warn().Str("method", req.HTTPMethod).Msg("kill: method not allowed")
+		return resp, nil
+	}
+	st, err := h.Service.Kill(ctx)
+	if err != nil {
+		return awsFailure(log, "kill", err), nil
+	}
+	log.Info().Str("trigger", "api").Str("state", string(st.State)).Msg("kill: desired count 0")
+	return jsonResponse(http.StatusOK, lifecycle.ResultFromStatus(st, h.TunnelPort)), nil
+}
+
+// HandleScheduled serves the nightly schedule.
+func (h *Kill) HandleScheduled(ctx context.Context, ev events.EventBridgeEvent) (lifecycle.WakeResult, error) {
+	log := eventLogger(ctx, h.Log, ev)
+	st, err := h.Service.Kill(ctx)
+	if err != nil {
+		log.Error().Err(err).Str("trigger", "schedule").Msg("kill failed")
+		return lifecycle.WakeResult{}, fmt.Errorf("kill: %w", err)
+	}
+	log.Info().Str("trigger", "schedule").Str("state", string(st.State)).Msg("kill: desired count 0")
+	return lifecycle.ResultFromStatus(st, h.TunnelPort), nil
+}
+
+// Sleep serves the rate(5 minutes) schedule.
+type Sleep struct {
+	Policy  lifecycle.IdlePolicy
+	Service *lifecycle.Service
+	Metrics *lifecycle.MetricsReader
+	// Now defaults to time.Now.
+	Now func() time.Time
+	Log zerolog.Logger
+}
+
+// SleepResult is what the Sleep Lambda returns (visible in test invocations
+// and the Lambda console).
+type SleepResult struct {
+	Idle         bool            `json:"idle"`
+	ScaledToZero bool            `json:"scaled_to_zero"`
+	Reason       string          `json:"reason"`
+	State        lifecycle.State `json:"state"`
+}
+
+// Handle applies the idle policy and scales to zero when idle.
+func (h *Sleep) Handle(ctx context.Context, ev events.EventBridgeEvent) (SleepResult, error) {
+	log := eventLogger(ctx, h.Log, ev)
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	d, err := h.Policy.Apply(ctx, h.Service, h.Metrics, now())
+	if err != nil {
+		log.Error().Err(err).Msg("sleep: idle check failed")
+		return SleepResult{}, fmt.Errorf("sleep: %w", err)
+	}
+	ev2 := log.Info()
+	if d.Idle {
+		ev2 = log.Warn()
+	}
+	ev2.Bool("idle", d.Idle).Str("reason", d.Reason).Str("state", string(d.Status.State)).
+		Int32("desired_count", d.Status.DesiredCount).Float64("active_connections", d.Data.ActiveConnections).
+		Msg("sleep decision")
+	return SleepResult{Idle: d.Idle, ScaledToZero: d.Idle, Reason: d.Reason, State: d.Status.State}, nil
+}
+
+func onlyPost(req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, bool) {
+	if strings.EqualFold(req.HTTPMethod, http.MethodPost) {
+		return events.APIGatewayProxyResponse{}, true
+	}
+	resp := jsonResponse(http.StatusMethodNotAllowed, lifecycle.ErrorBody{
+		Code: lifecycle.CodeMethodNotAllowed, Message: "use POST",
+	})
+	resp.Headers["Allow"] = http.MethodPost
+	return resp, false
+}
+
+// awsFailure logs the detail and answers 500 with a JSON error; the message
+// names the failing step but not account details.
+func awsFailure(log zerolog.Logger, op string, err error) events.APIGatewayProxyResponse {
+	log.Error().Err(err).Msg(op + " failed")
+	code, msg := lifecycle.CodeAWS, op+": the ECS service could not be updated or read"
+	if errors.Is(err, lifecycle.ErrServiceNotFound) {
+		code, msg = lifecycle.CodeServiceNotFound, op+": the ECS service does not exist (check CLUSTER_NAME/SERVICE_NAME)"
+	}
+	return jsonResponse(http.StatusInternalServerError, lifecycle.ErrorBody{Code: code, Message: msg})
+}
+
+func jsonResponse(status int, v any) events.APIGatewayProxyResponse {
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(v)
+	return events.APIGatewayProxyResponse{
+		StatusCode: status,
+		Headers:    map[string]string{"Content-Type": "application/json", "Cache-Control": "no-store"},
+		Body:       buf.String(),
+	}
+}
+
+func requestLogger(ctx context.Context, log zerolog.Logger, req events.APIGatewayProxyRequest) zerolog.Logger {
+	lc := log.With().Str("api_request_id", req.RequestContext.RequestID)
+	if c, ok := lambdacontext.FromContext(ctx); ok {
+		lc = lc.Str("aws_request_id", c.AwsRequestID)
+	}
+	return lc.Logger()
+}
+
+func eventLogger(ctx context.Context, log zerolog.Logger, ev events.EventBridgeEvent) zerolog.Logger {
+	lc := log.With().Str("event_id", ev.ID).Str("detail_type", ev.DetailType)
+	if c, ok := lambdacontext.FromContext(ctx); ok {
+		lc = lc.Str("aws_request_id", c.AwsRequestID)
+	}
+	return lc.Logger()
+}
+
+// NewLogger returns the JSON logger the Lambdas write to CloudWatch Logs.
+func NewLogger(w io.Writer, function string, level zerolog.Level) zerolog.Logger {
+	return zerolog.New(w).Level(level).With().Timestamp().Str("lambda", function).Logger()
+}

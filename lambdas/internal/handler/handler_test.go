@@ -1,0 +1,210 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
+)
+
+type fakeController struct {
+	st    lifecycle.Status
+	err   error
+	wakes int
+	kills int
+}
+
+func (f *fakeController) Wake(context.Context) (lifecycle.Status, error) {
+	f.wakes++
+	return f.st, f.err
+}
+
+func (f *fakeController) Kill(context.Context) (lifecycle.Status, error) {
+	f.kills++
+	return lifecycle.Status{State: lifecycle.StateSleeping}, f.err
+}
+
+func readEvent(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func apiRequest(t *testing.T, name, method string) events.APIGatewayProxyRequest {
+	t.Helper()
+	var req events.APIGatewayProxyRequest
+	if err := json.Unmarshal(readEvent(t, name), &req); err != nil {
+		t.Fatal(err)
+	}
+	if method != "" {
+		req.HTTPMethod = method
+	}
+	return req
+}
+
+func TestWakeHandler(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		method     string
+		st         lifecycle.Status
+		err        error
+		wantStatus int
+		wantBody   map[string]any
+		wantWakes  int
+	}{
+		{name: "running", st: lifecycle.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
+			wantStatus: 200, wantBody: map[string]any{"state": "running", "address": "203.0.113.9:9443"}, wantWakes: 1},
+		{name: "starting", st: lifecycle.Status{State: lifecycle.StateStarting, DesiredCount: 1},
+			wantStatus: 200, wantBody: map[string]any{"state": "starting", "address": nil}, wantWakes: 1},
+		{name: "GET", method: http.MethodGet, wantStatus: 405, wantBody: map[string]any{"code": lifecycle.CodeMethodNotAllowed}},
+		{name: "aws failure", err: errors.New("AccessDeniedException: secret account detail"), wantStatus: 500,
+			wantBody: map[string]any{"code": lifecycle.CodeAWS}, wantWakes: 1},
+		{name: "missing service", err: fmt.Errorf("x: %w", lifecycle.ErrServiceNotFound), wantStatus: 500,
+			wantBody: map[string]any{"code": lifecycle.CodeServiceNotFound}, wantWakes: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			c := &fakeController{st: tc.st, err: tc.err}
+			h := &Wake{Service: c, TunnelPort: 9443, Log: zerolog.New(&logs)}
+			resp, err := h.Handle(context.Background(), apiRequest(t, "apigw-wake.json", tc.method))
+			if err != nil {
+				t.Fatalf("Handle returned a Go error (API Gateway would answer 502): %v", err)
+			}
+			var body map[string]any
+			if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
+				t.Fatalf("body %q is not JSON", resp.Body)
+			}
+			if resp.StatusCode != tc.wantStatus || c.wakes != tc.wantWakes {
+				t.Fatalf("status %d wakes %d, want %d %d (%s)", resp.StatusCode, c.wakes, tc.wantStatus, tc.wantWakes, resp.Body)
+			}
+			for k, v := range tc.wantBody {
+				if body[k] != v {
+					t.Errorf("body[%s] = %v, want %v (%s)", k, body[k], v, resp.Body)
+				}
+			}
+			if strings.Contains(resp.Body, "secret account detail") {
+				t.Error("AWS error detail leaked into the answer")
+			}
+			if tc.err != nil && !strings.Contains(logs.String(), tc.err.Error()) {
+				t.Error("AWS error detail not logged")
+			}
+			if strings.Contains(logs.String(), "fixture-api-key") {
+				t.Error("the API key was logged")
+			}
+		})
+	}
+}
+
+func TestKillHandlerEventShapes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		event   []byte
+		wantAPI bool
+		wantErr bool
+		kills   int
+	}{
+		{name: "api gateway", event: readEvent(t, "apigw-kill.json"), wantAPI: true, kills: 1},
+		{name: "scheduled", event: readEvent(t, "eventbridge-scheduled.json"), kills: 1},
+		{name: "unknown", event: []byte(`{"foo":1}`), wantErr: true},
+		{name: "not json", event: []byte(`nope`), wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &fakeController{}
+			h := &Kill{Service: c, TunnelPort: 8443, Log: zerolog.Nop()}
+			out, err := h.Handle(context.Background(), tc.event)
+			if (err != nil) != tc.wantErr || c.kills != tc.kills {
+				t.Fatalf("Handle = %v, %v (kills %d)", out, err, c.kills)
+			}
+			if tc.wantErr {
+				return
+			}
+			resp, isAPI := out.(events.APIGatewayProxyResponse)
+			if isAPI != tc.wantAPI {
+				t.Fatalf("answer %T, want API response %v", out, tc.wantAPI)
+			}
+			if isAPI && resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+		})
+	}
+
+	// A scheduled kill that fails must fail the invocation so it is visible.
+	c := &fakeController{err: errors.New("boom")}
+	h := &Kill{Service: c, Log: zerolog.Nop()}
+	if _, err := h.Handle(context.Background(), readEvent(t, "eventbridge-scheduled.json")); err == nil {
+		t.Fatal("failed scheduled kill reported success")
+	}
+	// …while an API one answers 500 JSON.
+	out, err := h.Handle(context.Background(), readEvent(t, "apigw-kill.json"))
+	if resp, ok := out.(events.APIGatewayProxyResponse); err != nil || !ok || resp.StatusCode != 500 {
+		t.Fatalf("failed api kill = %+v, %v; want a 500 answer", out, err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"CLUSTER_NAME": "c", "SERVICE_NAME": "s"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		ok   bool
+		want func(Config) bool
+	}{
+		{"defaults", base, true, func(c Config) bool {
+			return c.TunnelPort == 8443 && c.IdleThreshold == 15*time.Minute && c.Namespace == "Fluidity" && c.LogLevel == zerolog.InfoLevel
+		}},
+		{"all set", with("TUNNEL_PORT", "9443", "IDLE_THRESHOLD", "30m", "LOG_LEVEL", "DEBUG", "METRICS_NAMESPACE", "X"), true, func(c Config) bool {
+			return c.TunnelPort == 9443 && c.IdleThreshold == 30*time.Minute && c.LogLevel == zerolog.DebugLevel && c.Namespace == "X"
+		}},
+		{"no cluster", map[string]string{"SERVICE_NAME": "s"}, false, nil},
+		{"no service", map[string]string{"CLUSTER_NAME": "c"}, false, nil},
+		{"bad port", with("TUNNEL_PORT", "http"), false, nil},
+		{"port out of range", with("TUNNEL_PORT", "70000"), false, nil},
+		{"bad threshold", with("IDLE_THRESHOLD", "15"), false, nil},
+		{"zero threshold", with("IDLE_THRESHOLD", "0s"), false, nil},
+		{"bad level", with("LOG_LEVEL", "loud"), false, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := ConfigFromEnv(func(k string) string { return tc.env[k] })
+			if (err == nil) != tc.ok {
+				t.Fatalf("ConfigFromEnv = %+v, %v; want ok=%v", c, err, tc.ok)
+			}
+			if tc.ok && !tc.want(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}

@@ -1,0 +1,291 @@
+package lambdas_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/awstest"
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
+)
+
+func readEvent(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func ecsClient(endpoint string) *ecs.Client { return ecs.NewFromConfig(awstest.AWSConfig(endpoint)) }
+
+func desiredCount(t *testing.T, endpoint, cluster, service string) int32 {
+	t.Helper()
+	out, err := ecsClient(endpoint).DescribeServices(context.Background(), &ecs.DescribeServicesInput{
+		Cluster: aws.String(cluster), Services: []string{service},
+	})
+	if err != nil || len(out.Services) != 1 {
+		t.Fatalf("describe service %s/%s: %v %+v", cluster, service, err, out)
+	}
+	return out.Services[0].DesiredCount
+}
+
+func lambdaEnv(endpoint string, f *awstest.Fargate, extra ...string) []string {
+	return awstest.LambdaEnv(endpoint, append([]string{
+		"CLUSTER_NAME=" + f.Cluster, "SERVICE_NAME=" + f.Service, "TUNNEL_PORT=8443", "LOG_LEVEL=debug",
+	}, extra...)...)
+}
+
+func invokeAPI(t *testing.T, rie *awstest.RIE, event []byte) (events.APIGatewayProxyResponse, map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := rie.Invoke(ctx, event)
+	if err != nil {
+		t.Fatalf("invoke: %v\nlogs:\n%s", err, rie.Logs())
+	}
+	var resp events.APIGatewayProxyResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("decode proxy response %s: %v", out, err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
+		t.Fatalf("body is not JSON: %q", resp.Body)
+	}
+	if ct := resp.Headers["Content-Type"]; ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	return resp, body
+}
+
+func withMethod(t *testing.T, event []byte, method string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(event, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["httpMethod"] = method
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// TestLambdas runs each Lambda binary under the Runtime Interface Emulator
+// against moto with real event payloads.
+func TestLambdas(t *testing.T) {
+	endpoint := awstest.StartMoto(t)
+	// Builds are sequential on purpose: the go build cache makes the second
+	// and third nearly free, and parallel links would just fight for 2 cores.
+	wakeBin := awstest.BuildLambda(t, "wake")
+	sleepBin := awstest.BuildLambda(t, "sleep")
+	killBin := awstest.BuildLambda(t, "kill")
+
+	t.Run("wake", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-wake", PublicIP: "198.51.100.20"})
+		rie := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		ev := readEvent(t, "apigw-wake.json")
+
+		resp, body := invokeAPI(t, rie, ev)
+		if resp.StatusCode != 200 || body["state"] != "starting" || body["address"] != nil {
+			t.Fatalf("first wake = %d %v, want 200 starting without address", resp.StatusCode, body)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+			t.Fatalf("desired count after wake = %d, want 1", got)
+		}
+		// Polling again is idempotent and, with the task up, reports its address.
+		for i := 0; i < 2; i++ {
+			resp, body = invokeAPI(t, rie, ev)
+			if resp.StatusCode != 200 || body["state"] != "running" || body["address"] != "198.51.100.20:8443" {
+				t.Fatalf("wake poll %d = %d %v, want running at 198.51.100.20:8443", i, resp.StatusCode, body)
+			}
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+			t.Fatalf("desired count after repeated wake = %d, want 1", got)
+		}
+
+		resp, body = invokeAPI(t, rie, withMethod(t, ev, http.MethodGet))
+		if resp.StatusCode != http.StatusMethodNotAllowed || body["code"] != lifecycle.CodeMethodNotAllowed || resp.Headers["Allow"] != "POST" {
+			t.Fatalf("GET /wake = %d %v %v, want 405 method_not_allowed with Allow: POST", resp.StatusCode, body, resp.Headers)
+		}
+	})
+
+	t.Run("wake-missing-service", func(t *testing.T) {
+		t.Parallel()
+		f := &awstest.Fargate{Cluster: "nowhere", Service: "nothing"}
+		rie := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		resp, body := invokeAPI(t, rie, readEvent(t, "apigw-wake.json"))
+		if resp.StatusCode != http.StatusInternalServerError || body["code"] == nil || body["message"] == nil {
+			t.Fatalf("wake of a missing service = %d %v, want 500 with a JSON error", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("kill", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-kill", DesiredCount: 1})
+		rie := awstest.StartEmulator(t, killBin, lambdaEnv(endpoint, f))
+		api := readEvent(t, "apigw-kill.json")
+
+		resp, body := invokeAPI(t, rie, withMethod(t, api, http.MethodDelete))
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("DELETE /kill = %d %v, want 405", resp.StatusCode, body)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+			t.Fatalf("a rejected kill changed the desired count to %d", got)
+		}
+		resp, body = invokeAPI(t, rie, api)
+		if resp.StatusCode != 200 || body["state"] != "sleeping" {
+			t.Fatalf("POST /kill = %d %v, want 200 sleeping", resp.StatusCode, body)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after kill = %d, want 0", got)
+		}
+
+		// The nightly schedule: wake it up by hand, then the scheduled event.
+		if _, err := ecsClient(endpoint).UpdateService(context.Background(), &ecs.UpdateServiceInput{
+			Cluster: aws.String(f.Cluster), Service: aws.String(f.Service), DesiredCount: aws.Int32(1),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := rie.Invoke(context.Background(), readEvent(t, "eventbridge-scheduled.json"))
+		if err != nil {
+			t.Fatalf("scheduled kill: %v\n%s", err, rie.Logs())
+		}
+		var res lifecycle.WakeResult
+		if err := json.Unmarshal(out, &res); err != nil || res.State != lifecycle.StateSleeping {
+			t.Fatalf("scheduled kill result %s (%v), want state sleeping", out, err)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after scheduled kill = %d, want 0", got)
+		}
+
+		if _, err := rie.Invoke(context.Background(), []byte(`{"hello":"world"}`)); err == nil {
+			t.Fatal("an unrecognised event did not fail the invocation")
+		}
+	})
+
+	// Sleep: the server's Publisher writes to moto, the Sleep Lambda reads
+	// the metrics back and decides.
+	sleepCases := []struct {
+		name     string
+		active   int64
+		lastAgo  time.Duration
+		publish  bool
+		wantIdle bool
+	}{
+		{name: "busy-connections", active: 2, lastAgo: time.Hour, publish: true, wantIdle: false},
+		{name: "recent-activity", active: 0, lastAgo: time.Minute, publish: true, wantIdle: false},
+		{name: "idle", active: 0, lastAgo: time.Hour, publish: true, wantIdle: true},
+		// moto gives tasks no start time, so uptime is unknown: not idle.
+		{name: "no-metrics-yet", publish: false, wantIdle: false},
+	}
+	for _, tc := range sleepCases {
+		t.Run("sleep-"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-sleep-" + tc.name, Service: "svc-" + tc.name, DesiredCount: 1})
+			if tc.publish {
+				pcfg := lifecycle.DefaultPublisherConfig()
+				pcfg.Service = f.Service
+				pub, err := lifecycle.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg,
+					stats{active: tc.active, last: time.Now().Add(-tc.lastAgo)}, zerolog.Nop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pub.Publish(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rie := awstest.StartEmulator(t, sleepBin, lambdaEnv(endpoint, f, "IDLE_THRESHOLD=15m"))
+			out, err := rie.Invoke(context.Background(), readEvent(t, "eventbridge-scheduled.json"))
+			if err != nil {
+				t.Fatalf("sleep: %v\n%s", err, rie.Logs())
+			}
+			var res struct {
+				Idle         bool   `json:"idle"`
+				ScaledToZero bool   `json:"scaled_to_zero"`
+				Reason       string `json:"reason"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("sleep result %s: %v", out, err)
+			}
+			if res.Idle != tc.wantIdle || res.Reason == "" {
+				t.Fatalf("sleep result %+v, want idle=%v with a reason", res, tc.wantIdle)
+			}
+			want := int32(1)
+			if tc.wantIdle {
+				want = 0
+			}
+			if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != want {
+				t.Fatalf("desired count = %d, want %d (reason %q)", got, want, res.Reason)
+			}
+			if !strings.Contains(rie.Logs(), `"sleep decision"`) {
+				t.Errorf("decision not logged:\n%s", rie.Logs())
+			}
+		})
+	}
+
+	// The agent's client through the whole chain: HTTP → API Gateway
+	// adapter → Wake/Kill Lambdas under the emulator → moto.
+	t.Run("apiclient-chain", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-chain", NoTask: true})
+		wake := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		kill := awstest.StartEmulator(t, killBin, lambdaEnv(endpoint, f))
+		gw := httptest.NewServer(&awstest.APIGatewayAdapter{
+			Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
+			APIKey: "k-123", Stage: "prod",
+		})
+		t.Cleanup(gw.Close)
+
+		bad := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: "wrong"}
+		if _, err := bad.Wake(context.Background()); !errors.Is(err, lifecycle.ErrUnauthorized) {
+			t.Fatalf("wake with a wrong key: %v, want ErrUnauthorized", err)
+		}
+
+		c := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: "k-123"}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var once sync.Once
+		var states []lifecycle.State
+		addr, err := c.WaitRunning(ctx, 50*time.Millisecond, func(r lifecycle.WakeResult, elapsed time.Duration) {
+			states = append(states, r.State)
+			if r.State == lifecycle.StateStarting {
+				// Play the ECS scheduler once the service asks for a task.
+				once.Do(func() { f.StartTask(t, "127.0.0.1") })
+			}
+		})
+		if err != nil {
+			t.Fatalf("WaitRunning: %v (states %v)\nwake logs:\n%s", err, states, wake.Logs())
+		}
+		if addr != "127.0.0.1:8443" || states[0] != lifecycle.StateStarting || states[len(states)-1] != lifecycle.StateRunning {
+			t.Fatalf("WaitRunning = %q after states %v, want 127.0.0.1:8443 after starting…running", addr, states)
+		}
+		if err := c.Kill(ctx); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after Kill = %d, want 0", got)
+		}
+	})
+}
+
+type stats struct {
+	active int64
+	last   time.Time
+}
+
+func (s stats) ActiveStreams() int64    { return s.active }
+func (s stats) LastActivity() time.Time { return s.last }

@@ -1,0 +1,220 @@
+package lifecycle_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
+)
+
+// gateway answers like API Gateway + the Lambdas: each call to /wake takes
+// the next scripted answer (the last one repeats).
+type gateway struct {
+	answers []answer
+	calls   atomic.Int32
+	kills   atomic.Int32
+}
+
+type answer struct {
+	status int
+	body   string
+}
+
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("x-api-key") != "secret" {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"message":"Forbidden"}`))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = w.Write([]byte(`{"code":"method_not_allowed","message":"use POST"}`))
+		return
+	}
+	switch r.URL.Path {
+	case "/prod/wake":
+		n := int(g.calls.Add(1)) - 1
+		a := g.answers[min(n, len(g.answers)-1)]
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(a.status)
+		_, _ = w.Write([]byte(a.body))
+	case "/prod/kill":
+		g.kills.Add(1)
+		_, _ = w.Write([]byte(`{"state":"sleeping","desired_count":0,"running_count":0,"pending_count":0}`))
+	default:
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"message":"Missing Authentication Token"}`))
+	}
+}
+
+func newGateway(t *testing.T, answers ...answer) (*gateway, *lifecycle.APIClient) {
+	t.Helper()
+	g := &gateway{answers: answers}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, &lifecycle.APIClient{Endpoint: srv.URL + "/prod/", APIKey: "secret", HTTPClient: srv.Client()}
+}
+
+const (
+	starting = `{"state":"starting","desired_count":1,"running_count":0,"pending_count":1}`
+	running  = `{"state":"running","address":"203.0.113.5:8443","desired_count":1,"running_count":1,"pending_count":0}`
+)
+
+func TestAPIClientWake(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		answer  answer
+		key     string
+		want    lifecycle.WakeResult
+		errIs   error
+		errCode string
+	}{
+		{name: "running", answer: answer{200, running}, key: "secret",
+			want: lifecycle.WakeResult{State: lifecycle.StateRunning, Address: "203.0.113.5:8443", DesiredCount: 1, RunningCount: 1}},
+		{name: "starting", answer: answer{200, starting}, key: "secret",
+			want: lifecycle.WakeResult{State: lifecycle.StateStarting, DesiredCount: 1, PendingCount: 1}},
+		{name: "wrong key", answer: answer{200, running}, key: "nope", errIs: lifecycle.ErrUnauthorized},
+		{name: "lambda failure", answer: answer{500, `{"code":"aws_error","message":"wake: the ECS service could not be updated or read"}`},
+			key: "secret", errIs: lifecycle.ErrUnavailable, errCode: lifecycle.CodeAWS},
+		{name: "gateway 502 html", answer: answer{502, `<html>bad gateway</html>`}, key: "secret", errIs: lifecycle.ErrUnavailable},
+		{name: "throttled", answer: answer{429, `{"message":"Too Many Requests"}`}, key: "secret", errIs: lifecycle.ErrThrottled},
+		{name: "bad request", answer: answer{400, `{"code":"bad_request","message":"no"}`}, key: "secret", errIs: lifecycle.ErrBadRequest, errCode: "bad_request"},
+		{name: "garbage 200", answer: answer{200, `not json`}, key: "secret", errIs: nil, errCode: "decode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, c := newGateway(t, tc.answer)
+			c.APIKey = tc.key
+			got, err := c.Wake(context.Background())
+			if tc.errIs == nil && tc.errCode == "" {
+				if err != nil || got != tc.want {
+					t.Fatalf("Wake = %+v, %v; want %+v", got, err, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Wake = %+v, want an error", got)
+			}
+			if tc.errIs != nil && !errors.Is(err, tc.errIs) {
+				t.Fatalf("err %v is not %v", err, tc.errIs)
+			}
+			var ae *lifecycle.APIError
+			if tc.errIs != nil && tc.errCode != "" && (!errors.As(err, &ae) || ae.Code != tc.errCode) {
+				t.Fatalf("err %v: want an *APIError with code %q", err, tc.errCode)
+			}
+		})
+	}
+}
+
+func TestAPIClientWaitRunning(t *testing.T) {
+	t.Parallel()
+	t.Run("polls until running, through temporary failures", func(t *testing.T) {
+		t.Parallel()
+		g, c := newGateway(t, answer{200, starting}, answer{503, `{"message":"Service Unavailable"}`}, answer{200, starting}, answer{200, running})
+		var seen []lifecycle.State
+		var lastElapsed time.Duration
+		addr, err := c.WaitRunning(context.Background(), time.Millisecond, func(r lifecycle.WakeResult, elapsed time.Duration) {
+			seen = append(seen, r.State)
+			if elapsed < lastElapsed {
+				t.Errorf("elapsed went backwards: %v < %v", elapsed, lastElapsed)
+			}
+			lastElapsed = elapsed
+		})
+		if err != nil || addr != "203.0.113.5:8443" {
+			t.Fatalf("WaitRunning = %q, %v", addr, err)
+		}
+		if len(seen) != 3 || seen[2] != lifecycle.StateRunning || g.calls.Load() != 4 {
+			t.Fatalf("progress %v after %d calls, want starting, starting, running after 4", seen, g.calls.Load())
+		}
+	})
+	t.Run("stops on a rejected key", func(t *testing.T) {
+		t.Parallel()
+		g, c := newGateway(t, answer{200, starting})
+		c.APIKey = "wrong"
+		if _, err := c.WaitRunning(context.Background(), time.Millisecond, nil); !errors.Is(err, lifecycle.ErrUnauthorized) {
+			t.Fatalf("err = %v, want ErrUnauthorized", err)
+		}
+		if g.calls.Load() != 0 {
+			t.Fatal("the gateway should have refused before the Lambda")
+		}
+	})
+	t.Run("gives up when the context ends", func(t *testing.T) {
+		t.Parallel()
+		_, c := newGateway(t, answer{200, starting})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := c.WaitRunning(ctx, 5*time.Millisecond, nil)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want deadline exceeded", err)
+		}
+	})
+	t.Run("network errors are retried", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewServer(http.NotFoundHandler())
+		url := srv.URL
+		srv.Close() // nothing listens any more
+		c := &lifecycle.APIClient{Endpoint: url, APIKey: "secret"}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := c.WaitRunning(ctx, 10*time.Millisecond, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want to keep retrying until the deadline", err)
+		}
+	})
+}
+
+func TestAPIClientKill(t *testing.T) {
+	t.Parallel()
+	g, c := newGateway(t, answer{200, running})
+	if err := c.Kill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g.kills.Load() != 1 {
+		t.Fatalf("kills = %d", g.kills.Load())
+	}
+}
+
+func TestAPIClientValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		endpoint string
+		ok       bool
+	}{
+		{"https://abc.execute-api.eu-west-1.amazonaws.com/prod", true},
+		{"http://127.0.0.1:9000", true},
+		{"", false},
+		{"abc.execute-api.eu-west-1.amazonaws.com", false},
+		{"ftp://x/y", false},
+	} {
+		c := &lifecycle.APIClient{Endpoint: tc.endpoint}
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("Validate(%q) = %v, want ok=%v", tc.endpoint, err, tc.ok)
+		}
+	}
+}
+
+func TestResultFromStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		st   lifecycle.Status
+		want string
+	}{
+		{lifecycle.Status{State: lifecycle.StateRunning, PublicIP: "203.0.113.5"}, "203.0.113.5:8443"},
+		{lifecycle.Status{State: lifecycle.StateRunning, PublicIP: "2001:db8::1"}, "[2001:db8::1]:8443"},
+		{lifecycle.Status{State: lifecycle.StateStarting, PublicIP: "203.0.113.5"}, ""},
+	}
+	for _, tc := range tests {
+		r := lifecycle.ResultFromStatus(tc.st, 8443)
+		b, _ := json.Marshal(r)
+		if r.Address != tc.want {
+			t.Errorf("ResultFromStatus(%+v) address %q, want %q (%s)", tc.st, r.Address, tc.want, b)
+		}
+	}
+}

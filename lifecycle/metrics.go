@@ -1,0 +1,290 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/rs/zerolog"
+)
+
+// Names of the metrics the server publishes and the Sleep Lambda reads.
+const (
+	DefaultNamespace        = "Fluidity"
+	MetricActiveConnections = "ActiveConnections"
+	MetricLastActivity      = "LastActivityEpochSeconds"
+	// DimensionService carries the ECS service name, so several deployments
+	// can share an account and the namespace.
+	DimensionService = "Service"
+)
+
+// StatsSource is what the publisher reads; the tunnel server implements it.
+type StatsSource interface {
+	// ActiveStreams is the number of tunnel streams open right now.
+	ActiveStreams() int64
+	// LastActivity is when a stream last opened or closed; zero if never.
+	LastActivity() time.Time
+}
+
+// MetricsPutAPI is the part of the CloudWatch client the publisher uses.
+type MetricsPutAPI interface {
+	PutMetricData(ctx context.Context, in *cloudwatch.PutMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error)
+}
+
+// MetricsGetAPI is the part of the CloudWatch client the metrics reader uses.
+type MetricsGetAPI interface {
+	GetMetricData(ctx context.Context, in *cloudwatch.GetMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error)
+}
+
+// PublisherConfig configures a [Publisher].
+type PublisherConfig struct {
+	// Namespace of the metrics; the control-plane stack's IAM condition expects "Fluidity".
+	Namespace string
+	// Service is the value of the Service dimension: the ECS service name.
+	Service string
+	// Interval between publications (the server's metrics_interval).
+	Interval time.Duration
+	// Timeout bounds each PutMetricData call so a hung endpoint cannot stall
+	// the loop past the next tick.
+	Timeout time.Duration
+}
+
+// DefaultPublisherConfig returns the seed's settings: every 60 s to "Fluidity".
+func DefaultPublisherConfig() PublisherConfig {
+	return PublisherConfig{
+		Namespace: DefaultNamespace,
+		Service:   DefaultServiceConfig().Service,
+		Interval:  60 * time.Second,
+		Timeout:   10 * time.Second,
+	}
+}
+
+// Validate reports unusable settings.
+func (c PublisherConfig) Validate() error {
+	if strings.TrimSpace(c.Namespace) == "" {
+		return errors.New("lifecycle: metrics namespace is empty")
+	}
+	if strings.TrimSpace(c.Service) == "" {
+		return errors.New("lifecycle: metrics service dimension is empty")
+	}
+	if c.Interval <= 0 {
+		return fmt.Errorf("lifecycle: metrics interval %v is not positive", c.Interval)
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("lifecycle: metrics timeout %v is not positive", c.Timeout)
+	}
+	return nil
+}
+
+// Publisher periodically publishes a [StatsSource] to CloudWatch.
+type Publisher struct {
+	cfg     PublisherConfig
+	api     MetricsPutAPI
+	src     StatsSource
+	log     zerolog.Logger
+	now     func() time.Time
+	started time.Time
+}
+
+// NewPublisher returns a publisher; call Run to start it.
+func NewPublisher(cfg PublisherConfig, api MetricsPutAPI, src StatsSource, log zerolog.Logger) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if api == nil || src == nil {
+		return nil, errors.New("lifecycle: nil cloudwatch client or stats source")
+	}
+	return &Publisher{cfg: cfg, api: api, src: src, log: log, now: time.Now, started: time.Now()}, nil
+}
+
+// Run publishes at once, then every Interval, until ctx is cancelled; then it
+// publishes one last time (bounded by Timeout) so the Sleep Lambda sees the
+// final state, and returns nil. Failed publications are logged and simply
+// happen again on the next tick: metrics must never take the tunnel down.
+func (p *Publisher) Run(ctx context.Context) error {
+	// An immediate datapoint lets the idle policy see a freshly woken server
+	// as alive instead of waiting one interval.
+	p.publishLogged(ctx)
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+			p.publishLogged(final)
+			cancel()
+			return nil
+		case <-t.C:
+			p.publishLogged(ctx)
+		}
+	}
+}
+
+func (p *Publisher) publishLogged(ctx context.Context) {
+	if err := p.Publish(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn().Err(err).Dur("retry_in", p.cfg.Interval).Msg("publish metrics failed")
+	}
+}
+
+// Publish sends one datapoint of each metric. A source that has never seen
+// activity reports the publisher's start time as its last activity, so an
+// unused server still becomes idle one threshold after it started.
+func (p *Publisher) Publish(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	now := p.now()
+	active := p.src.ActiveStreams()
+	last := p.src.LastActivity()
+	if last.IsZero() {
+		last = p.started
+	}
+	dims := []cwtypes.Dimension{{Name: aws.String(DimensionService), Value: aws.String(p.cfg.Service)}}
+	_, err := p.api.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{
+		Namespace: aws.String(p.cfg.Namespace),
+		MetricData: []cwtypes.MetricDatum{
+			{MetricName: aws.String(MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(now),
+				Value: aws.Float64(float64(active)), Unit: cwtypes.StandardUnitCount},
+			{MetricName: aws.String(MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(now),
+				Value: aws.Float64(float64(last.Unix())), Unit: cwtypes.StandardUnitSeconds},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("put metric data: %w", err)
+	}
+	p.log.Debug().Int64("active_connections", active).Time("last_activity", last).Msg("metrics published")
+	return nil
+}
+
+// MetricsConfig says which metrics a [MetricsReader] reads.
+type MetricsConfig struct {
+	Namespace string
+	Service   string
+	// Period of the CloudWatch statistics; 60 s matches the standard
+	// resolution the publisher writes at.
+	Period time.Duration
+}
+
+// DefaultMetricsConfig matches [DefaultPublisherConfig].
+func DefaultMetricsConfig() MetricsConfig {
+	return MetricsConfig{Namespace: DefaultNamespace, Service: DefaultServiceConfig().Service, Period: time.Minute}
+}
+
+// Validate reports unusable settings.
+func (c MetricsConfig) Validate() error {
+	if strings.TrimSpace(c.Namespace) == "" {
+		return errors.New("lifecycle: metrics namespace is empty")
+	}
+	if strings.TrimSpace(c.Service) == "" {
+		return errors.New("lifecycle: metrics service dimension is empty")
+	}
+	if c.Period < time.Second || c.Period%time.Second != 0 {
+		return fmt.Errorf("lifecycle: metrics period %v is not a whole number of seconds", c.Period)
+	}
+	return nil
+}
+
+// Snapshot is the newest activity data CloudWatch holds for the service.
+// Zero times mean "no datapoint in the window".
+type Snapshot struct {
+	// ActiveConnections is the maximum of the newest ActiveConnections period.
+	ActiveConnections float64
+	// ActiveAt is the timestamp of that period.
+	ActiveAt time.Time
+	// LastActivity is the newest LastActivityEpochSeconds value.
+	LastActivity time.Time
+	// LastActivityAt is the timestamp of the period it came from.
+	LastActivityAt time.Time
+}
+
+// Empty reports whether no datapoint at all was found.
+func (s Snapshot) Empty() bool { return s.ActiveAt.IsZero() && s.LastActivityAt.IsZero() }
+
+// MetricsReader reads the server's activity metrics back from CloudWatch.
+type MetricsReader struct {
+	cfg MetricsConfig
+	api MetricsGetAPI
+}
+
+// NewMetricsReader returns a reader over api.
+func NewMetricsReader(cfg MetricsConfig, api MetricsGetAPI) (*MetricsReader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if api == nil {
+		return nil, errors.New("lifecycle: nil cloudwatch client")
+	}
+	return &MetricsReader{cfg: cfg, api: api}, nil
+}
+
+// Read returns the newest datapoints in (now-window, now].
+func (r *MetricsReader) Read(ctx context.Context, now time.Time, window time.Duration) (Snapshot, error) {
+	dims := []cwtypes.Dimension{{Name: aws.String(DimensionService), Value: aws.String(r.cfg.Service)}}
+	query := func(id, metric string) cwtypes.MetricDataQuery {
+		return cwtypes.MetricDataQuery{
+			Id: aws.String(id),
+			MetricStat: &cwtypes.MetricStat{
+				Metric: &cwtypes.Metric{Namespace: aws.String(r.cfg.Namespace), MetricName: aws.String(metric), Dimensions: dims},
+				Period: aws.Int32(int32(r.cfg.Period / time.Second)),
+				Stat:   aws.String("Maximum"),
+			},
+			ReturnData: aws.Bool(true),
+		}
+	}
+	in := &cloudwatch.GetMetricDataInput{
+		StartTime:         aws.Time(now.Add(-window)),
+		EndTime:           aws.Time(now.Add(r.cfg.Period)), // include the period in progress
+		MetricDataQueries: []cwtypes.MetricDataQuery{query("active", MetricActiveConnections), query("last", MetricLastActivity)},
+		ScanBy:            cwtypes.ScanByTimestampDescending,
+	}
+	var snap Snapshot
+	p := cloudwatch.NewGetMetricDataPaginator(r.api, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("get metric data: %w", err)
+		}
+		for _, res := range out.MetricDataResults {
+			at, v, ok := newest(res)
+			if !ok {
+				continue
+			}
+			switch aws.ToString(res.Id) {
+			case "active":
+				if at.After(snap.ActiveAt) {
+					snap.ActiveAt, snap.ActiveConnections = at, v
+				}
+			case "last":
+				if at.After(snap.LastActivityAt) {
+					sec, frac := math.Modf(v)
+					snap.LastActivityAt, snap.LastActivity = at, time.Unix(int64(sec), int64(frac*1e9))
+				}
+			}
+		}
+	}
+	return snap, nil
+}
+
+// newest picks the latest datapoint without trusting the result order.
+func newest(res cwtypes.MetricDataResult) (time.Time, float64, bool) {
+	var at time.Time
+	var v float64
+	found := false
+	for i := range res.Timestamps {
+		if i >= len(res.Values) {
+			break
+		}
+		if !found || res.Timestamps[i].After(at) {
+			at, v, found = res.Timestamps[i], res.Values[i], true
+		}
+	}
+	return at, v, found
+}
