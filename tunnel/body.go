@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httputil"
 	"strconv"
 
 	"github.com/fluidity-tunnel/fluidity/internal/relay"
 )
 
-// errShortBody reports a body that ended before its declared length.
-var errShortBody = errors.New("tunnel: body shorter than its content length")
+var (
+	// errShortBody reports a body that ended before its declared length.
+	errShortBody = errors.New("tunnel: body shorter than its content length")
+	// errMalformedChunk reports chunked coding that does not follow PROTOCOL.md.
+	errMalformedChunk = errors.New("tunnel: malformed chunked body")
+)
 
 // writeBody sends a body framed as PROTOCOL.md describes: n raw bytes when n >= 0,
 // chunked coding otherwise.
@@ -65,8 +68,7 @@ func bodyReader(src io.Reader, n int64) io.Reader {
 	if n >= 0 {
 		return &exactReader{r: src, n: n}
 	}
-	br := bufio.NewReaderSize(src, 4096)
-	return &chunkedReader{br: br, cr: httputil.NewChunkedReader(br)}
+	return &chunkedReader{br: bufio.NewReaderSize(src, 4096)}
 }
 
 type exactReader struct {
@@ -95,37 +97,110 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxChunkSizeDigits bounds a chunk-size line; writeChunked uses at most 8 digits.
+const maxChunkSizeDigits = 16
+
+// chunkedReader decodes the chunked coding writeChunked produces, strictly: chunk
+// sizes are bare hex digits ended by CRLF (no extensions, no whitespace, no bare LF),
+// each chunk's data is followed by CRLF, and the last chunk by an empty trailer
+// section. Anything else, or an end of input before the last chunk, is an error
+// that sticks.
 type chunkedReader struct {
-	br   *bufio.Reader
-	cr   io.Reader
-	done bool
+	br      *bufio.Reader
+	left    int64 // data bytes left in the current chunk
+	inChunk bool  // a chunk's data has started; its CRLF is still due
+	err     error
 }
 
 func (c *chunkedReader) Read(p []byte) (int, error) {
-	if c.done {
-		return 0, io.EOF
+	if c.err != nil {
+		return 0, c.err
 	}
-	n, err := c.cr.Read(p)
-	if err == io.EOF {
-		// The last-chunk line has been read; the empty trailer section remains.
-		if terr := c.readEmptyTrailer(); terr != nil {
-			return n, terr
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.left == 0 {
+		if c.inChunk {
+			if err := c.readCRLF(); err != nil {
+				return 0, c.fail(err)
+			}
+			c.inChunk = false
 		}
-		c.done = true
+		size, err := c.readSize()
+		if err != nil {
+			return 0, c.fail(err)
+		}
+		if size == 0 {
+			if err := c.readCRLF(); err != nil {
+				return 0, c.fail(err)
+			}
+			c.err = io.EOF
+			return 0, io.EOF
+		}
+		c.left, c.inChunk = size, true
 	}
-	return n, err
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.br.Read(p)
+	c.left -= int64(n)
+	if err != nil {
+		return n, c.fail(err)
+	}
+	return n, nil
 }
 
-func (c *chunkedReader) readEmptyTrailer() error {
+func (c *chunkedReader) fail(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	c.err = err
+	return err
+}
+
+func (c *chunkedReader) readSize() (int64, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return 0, fmt.Errorf("%w: chunk size line too long", errMalformedChunk)
+		}
+		return 0, err
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return 0, fmt.Errorf("%w: bad chunk size line", errMalformedChunk)
+	}
+	digits := line[:len(line)-2]
+	if len(digits) > maxChunkSizeDigits {
+		return 0, fmt.Errorf("%w: chunk size too large", errMalformedChunk)
+	}
+	var size uint64
+	for _, d := range digits {
+		var v byte
+		switch {
+		case d >= '0' && d <= '9':
+			v = d - '0'
+		case d >= 'a' && d <= 'f':
+			v = d - 'a' + 10
+		case d >= 'A' && d <= 'F':
+			v = d - 'A' + 10
+		default:
+			return 0, fmt.Errorf("%w: bad chunk size line", errMalformedChunk)
+		}
+		size = size<<4 | uint64(v)
+	}
+	if size > 1<<62 {
+		return 0, fmt.Errorf("%w: chunk size too large", errMalformedChunk)
+	}
+	return int64(size), nil
+}
+
+func (c *chunkedReader) readCRLF() error {
 	var crlf [2]byte
 	if _, err := io.ReadFull(c.br, crlf[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.ErrUnexpectedEOF
-		}
 		return err
 	}
 	if crlf != [2]byte{'\r', '\n'} {
-		return fmt.Errorf("%w: chunked body trailer not supported", ErrMalformedHeader)
+		return fmt.Errorf("%w: missing CRLF (trailers are not supported)", errMalformedChunk)
 	}
 	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"os"
 	"syscall"
+
+	"github.com/fluidity-tunnel/fluidity/internal/breaker"
+	"github.com/fluidity-tunnel/fluidity/internal/egress"
 )
 
 // ErrorCode classifies a failure the server reports on a stream. The codes and the
@@ -141,6 +144,10 @@ func classify(err error) *RemoteError {
 		ne     net.Error
 	)
 	switch {
+	case errors.Is(err, egress.ErrRefused):
+		return &RemoteError{Code: CodeRefused, Message: refusalMessage(err)}
+	case errors.Is(err, breaker.ErrOpen):
+		code = CodeBreakerOpen
 	case errors.As(err, &ce):
 		code = ErrorCode(ce.TunnelErrorCode())
 	case errors.As(err, &dnsErr) && !dnsErr.IsTimeout:

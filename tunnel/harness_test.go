@@ -100,8 +100,19 @@ func testLogger(t testing.TB) zerolog.Logger {
 
 func newHarness(t testing.TB, kind transportKind, mod func(*ServerConfig)) *harness {
 	t.Helper()
+	return newHarnessWith(t, kind, mod, nil)
+}
+
+// newHarnessWith is newHarness with the client's configuration adjustable too.
+func newHarnessWith(t testing.TB, kind transportKind, mod func(*ServerConfig), cmod func(*ClientConfig)) *harness {
+	t.Helper()
 	scfg := DefaultServerConfig()
 	scfg.Logger = testLogger(t)
+	// Test targets listen on loopback, which the default egress policy refuses.
+	scfg.Egress.AllowCIDRs = []string{"127.0.0.0/8", "::1"}
+	// The seed's retry and breaker timings are seconds long; keep tests quick.
+	scfg.Retry = RetryConfig{Attempts: 3, Initial: 5 * time.Millisecond, Multiplier: 2, Max: 20 * time.Millisecond}
+	scfg.Breaker.OpenTimeout = 200 * time.Millisecond
 	if mod != nil {
 		mod(&scfg)
 	}
@@ -162,6 +173,9 @@ func newHarness(t testing.TB, kind transportKind, mod func(*ServerConfig)) *harn
 	ccfg := DefaultClientConfig()
 	ccfg.Logger = testLogger(t)
 	ccfg.Dial = dial
+	if cmod != nil {
+		cmod(&ccfg)
+	}
 	client, err := NewClient(ccfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,12 +56,29 @@ type ServerConfig struct {
 	ResponseHeaderTimeout time.Duration
 	// IdleTimeout closes CONNECT and WebSocket streams that move no byte for this long.
 	IdleTimeout time.Duration
-	// Dialer dials targets. It is where an egress policy plugs in. Default: net.Dialer.
+	// Egress is the policy every target dial (HTTP, CONNECT, WebSocket) is checked
+	// against, after DNS resolution and before any connection. A refusal is answered
+	// with the refused error code (403 at the agent). The default refuses loopback,
+	// link-local, private and other non-public addresses; see EgressConfig.
+	Egress EgressConfig
+	// Breaker tunes the circuit breaker kept per target host; an open breaker is
+	// answered at once with the breaker_open error code (503 at the agent).
+	Breaker BreakerConfig
+	// Retry tunes the retries of failed dials and of idempotent bodiless requests.
+	Retry RetryConfig
+	// Resolver resolves target names for the egress check. Default: the system's.
+	Resolver Resolver
+	// Dialer connects to targets underneath the egress policy: it is only ever handed
+	// IP addresses the policy has approved, never names. Default: a net.Dialer that
+	// checks the socket address once more just before connecting.
 	Dialer ContextDialer
 	// TargetTLSConfig is used for TLS to targets (https and wss); nil means the system
 	// roots. The server clones it.
 	TargetTLSConfig *tls.Config
 	// Transport, if set, makes HTTP requests instead of the server's own pooled one.
+	// Breakers and retries still apply to it, but the egress policy only does if its
+	// dialer goes through the server (the server's own transport always does): a
+	// custom Transport is for tests and special embeddings.
 	Transport http.RoundTripper
 }
 
@@ -76,6 +94,8 @@ func DefaultServerConfig() ServerConfig {
 		DialTimeout:           10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
 		IdleTimeout:           10 * time.Minute,
+		Breaker:               defaultBreakerConfig(),
+		Retry:                 defaultRetryConfig(),
 	}
 }
 
@@ -96,6 +116,15 @@ func (c *ServerConfig) Validate() error {
 	case c.IdleTimeout < 0:
 		return errors.New("tunnel: server: idle timeout must not be negative")
 	}
+	if err := c.Egress.internal().Validate(); err != nil {
+		return fmt.Errorf("tunnel: server: %w", err)
+	}
+	if err := c.Breaker.validate(); err != nil {
+		return err
+	}
+	if err := c.Retry.validate(); err != nil {
+		return err
+	}
 	if c.TLSConfig != nil {
 		if c.TLSConfig.MinVersion < tls.VersionTLS13 {
 			return errors.New("tunnel: server: TLS config must require TLS 1.3")
@@ -114,6 +143,7 @@ type Server struct {
 	log       zerolog.Logger
 	transport http.RoundTripper
 	ownedTr   *http.Transport
+	guards    *guards
 
 	baseCtx    context.Context // cancelled by Close: aborts every upstream operation
 	cancelBase context.CancelFunc
@@ -142,8 +172,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.TLSConfig != nil {
 		cfg.TLSConfig = cfg.TLSConfig.Clone()
 	}
-	if cfg.Dialer == nil {
-		cfg.Dialer = &net.Dialer{KeepAlive: 30 * time.Second}
+	g, err := newGuards(&cfg, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -156,6 +187,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		sessions:   make(map[*yamux.Session]struct{}),
 		idleCh:     make(chan struct{}, 1),
+		guards:     g,
 	}
 	s.lastActivity.Store(time.Now().UnixNano())
 	s.transport = cfg.Transport
@@ -189,12 +221,6 @@ func (s *Server) newTransport() *http.Transport {
 		// compressed bytes are cheaper to carry through the tunnel.
 		DisableCompression: true,
 	}
-}
-
-func (s *Server) dialTarget(ctx context.Context, network, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-	defer cancel()
-	return s.cfg.Dialer.DialContext(ctx, network, addr)
 }
 
 // ActiveStreams reports the streams being served now.
@@ -361,14 +387,20 @@ func (s *Server) serveStream(sc *streamConn, log zerolog.Logger) {
 	var target string
 	switch env.Type {
 	case TypeHTTP:
-		target, err = s.serveHTTP(ctx, cancel, sc, env)
+		target, err = s.serveHTTP(ctx, cancel, sc, env, log)
 	case TypeConnect:
-		target, err = s.serveConnect(ctx, sc, env)
+		target, err = s.serveConnect(ctx, cancel, sc, env, log)
 	case TypeWebSocket:
-		target, err = s.serveWebSocket(ctx, sc, env)
+		target, err = s.serveWebSocket(ctx, cancel, sc, env, log)
 	default:
 		err = &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown frame type %q", env.Type)}
 		s.answerError(sc, err.(*RemoteError))
+	}
+	if errors.Is(err, ErrRefusedByPolicy) {
+		// The session logger names the client; the target host is all that is said
+		// about the destination.
+		log.Info().Str("type", env.Type).Str("target", target).Msg("target refused by egress policy")
+		return
 	}
 	ev := log.Debug()
 	if err != nil {
@@ -392,7 +424,7 @@ func (s *Server) fail(sc *streamConn, err error) error {
 	return re
 }
 
-func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, sc *streamConn, env Envelope) (string, error) {
+func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, sc *streamConn, env Envelope, log zerolog.Logger) (string, error) {
 	var p HTTPRequest
 	if err := env.Decode(&p); err != nil {
 		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
@@ -414,11 +446,18 @@ func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, sc *st
 			}
 		}()
 	}
-	var body io.Reader
+	if err := validRequest(p.Method, p.Host, p.Header); err != nil {
+		return host, s.fail(sc, err)
+	}
+	var (
+		body  io.Reader
+		bodyW *bodyWatch
+	)
 	if p.ContentLength == 0 {
 		watch()
 	} else {
-		body = &onEOF{r: bodyReader(sc, p.ContentLength), fn: watch}
+		bodyW = &bodyWatch{r: &onEOF{r: bodyReader(sc, p.ContentLength), fn: watch}}
+		body = bodyW
 	}
 	req, err := http.NewRequestWithContext(ctx, p.Method, u.String(), body)
 	if err != nil {
@@ -439,7 +478,7 @@ func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, sc *st
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = nil // do not add Go's default
 	}
-	resp, err := s.transport.RoundTrip(req)
+	resp, err := s.roundTripGuarded(ctx, log, host, req, bodyW)
 	if err != nil {
 		return host, s.fail(sc, err)
 	}
@@ -486,7 +525,7 @@ func (o *onEOF) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) serveConnect(ctx context.Context, sc *streamConn, env Envelope) (string, error) {
+func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, sc *streamConn, env Envelope, log zerolog.Logger) (string, error) {
 	var p ConnectRequest
 	if err := env.Decode(&p); err != nil {
 		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
@@ -495,19 +534,22 @@ func (s *Server) serveConnect(ctx context.Context, sc *streamConn, env Envelope)
 	if err != nil || host == "" || port == "" {
 		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("bad connect address %q", p.Addr)})
 	}
-	target, err := s.dialTarget(ctx, "tcp", p.Addr)
+	stopWatch := s.watchPeer(sc, abort)
+	defer stopWatch()
+	target, err := s.dialGuarded(ctx, log, host, p.Addr)
 	if err != nil {
 		return host, s.fail(sc, err)
 	}
+	early := stopWatch()
 	if err := WriteFrame(sc, TypeConnected, struct{}{}); err != nil {
 		_ = target.Close()
 		return host, err
 	}
-	res := relay.Run(sc, asRelayConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout})
+	res := relay.Run(sc, asRelayConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc)})
 	return host, res.Err
 }
 
-func (s *Server) serveWebSocket(ctx context.Context, sc *streamConn, env Envelope) (string, error) {
+func (s *Server) serveWebSocket(ctx context.Context, abort context.CancelFunc, sc *streamConn, env Envelope, log zerolog.Logger) (string, error) {
 	var p HTTPRequest
 	if err := env.Decode(&p); err != nil {
 		return "", s.fail(sc, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
@@ -521,7 +563,12 @@ func (s *Server) serveWebSocket(ctx context.Context, sc *streamConn, env Envelop
 	if port == "" {
 		port = map[string]string{"ws": "80", "wss": "443"}[u.Scheme]
 	}
-	conn, err := s.dialTarget(ctx, "tcp", net.JoinHostPort(host, port))
+	if err := validRequest(http.MethodGet, p.Host, p.Header); err != nil {
+		return host, s.fail(sc, err)
+	}
+	stopWatch := s.watchPeer(sc, abort)
+	defer stopWatch()
+	conn, err := s.dialGuarded(ctx, log, host, net.JoinHostPort(host, port))
 	if err != nil {
 		return host, s.fail(sc, err)
 	}
@@ -572,6 +619,7 @@ func (s *Server) serveWebSocket(ctx context.Context, sc *streamConn, env Envelop
 		_ = conn.Close()
 		return host, s.fail(sc, err)
 	}
+	early := stopWatch()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer conn.Close()
 		defer resp.Body.Close()
@@ -583,8 +631,73 @@ func (s *Server) serveWebSocket(ctx context.Context, sc *streamConn, env Envelop
 		return host, err
 	}
 	// br may already hold the target's first frames: read through it.
-	res := relay.Run(sc, asRelayConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, BReader: br})
+	res := relay.Run(sc, asRelayConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc), BReader: br})
 	return host, res.Err
+}
+
+// earlyReader reads the bytes the agent sent before the answer, then the stream.
+func earlyReader(early []byte, sc *streamConn) io.Reader {
+	if len(early) == 0 {
+		return nil
+	}
+	return io.MultiReader(bytes.NewReader(early), sc)
+}
+
+// validRequest refuses a method, Host or header the HTTP client would refuse anyway,
+// so that the agent gets bad_request rather than a failure charged to the target.
+func validRequest(method, host string, h http.Header) error {
+	if !validToken(method) {
+		return &RemoteError{Code: CodeBadRequest, Message: "invalid method"}
+	}
+	for i := 0; i < len(host); i++ {
+		if !validHostByte(host[i]) {
+			return &RemoteError{Code: CodeBadRequest, Message: "invalid Host header"}
+		}
+	}
+	for name, values := range h {
+		if !validToken(name) {
+			return &RemoteError{Code: CodeBadRequest, Message: "invalid header name"}
+		}
+		for _, v := range values {
+			if !validHeaderValue(v) {
+				return &RemoteError{Code: CodeBadRequest, Message: "invalid header value"}
+			}
+		}
+	}
+	return nil
+}
+
+// validToken reports whether s is an RFC 9110 token.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHostByte mirrors the bytes net/http accepts in a Host header.
+func validHostByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0
+}
+
+// validHeaderValue refuses control characters other than tab (RFC 9110 §5.5).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func parseTargetURL(raw string, schemes ...string) (*url.URL, error) {

@@ -118,6 +118,10 @@ func (s *Session) exchange(ctx context.Context, typ string, payload any, beforeA
 		return fail(s.streamErr(ctx, err))
 	}
 	if env.Type == TypeError {
+		if err := ctx.Err(); err != nil {
+			// The caller gave up; the server's answer to the abort is moot.
+			return fail(err)
+		}
 		re := &RemoteError{}
 		if err := env.Decode(re); err != nil {
 			return fail(err)

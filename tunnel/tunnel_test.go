@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -351,14 +352,13 @@ func TestErrorsAreTyped(t *testing.T) {
 		ln.Close()
 		return addr
 	}()
-	dnsFail := dialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if strings.HasPrefix(addr, "nxdomain.invalid") {
-			return nil, &net.DNSError{Err: "no such host", Name: "nxdomain.invalid", IsNotFound: true}
+	resolver := resolverFunc(func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		if host == "nxdomain.invalid" {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
+		return nil, fmt.Errorf("unexpected lookup of %q", host)
 	})
-	h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dnsFail })
+	h := newHarness(t, overPipe, func(c *ServerConfig) { c.Resolver = resolver })
 	tests := []struct {
 		addr       string
 		want       error
@@ -552,8 +552,8 @@ func mustRequest(method, url string) *http.Request {
 	return req
 }
 
-type dialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+type resolverFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
-func (f dialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return f(ctx, network, addr)
+func (f resolverFunc) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return f(ctx, network, host)
 }

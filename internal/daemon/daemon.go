@@ -38,8 +38,7 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 			c.Name, c.Summary, c.Name, c.Name, c.EnvPrefix, fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, pflag.ErrHelp) { // pflag has printed the usage
 			return true, 0
 		}
 		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)

@@ -1,0 +1,353 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/breaker"
+	"github.com/fluidity-tunnel/fluidity/internal/egress"
+	"github.com/fluidity-tunnel/fluidity/internal/retry"
+)
+
+// EgressConfig lists the operator's exceptions to the server's built-in egress rules.
+// The zero value applies the built-in deny list only: loopback, link-local (which
+// includes the EC2 and ECS credential endpoints 169.254.169.254 and 169.254.170.2),
+// RFC 1918 and unique-local, carrier-grade NAT, multicast, documentation and
+// unspecified addresses are refused; every public address on every port is allowed.
+//
+// The check runs after DNS resolution, on every address a name resolves to (one
+// refused address refuses the name), and the server then dials only the addresses
+// it checked. Deny always wins over allow: DenyPorts/AllowPorts, then DenyHosts,
+// then DenyCIDRs, then AllowHosts and AllowCIDRs, then the built-in list.
+type EgressConfig struct {
+	// AllowCIDRs opens ranges the built-in list refuses, e.g. "10.20.0.0/16".
+	// A bare address is a single-address range.
+	AllowCIDRs []string
+	// DenyCIDRs refuses more ranges, public ones included.
+	DenyCIDRs []string
+	// AllowHosts names hosts ("intranet.example.com", or "*.corp.example" for any
+	// subdomain) whose addresses skip the built-in list; DenyCIDRs still apply.
+	AllowHosts []string
+	// DenyHosts names hosts refused before any DNS lookup; same patterns.
+	DenyHosts []string
+	// AllowPorts, when not empty, is the complete set of target ports allowed.
+	AllowPorts []int
+	// DenyPorts refuses these ports even if AllowPorts lists them.
+	DenyPorts []int
+}
+
+func (c EgressConfig) internal() egress.Config {
+	return egress.Config{
+		AllowCIDRs: c.AllowCIDRs,
+		DenyCIDRs:  c.DenyCIDRs,
+		AllowHosts: c.AllowHosts,
+		DenyHosts:  c.DenyHosts,
+		AllowPorts: c.AllowPorts,
+		DenyPorts:  c.DenyPorts,
+	}
+}
+
+// BreakerConfig tunes the circuit breaker the server keeps per target host. A
+// breaker counts dial and transport failures only: an HTTP error status, a policy
+// refusal, a name that does not exist or an agent that gives up prove nothing about
+// the target and are not counted.
+type BreakerConfig struct {
+	// ConsecutiveFailures opens the breaker when reached.
+	ConsecutiveFailures uint32
+	// OpenTimeout is how long an open breaker answers breaker_open at once before it
+	// lets trial requests through.
+	OpenTimeout time.Duration
+	// HalfOpenMaxRequests is how many trial requests may run at once, and how many
+	// must succeed to close the breaker again.
+	HalfOpenMaxRequests uint32
+}
+
+// RetryConfig tunes the retries the server makes where repeating cannot duplicate a
+// side effect: a CONNECT or WebSocket dial that failed (nothing was sent), and an
+// idempotent HTTP request without a body whose connection failed before any
+// response. A policy refusal, a name that does not exist or an open breaker is never
+// retried, and the whole sequence ends as soon as the agent aborts the stream or the
+// server shuts down.
+type RetryConfig struct {
+	// Attempts is the number of tries including the first; 1 disables retries.
+	Attempts int
+	// Initial is the delay before the second attempt.
+	Initial time.Duration
+	// Multiplier scales the delay after each attempt.
+	Multiplier float64
+	// Max caps every delay.
+	Max time.Duration
+}
+
+// retryJitter spreads retries of many streams failing together.
+const retryJitter = 0.2
+
+func (c RetryConfig) internal() retry.Policy {
+	return retry.Policy{Attempts: c.Attempts, Initial: c.Initial, Multiplier: c.Multiplier, Max: c.Max, Jitter: retryJitter}
+}
+
+// Resolver looks up a target's addresses for the egress check. *net.Resolver
+// satisfies it; tests substitute a fake.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+func defaultBreakerConfig() BreakerConfig {
+	return BreakerConfig{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second, HalfOpenMaxRequests: 1}
+}
+
+func defaultRetryConfig() RetryConfig {
+	return RetryConfig{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second}
+}
+
+func (c BreakerConfig) validate() error {
+	switch {
+	case c.ConsecutiveFailures == 0:
+		return errors.New("tunnel: server: breaker consecutive failures must be at least 1")
+	case c.OpenTimeout <= 0:
+		return errors.New("tunnel: server: breaker open timeout must be positive")
+	case c.HalfOpenMaxRequests == 0:
+		return errors.New("tunnel: server: breaker half-open max requests must be at least 1")
+	}
+	return nil
+}
+
+func (c RetryConfig) validate() error {
+	if err := c.internal().Validate(); err != nil {
+		return fmt.Errorf("tunnel: server: %w", err)
+	}
+	return nil
+}
+
+// guards holds the server's egress policy, breakers and retry policy.
+type guards struct {
+	policy   *egress.Policy
+	breakers *breaker.Set
+	retry    retry.Policy
+}
+
+func newGuards(cfg *ServerConfig, log zerolog.Logger) (*guards, error) {
+	var opts []egress.Option
+	if cfg.Resolver != nil {
+		opts = append(opts, egress.WithResolver(cfg.Resolver))
+	}
+	if cfg.Dialer != nil {
+		opts = append(opts, egress.WithDialer(cfg.Dialer))
+	}
+	policy, err := egress.New(cfg.Egress.internal(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: server: %w", err)
+	}
+	bcfg := breaker.DefaultConfig()
+	bcfg.ConsecutiveFailures = cfg.Breaker.ConsecutiveFailures
+	bcfg.OpenTimeout = cfg.Breaker.OpenTimeout
+	bcfg.HalfOpenMaxRequests = cfg.Breaker.HalfOpenMaxRequests
+	bcfg.IsFailure = targetFault
+	set := breaker.New(bcfg, breaker.WithOnStateChange(func(host string, from, to breaker.State) {
+		log.Warn().Str("target", host).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
+	}))
+	return &guards{policy: policy, breakers: set, retry: cfg.Retry.internal()}, nil
+}
+
+// notTargetFault marks a failure that says nothing about the target's health (the
+// agent's request body broke, the stream was aborted): not counted, not retried.
+type notTargetFault struct{ err error }
+
+func (e *notTargetFault) Error() string { return e.err.Error() }
+func (e *notTargetFault) Unwrap() error { return e.err }
+
+// targetFault reports whether err, from a dial or an HTTP exchange with a target,
+// counts against the target's breaker. Policy refusals, open breakers, names that do
+// not exist, malformed addresses and cancellations do not.
+func targetFault(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		nf      *notTargetFault
+		dnsErr  *net.DNSError
+		addrErr *net.AddrError
+	)
+	switch {
+	case errors.As(err, &nf),
+		errors.Is(err, egress.ErrRefused),
+		errors.Is(err, breaker.ErrOpen),
+		errors.Is(err, context.Canceled),
+		errors.As(err, &dnsErr) && dnsErr.IsNotFound,
+		errors.As(err, &addrErr):
+		return false
+	}
+	return true
+}
+
+// retryableHTTP reports whether an idempotent, bodiless request that failed with err
+// may be sent again: the failure must be a dial failure or a connection that broke
+// before any response.
+func retryableHTTP(err error) bool {
+	if !targetFault(err) {
+		return false
+	}
+	var (
+		op     *net.OpError
+		dnsErr *net.DNSError
+	)
+	switch {
+	case errors.As(err, &op) && op.Op == "dial",
+		errors.As(err, &dnsErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	return false
+}
+
+// idempotentWithoutBody reports whether req may be repeated (RFC 9110 §9.2.2) and
+// has no body whose bytes could already have gone out.
+func idempotentWithoutBody(req *http.Request) bool {
+	if req.ContentLength != 0 || (req.Body != nil && req.Body != http.NoBody) {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// dialTarget resolves addr, checks every address against the egress policy and
+// dials the checked ones, all within DialTimeout. It is the only way the server
+// reaches a target.
+func (s *Server) dialTarget(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	return s.guards.policy.DialContext(ctx, network, addr)
+}
+
+// dialGuarded dials a CONNECT or WebSocket target through host's breaker, retrying
+// dial failures: nothing has been sent to the target yet, so a retry is always safe.
+func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr string) (net.Conn, error) {
+	var conn net.Conn
+	p := s.guards.retry
+	p.OnRetry = func(attempt int, err error, delay time.Duration) {
+		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("dial failed; retrying")
+	}
+	err := p.Do(ctx, func(ctx context.Context) error {
+		return s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+			c, err := s.dialTarget(ctx, "tcp", addr)
+			if err != nil {
+				return err
+			}
+			conn = c
+			return nil
+		})
+	}, targetFault)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// roundTripGuarded makes an HTTP request through host's breaker. A request that is
+// idempotent and has no body is retried when its connection failed before any
+// response; any other request is sent once.
+func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host string, req *http.Request, body *bodyWatch) (*http.Response, error) {
+	retryable := idempotentWithoutBody(req)
+	var resp *http.Response
+	attempt := 0
+	p := s.guards.retry
+	p.OnRetry = func(attempt int, err error, delay time.Duration) {
+		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("request failed before any response; retrying")
+	}
+	err := p.Do(ctx, func(ctx context.Context) error {
+		r := req
+		if attempt > 0 {
+			r = req.Clone(ctx)
+		}
+		attempt++
+		return s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+			rr, err := s.transport.RoundTrip(r)
+			if err != nil {
+				if ctx.Err() != nil || (body != nil && body.failed()) {
+					return &notTargetFault{err}
+				}
+				return err
+			}
+			resp = rr
+			return nil
+		})
+	}, func(err error) bool { return retryable && retryableHTTP(err) })
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// bodyWatch records whether reading the agent's request body failed, which is the
+// agent's fault, not the target's.
+type bodyWatch struct {
+	r   io.Reader
+	bad atomic.Bool
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.bad.Store(true)
+	}
+	return n, err
+}
+
+func (b *bodyWatch) failed() bool { return b.bad.Load() }
+
+// watchPeer watches a stream the agent keeps silent until the server answers
+// (connect, websocket): if the agent ends or resets it, abort cancels the server's
+// work at once, retries and backoff included. stop ends the watch and returns the
+// byte read meanwhile, if the agent did send one, so that it can still be forwarded.
+func (s *Server) watchPeer(sc *streamConn, abort context.CancelFunc) (stop func() []byte) {
+	done := make(chan struct{})
+	var (
+		buf [1]byte
+		n   int
+	)
+	go func() {
+		defer close(done)
+		var err error
+		n, err = sc.Read(buf[:])
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			abort()
+		}
+	}()
+	stopped := false
+	return func() []byte {
+		if !stopped {
+			stopped = true
+			_ = sc.SetReadDeadline(past)
+			<-done
+			_ = sc.SetReadDeadline(time.Time{})
+		}
+		return buf[:n]
+	}
+}
+
+// refusalMessage describes a policy refusal for the agent: the host and the rule,
+// not the addresses the name resolved to.
+func refusalMessage(err error) string {
+	var re *egress.RefusedError
+	if errors.As(err, &re) {
+		return fmt.Sprintf("egress policy refuses %q: %s", re.Host, re.Reason)
+	}
+	return "egress policy refuses the target"
+}
