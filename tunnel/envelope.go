@@ -28,6 +28,8 @@ const (
 	TypeResponse  = "response"
 	TypeConnected = "connected"
 	TypeError     = "error"
+	TypeControl   = "control"
+	TypeAbort     = "abort"
 )
 
 var (

@@ -27,6 +27,11 @@ type ConnectRequest struct {
 	Addr string `json:"addr"`
 }
 
+// AbortRequest is the payload of "abort" frames on the control stream.
+type AbortRequest struct {
+	Stream uint32 `json:"stream"`
+}
+
 // hopHeaders are meaningful only for a single transport-level connection (RFC 9110
 // §7.6.1) and must not be forwarded by a proxy. "Proxy-Connection" is not standard but
 // clients still send it.

@@ -293,7 +293,7 @@ func (s *Server) handshakeAndServe(ctx context.Context, conn net.Conn) {
 // ends and returns why.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	log := s.log.With().Str("remote", conn.RemoteAddr().String()).Str("client", PeerIdentity(conn)).Logger()
-	mux, err := yamux.Server(conn, s.cfg.Session.yamux(log))
+	mux, err := yamux.Server(newBatchConn(conn), s.cfg.Session.yamux(log))
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("tunnel: start session: %w", err)
@@ -307,6 +307,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	defer stop()
 	log.Info().Msg("session started")
 	started := time.Now()
+	reg := &streamRegistry{streams: make(map[uint32]func())}
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
@@ -323,7 +324,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveStream(newStreamConn(st), log)
+			s.serveStream(newStreamConn(st), reg, log)
 		}()
 	}
 }
@@ -342,7 +343,68 @@ func PeerIdentity(conn net.Conn) string {
 	return fmt.Sprintf("%s (serial %s)", certs[0].Subject.CommonName, certs[0].SerialNumber.Text(16))
 }
 
-func (s *Server) serveStream(sc *streamConn, log zerolog.Logger) {
+// streamRegistry maps a session's stream IDs to what aborts their work, for the
+// agent's abort frames on the control stream.
+type streamRegistry struct {
+	mu      sync.Mutex
+	streams map[uint32]func()
+	control bool // a control stream is open; one per session
+}
+
+func (r *streamRegistry) add(id uint32, abort func()) {
+	r.mu.Lock()
+	r.streams[id] = abort
+	r.mu.Unlock()
+}
+
+func (r *streamRegistry) remove(id uint32) {
+	r.mu.Lock()
+	delete(r.streams, id)
+	r.mu.Unlock()
+}
+
+func (r *streamRegistry) abort(id uint32) {
+	r.mu.Lock()
+	fn := r.streams[id]
+	r.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+func (r *streamRegistry) claimControl() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.control {
+		return false
+	}
+	r.control = true
+	return true
+}
+
+// serveControl reads abort frames until the session ends.
+func (s *Server) serveControl(sc *streamConn, reg *streamRegistry, log zerolog.Logger) {
+	if !reg.claimControl() {
+		s.answerError(sc, &RemoteError{Code: CodeBadRequest, Message: "second control stream"})
+		return
+	}
+	for {
+		env, err := ReadFrame(sc, s.cfg.Session.MaxHeaderSize)
+		if err != nil {
+			return
+		}
+		if env.Type != TypeAbort {
+			log.Debug().Str("type", env.Type).Msg("unknown control frame ignored")
+			continue
+		}
+		var a AbortRequest
+		if env.Decode(&a) == nil {
+			reg.abort(a.Stream)
+		}
+	}
+}
+
+func (s *Server) serveStream(sc *streamConn, reg *streamRegistry, log zerolog.Logger) {
 	defer sc.Close()
 	_ = sc.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	env, err := ReadFrame(sc, s.cfg.Session.MaxHeaderSize)
@@ -355,6 +417,10 @@ func (s *Server) serveStream(sc *streamConn, log zerolog.Logger) {
 		}
 		log.Debug().Err(err).Msg("bad request frame")
 		s.answerError(sc, &RemoteError{Code: code, Message: err.Error()})
+		return
+	}
+	if env.Type == TypeControl {
+		s.serveControl(sc, reg, log)
 		return
 	}
 	if s.isDraining() {
@@ -383,6 +449,12 @@ func (s *Server) serveStream(sc *streamConn, log zerolog.Logger) {
 
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	defer cancel()
+	id := sc.StreamID()
+	reg.add(id, func() {
+		cancel()
+		_ = sc.Close()
+	})
+	defer reg.remove(id)
 	start := time.Now()
 	var target string
 	switch env.Type {
@@ -541,6 +613,10 @@ func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, sc 
 		return host, s.fail(sc, err)
 	}
 	early := stopWatch()
+	// An abort (or shutdown) cancels ctx; closing the target is what ends a relay
+	// whose target side is silent.
+	stopClose := context.AfterFunc(ctx, func() { _ = target.Close() })
+	defer stopClose()
 	if err := WriteFrame(sc, TypeConnected, struct{}{}); err != nil {
 		_ = target.Close()
 		return host, err

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/yamux"
 	"github.com/rs/zerolog"
@@ -25,6 +26,8 @@ type Session struct {
 	log  zerolog.Logger
 
 	wg        sync.WaitGroup // request-body pumps
+	ctrlMu    sync.Mutex     // serialises writes to ctrl
+	ctrl      *streamConn    // control stream (PROTOCOL.md)
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[error] // first reason the session ended
 }
@@ -35,12 +38,32 @@ func NewSession(conn net.Conn, cfg SessionConfig, log zerolog.Logger) (*Session,
 		return nil, err
 	}
 	rc := &recordingConn{Conn: conn}
-	mux, err := yamux.Client(rc, cfg.yamux(log))
+	mux, err := yamux.Client(newBatchConn(rc), cfg.yamux(log))
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}
-	return &Session{mux: mux, conn: rc, cfg: cfg, log: log}, nil
+	s := &Session{mux: mux, conn: rc, cfg: cfg, log: log}
+	// The control stream carries aborts: yamux has no way to reset one stream.
+	st, err := mux.OpenStream()
+	if err == nil {
+		s.ctrl = newStreamConn(st)
+		err = WriteFrame(s.ctrl, TypeControl, struct{}{})
+	}
+	if err != nil {
+		_ = mux.Close()
+		return nil, fmt.Errorf("tunnel: open control stream: %w", err)
+	}
+	return s, nil
+}
+
+// abort asks the server to stop the work of stream id at once. It is best effort:
+// on a dead session there is nothing left to stop.
+func (s *Session) abort(id uint32) {
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	_ = s.ctrl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_ = WriteFrame(s.ctrl, TypeAbort, AbortRequest{Stream: id})
 }
 
 // Done is closed when the session has ended, for whatever reason.
@@ -60,8 +83,8 @@ func (s *Session) Err() error {
 	return fmt.Errorf("%w: peer closed or keepalive failed", ErrSessionClosed)
 }
 
-// NumStreams reports the streams currently open.
-func (s *Session) NumStreams() int { return s.mux.NumStreams() }
+// NumStreams reports the streams currently open (not counting the control stream).
+func (s *Session) NumStreams() int { return max(0, s.mux.NumStreams()-1) }
 
 // Close ends the session and every stream in it, and waits for the goroutines it owns.
 func (s *Session) Close() error {
@@ -90,7 +113,9 @@ func (s *Session) open(ctx context.Context) (*streamConn, error) {
 		}
 		return nil, fmt.Errorf("tunnel: open stream: %w", err)
 	}
-	return newStreamConn(st), nil
+	sc := newStreamConn(st)
+	sc.onAbort = func() { s.abort(st.StreamID()) }
+	return sc, nil
 }
 
 // exchange opens a stream, sends the request frame and waits for the answer frame.
@@ -122,6 +147,7 @@ func (s *Session) exchange(ctx context.Context, typ string, payload any, beforeA
 			// The caller gave up; the server's answer to the abort is moot.
 			return fail(err)
 		}
+		sc.finished.Store(true) // the server has closed the stream after its answer
 		re := &RemoteError{}
 		if err := env.Decode(re); err != nil {
 			return fail(err)
@@ -274,6 +300,7 @@ func (s *Session) response(req *http.Request, sc *streamConn, env Envelope, rele
 		}
 		resp.Body = http.NoBody
 		if p.Status != http.StatusSwitchingProtocols {
+			sc.finished.Store(true)
 			release()
 			_ = sc.Close()
 		}
@@ -293,7 +320,13 @@ type responseBody struct {
 	release func() bool
 }
 
-func (b *responseBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *responseBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.sc.finished.Store(true)
+	}
+	return n, err
+}
 
 func (b *responseBody) Close() error {
 	b.release()

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,14 @@ type streamConn struct {
 	*yamux.Stream
 	closed    atomic.Bool
 	closeOnce sync.Once
+	// peerDone is set once the peer's FIN has been read, finished once the
+	// exchange on this stream is complete: closing the stream after either is
+	// not an abort.
+	peerDone atomic.Bool
+	finished atomic.Bool
+	// onAbort, set on the agent's streams, tells the server to stop work on a
+	// stream the agent gives up early (PROTOCOL.md, control stream).
+	onAbort func()
 }
 
 func newStreamConn(s *yamux.Stream) *streamConn { return &streamConn{Stream: s} }
@@ -26,7 +35,9 @@ var past = time.Unix(1, 0)
 
 func (c *streamConn) Read(p []byte) (int, error) {
 	n, err := c.Stream.Read(p)
-	if err != nil && c.closed.Load() {
+	if err == io.EOF {
+		c.peerDone.Store(true)
+	} else if err != nil && c.closed.Load() {
 		err = net.ErrClosed
 	}
 	return n, err
@@ -57,6 +68,9 @@ func (c *streamConn) CloseRead() error { return nil }
 func (c *streamConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		if c.onAbort != nil && !c.peerDone.Load() && !c.finished.Load() {
+			c.onAbort()
+		}
 		_ = c.Stream.Close()
 		_ = c.Stream.SetDeadline(past)
 	})

@@ -385,7 +385,9 @@ func TestOverCapacity(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+			// Hold the connection without reading or closing: only the agent's
+			// abort can free the server's stream.
+			t.Cleanup(func() { c.Close() })
 		}
 	}()
 	held, err := h.client.DialContext(context.Background(), "tcp", ln.Addr().String())
@@ -556,4 +558,44 @@ type resolverFunc func(ctx context.Context, network, host string) ([]netip.Addr,
 
 func (f resolverFunc) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return f(ctx, network, host)
+}
+
+// TestConnectAbortReachesTarget: a client that drops a CONNECT stream while the
+// target is still sending gets the target's connection closed at once, not when
+// the target finishes or the idle timeout fires.
+func TestConnectAbortReachesTarget(t *testing.T) {
+	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+		ln := listen(t)
+		defer ln.Close()
+		targetDone := make(chan error, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				targetDone <- err
+				return
+			}
+			defer c.Close()
+			chunk := make([]byte, 32<<10)
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					targetDone <- err
+					return
+				}
+			}
+		}()
+		conn, err := h.client.DialContext(context.Background(), "tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		select {
+		case <-targetDone:
+		case <-time.After(5 * time.Second):
+			t.Fatal("target still connected 5s after the client dropped the stream")
+		}
+		waitFor(t, 5*time.Second, "server stream to end", func() bool { return h.server.ActiveStreams() == 0 })
+	})
 }
