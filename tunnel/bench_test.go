@@ -141,3 +141,28 @@ func BenchmarkConnectThroughput(b *testing.B) {
 }
 
 var _ net.Conn = (*streamConn)(nil)
+
+// BenchmarkRoundTripParallel is BenchmarkRoundTrip with concurrent requests, the
+// shape of a browser's load.
+func BenchmarkRoundTripParallel(b *testing.B) {
+	for _, kind := range []transportKind{overTCP, overMTLS} {
+		b.Run(string(kind), func(b *testing.B) {
+			h := newHarness(b, kind, func(c *ServerConfig) { c.MaxStreams = 1024 })
+			tgt := target(b)
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				req := mustRequest("GET", tgt.URL+"/hello")
+				for pb.Next() {
+					resp, err := h.client.RoundTrip(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}

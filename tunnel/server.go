@@ -211,8 +211,8 @@ func (s *Server) newTransport() *http.Transport {
 		DialContext:           s.dialTarget,
 		TLSClientConfig:       tlsCfg,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   128, // a browser easily keeps dozens of requests to one host in flight
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   s.cfg.DialTimeout,
 		ExpectContinueTimeout: time.Second,
