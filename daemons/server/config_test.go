@@ -24,6 +24,12 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"listen_addr", func(c *Config) { c.ListenAddr = "example.com" }},
 		{"listen_port", func(c *Config) { c.ListenPort = 65536 }},
 		{"cert_file", func(c *Config) { c.CertFile = "" }},
+		{"cert_file", func(c *Config) { c.CertPEM = "-----BEGIN CERTIFICATE-----" }},
+		{"cert_reload_interval", func(c *Config) { c.CertReload = -1 }},
+		{"max_pending_handshakes", func(c *Config) { c.MaxHandshakes = 0 }},
+		{"handshake_timeout", func(c *Config) { c.HandshakeTimeout = 0 }},
+		{"max_header_bytes", func(c *Config) { c.MaxHeaderBytes = 100 }},
+		{"metrics_service", func(c *Config) { c.EmitMetrics, c.MetricsService = true, "" }},
 		{"key_file", func(c *Config) { c.KeyFile = "" }},
 		{"ca_cert_file", func(c *Config) { c.CACertFile = "" }},
 		{"max_connections", func(c *Config) { c.MaxConnections = 0 }},
@@ -65,7 +71,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "help", args: []string{"--help"}, wantOut: "--max-connections"},
 		{name: "bad env value", env: []string{"FLUIDITY_SERVER_MAX_CONNECTIONS=many"}, wantCode: 2, wantErr: "max_connections"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/server.yaml"}, wantCode: 2, wantErr: "server.yaml"},
-		{name: "unloadable certificates", args: []string{"--cert-file", "/nonexistent", "--key-file", "/nonexistent", "--ca-cert-file", "/nonexistent", "--listen-port", "0"}, wantCode: 1, wantErr: "key pair"},
+		{name: "unloadable certificates", args: []string{"--cert-file", "/nonexistent", "--key-file", "/nonexistent", "--ca-cert-file", "/nonexistent", "--listen-port", "0"}, wantCode: 1, wantErr: "certificates"},
+		{name: "healthcheck fails on a closed port", args: []string{"healthcheck", "--listen-port", "1"}, wantCode: 1, wantErr: "healthcheck"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,27 +1,20 @@
 package main
 
 import (
-	"os"
-	"strings"
+	"flag"
 	"testing"
 
-	"github.com/fluidity-tunnel/fluidity/internal/config"
+	"github.com/fluidity-tunnel/fluidity/internal/daemon"
 )
 
-// TestREADMEDocumentsEveryKey keeps the README's configuration reference honest.
-func TestREADMEDocumentsEveryKey(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+var update = flag.Bool("update", false, "rewrite the README's configuration table")
+
+// TestREADMEConfigTable keeps the README's configuration reference generated from
+// the config struct: every key, its default, environment variable, flag and help.
+func TestREADMEConfigTable(t *testing.T) {
 	cfg := defaultConfig()
-	for _, e := range config.Reference(&cfg) {
-		row := "| `" + e.Key + "` | `" + e.Default + "` |"
-		if e.Default == "" {
-			row = "| `" + e.Key + "` | |"
-		}
-		if !strings.Contains(string(readme), row) {
-			t.Errorf("README.md lacks the row for %s (want a line containing %q)", e.Key, row)
-		}
+	table := daemon.ReferenceTable(&cfg, command.EnvPrefix)
+	if err := daemon.SyncREADME("../../README.md", "server-config", table, *update); err != nil {
+		t.Fatal(err)
 	}
 }

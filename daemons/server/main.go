@@ -26,36 +26,50 @@ import (
 // Config is server.yaml. Keys follow the seed; every key is also an environment
 // variable (FLUIDITY_SERVER_<KEY>) and a flag (--key-with-dashes).
 type Config struct {
-	ListenAddr      string        `koanf:"listen_addr" help:"address the tunnel listener binds"`
-	ListenPort      int           `koanf:"listen_port" help:"tunnel port (also the Fargate TCP health check)"`
-	CertFile        string        `koanf:"cert_file" help:"server certificate (PEM), with the server name as a SAN"`
-	KeyFile         string        `koanf:"key_file" help:"the server certificate's private key (PEM)"`
-	CACertFile      string        `koanf:"ca_cert_file" help:"the private CA whose client certificates are accepted (PEM)"`
-	LogLevel        string        `koanf:"log_level" help:"trace, debug, info, warn or error"`
-	LogFormat       string        `koanf:"log_format" help:"json, or console for people"`
-	MaxConnections  int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
-	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on each dial to a target"`
-	IdleTimeout     time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed"`
-	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long streams in flight may finish after SIGINT/SIGTERM"`
-	AllowCIDRs      []string      `koanf:"allow_cidrs" help:"target networks opened despite the default refusal of loopback, link-local and private ranges"`
-	AllowHosts      []string      `koanf:"allow_hosts" help:"target host names (or *.suffix) opened despite the default refusal"`
-	DenyCIDRs       []string      `koanf:"deny_cidrs" help:"target networks always refused"`
-	DenyHosts       []string      `koanf:"deny_hosts" help:"target host names (or *.suffix) always refused"`
-	EmitMetrics     bool          `koanf:"emit_metrics" help:"publish ActiveConnections and LastActivityEpochSeconds to CloudWatch"`
-	MetricsInterval time.Duration `koanf:"metrics_interval" help:"how often metrics are published"`
+	ListenAddr       string        `koanf:"listen_addr" help:"address the tunnel listener binds"`
+	ListenPort       int           `koanf:"listen_port" help:"tunnel port (also the Fargate TCP health check)"`
+	CertFile         string        `koanf:"cert_file" help:"server certificate (PEM), with the server name as a SAN"`
+	KeyFile          string        `koanf:"key_file" help:"the server certificate's private key (PEM)"`
+	CACertFile       string        `koanf:"ca_cert_file" help:"the private CA whose client certificates are accepted (PEM)"`
+	CertPEM          string        `koanf:"cert_pem" help:"the server certificate itself, instead of cert_file (for secrets passed as environment variables)"`
+	KeyPEM           string        `koanf:"key_pem" help:"the private key itself, instead of key_file"`
+	CACertPEM        string        `koanf:"ca_cert_pem" help:"the CA certificate itself, instead of ca_cert_file"`
+	CertReload       time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
+	DenyClients      []string      `koanf:"deny_clients" help:"client certificates refused: serial numbers (hex) or common names"`
+	LogLevel         string        `koanf:"log_level" help:"trace, debug, info, warn or error"`
+	LogFormat        string        `koanf:"log_format" help:"json, or console for people"`
+	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
+	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
+	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
+	MaxHeaderBytes   int           `koanf:"max_header_bytes" help:"cap on one stream's request header frame"`
+	DialTimeout      time.Duration `koanf:"dial_timeout" help:"bound on each dial to a target"`
+	IdleTimeout      time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed"`
+	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout" help:"how long streams in flight may finish after SIGINT/SIGTERM"`
+	AllowCIDRs       []string      `koanf:"allow_cidrs" help:"target networks opened despite the default refusal of loopback, link-local and private ranges"`
+	AllowHosts       []string      `koanf:"allow_hosts" help:"target host names (or *.suffix) opened despite the default refusal"`
+	DenyCIDRs        []string      `koanf:"deny_cidrs" help:"target networks always refused"`
+	DenyHosts        []string      `koanf:"deny_hosts" help:"target host names (or *.suffix) always refused"`
+	EmitMetrics      bool          `koanf:"emit_metrics" help:"publish ActiveConnections and LastActivityEpochSeconds to CloudWatch"`
+	MetricsInterval  time.Duration `koanf:"metrics_interval" help:"how often metrics are published"`
+	MetricsService   string        `koanf:"metrics_service" help:"value of the metrics' Service dimension: the ECS service name"`
 }
 
 func defaultConfig() Config {
 	return Config{
-		ListenAddr:      "0.0.0.0",
-		ListenPort:      8443,
-		LogLevel:        "info",
-		LogFormat:       "json",
-		MaxConnections:  100,
-		DialTimeout:     10 * time.Second,
-		IdleTimeout:     10 * time.Minute,
-		ShutdownTimeout: 30 * time.Second,
-		MetricsInterval: 60 * time.Second,
+		ListenAddr:       "0.0.0.0",
+		ListenPort:       8443,
+		LogLevel:         "info",
+		LogFormat:        "json",
+		MaxConnections:   100,
+		MaxHandshakes:    64,
+		HandshakeTimeout: 10 * time.Second,
+		MaxHeaderBytes:   tunnel.DefaultMaxHeaderSize,
+		CertReload:       10 * time.Second,
+		DialTimeout:      10 * time.Second,
+		IdleTimeout:      10 * time.Minute,
+		ShutdownTimeout:  30 * time.Second,
+		MetricsInterval:  60 * time.Second,
+		MetricsService:   "fluidity-server",
 	}
 }
 
@@ -69,14 +83,22 @@ func (c *Config) Validate() error {
 		return bad("listen_addr", "%q is not an IP address", c.ListenAddr)
 	case c.ListenPort < 0 || c.ListenPort > 65535:
 		return bad("listen_port", "%d is not a port", c.ListenPort)
-	case c.CertFile == "":
-		return bad("cert_file", "required")
-	case c.KeyFile == "":
-		return bad("key_file", "required")
-	case c.CACertFile == "":
-		return bad("ca_cert_file", "required")
+	case (c.CertFile == "") == (c.CertPEM == ""):
+		return bad("cert_file", "set exactly one of cert_file and cert_pem")
+	case (c.KeyFile == "") == (c.KeyPEM == ""):
+		return bad("key_file", "set exactly one of key_file and key_pem")
+	case (c.CACertFile == "") == (c.CACertPEM == ""):
+		return bad("ca_cert_file", "set exactly one of ca_cert_file and ca_cert_pem")
+	case c.CertReload < 0:
+		return bad("cert_reload_interval", "must not be negative")
 	case c.MaxConnections < 1:
 		return bad("max_connections", "must be at least 1")
+	case c.MaxHandshakes < 1:
+		return bad("max_pending_handshakes", "must be at least 1")
+	case c.HandshakeTimeout <= 0:
+		return bad("handshake_timeout", "must be positive")
+	case c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 16<<20:
+		return bad("max_header_bytes", "%d is outside [1024, 16 MiB]", c.MaxHeaderBytes)
 	case c.DialTimeout <= 0:
 		return bad("dial_timeout", "must be positive")
 	case c.IdleTimeout < 0:
@@ -85,6 +107,8 @@ func (c *Config) Validate() error {
 		return bad("shutdown_timeout", "must be positive")
 	case c.EmitMetrics && c.MetricsInterval < time.Second:
 		return bad("metrics_interval", "must be at least 1s")
+	case c.EmitMetrics && c.MetricsService == "":
+		return bad("metrics_service", "required when emit_metrics is on")
 	}
 	for _, cidr := range append(append([]string{}, c.AllowCIDRs...), c.DenyCIDRs...) {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {
@@ -128,6 +152,9 @@ func main() {
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	cfg := defaultConfig()
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], environ, cfg, stdout, stderr)
+	}
 	if done, code := command.Load(args, environ, &cfg, stdout, stderr); done {
 		return code
 	}
@@ -140,15 +167,37 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	return 0
 }
 
+// healthcheck exits 0 when the tunnel port accepts TCP connections on this machine.
+// The container image has no shell, so the Fargate health check runs this.
+func healthcheck(args, environ []string, cfg Config, stdout, stderr io.Writer) int {
+	hc := command
+	hc.SkipValidate = true
+	if done, code := hc.Load(args, environ, &cfg, stdout, stderr); done {
+		return code
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ListenPort))
+	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "fluidity-server: healthcheck: %v\n", err)
+		return 1
+	}
+	_ = conn.Close()
+	return 0
+}
+
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	tlsCfg, err := tunnel.LoadServerTLSConfig(cfg.CertFile, cfg.KeyFile, cfg.CACertFile)
+	tlsCfg, stopReload, err := serverTLS(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer stopReload()
 	scfg := tunnel.DefaultServerConfig()
 	scfg.Logger = log
 	scfg.TLSConfig = tlsCfg
 	scfg.MaxStreams = cfg.MaxConnections
+	scfg.MaxPendingHandshakes = cfg.MaxHandshakes
+	scfg.HandshakeTimeout = cfg.HandshakeTimeout
+	scfg.Session.MaxHeaderSize = cfg.MaxHeaderBytes
 	scfg.DialTimeout = cfg.DialTimeout
 	scfg.IdleTimeout = cfg.IdleTimeout
 	applyEgress(&scfg, cfg)
@@ -160,6 +209,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopMetrics, err := startMetrics(cfg, srv, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background(), ln) }()
 	log.Info().Str("version", buildinfo.String()).Str("listen", ln.Addr().String()).

@@ -18,6 +18,9 @@ type Command struct {
 	Name      string // binary name, e.g. "fluidity-agent"
 	Summary   string // one line for --help
 	EnvPrefix string // e.g. "FLUIDITY_AGENT_"
+	// SkipValidate loads without calling cfg's Validate, for subcommands (such as a
+	// health check) that need only part of the configuration.
+	SkipValidate bool
 }
 
 // Load parses args into cfg (a pointer to a config struct holding the defaults),
@@ -52,7 +55,7 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
 		return true, 2
 	}
-	if v, ok := cfg.(interface{ Validate() error }); ok {
+	if v, ok := cfg.(interface{ Validate() error }); ok && !c.SkipValidate {
 		if err := v.Validate(); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
 			return true, 2

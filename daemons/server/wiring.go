@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// serverTLS builds the tunnel's TLS configuration from files (reloaded when they
+// change) or from PEM text (set once, as secrets passed in the environment are).
+func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
+	if cfg.CertPEM != "" || cfg.KeyPEM != "" || cfg.CACertPEM != "" {
+		if cfg.CertPEM == "" || cfg.KeyPEM == "" || cfg.CACertPEM == "" {
+			return nil, nil, errors.New("cert_pem, key_pem and ca_cert_pem go together")
+		}
+		cert, err := tls.X509KeyPair([]byte(cfg.CertPEM), []byte(cfg.KeyPEM))
+		if err != nil {
+			return nil, nil, fmt.Errorf("cert_pem/key_pem: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CACertPEM)) {
+			return nil, nil, errors.New("ca_cert_pem: no certificate found")
+		}
+		static := tunnel.NewServerTLSConfig(cert, pool)
+		if len(cfg.DenyClients) > 0 {
+			return nil, nil, errors.New("deny_clients needs certificate files (cert_file, key_file, ca_cert_file)")
+		}
+		return static, func() {}, nil
+	}
+	r, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := func() {}
+	if cfg.CertReload > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Run(ctx, cfg.CertReload)
+		}()
+		stop = func() { cancel(); wg.Wait() }
+	}
+	return r.ServerTLSConfig(cfg.DenyClients), stop, nil
+}
+
+// startMetrics publishes ActiveConnections and LastActivityEpochSeconds to
+// CloudWatch when emit_metrics is on. AWS settings come from the standard SDK chain
+// (task role, AWS_REGION, AWS_ENDPOINT_URL, profiles).
+func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), error) {
+	if !cfg.EmitMetrics {
+		return func() {}, nil
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("metrics: aws config: %w", err)
+	}
+	pcfg := lifecycle.DefaultPublisherConfig()
+	pcfg.Service = cfg.MetricsService
+	pcfg.Interval = cfg.MetricsInterval
+	pub, err := lifecycle.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = pub.Run(ctx)
+	}()
+	log.Info().Str("service", cfg.MetricsService).Dur("interval", cfg.MetricsInterval).Msg("publishing metrics")
+	return func() { cancel(); <-done }, nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// TestServeFromPEMEnvironment starts the server with its certificates passed as
+// environment variables (as the Fargate task does) and pushes a request through it.
+func TestServeFromPEMEnvironment(t *testing.T) {
+	ca, _ := pki.NewCA(pki.CAOptions{})
+	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	keyPEM, _ := srvKP.KeyPEM()
+	port := freePort(t)
+	env := []string{
+		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
+		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
+		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
+		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
+		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("server exited %d", code)
+		}
+	}()
+
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer target.Close()
+	cert, _ := cliKP.TLSCertificate()
+	ccfg := tunnel.DefaultClientConfig()
+	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
+	client, err := tunnel.NewClient(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", target.URL, nil)
+		resp, err := client.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := run(context.Background(), []string{"healthcheck", "--listen-port", strconv.Itoa(port)}, nil, new(discard), new(discard)); code != 0 {
+		t.Errorf("healthcheck on a live server exited %d", code)
+	}
+}
+
+func TestServerTLSRefusesBadPEM(t *testing.T) {
+	c := validServerConfig()
+	c.CertFile, c.CertPEM = "", "x"
+	c.KeyFile, c.KeyPEM = "", "x"
+	c.CACertFile, c.CACertPEM = "", "x"
+	if _, _, err := serverTLS(c, zerolog.Nop()); err == nil {
+		t.Fatal("garbage PEM accepted")
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
