@@ -25,16 +25,16 @@ const (
 // ClientConfig is the agent's lifecycle section. An empty Endpoint disables
 // the lifecycle: the agent then dials a fixed server address.
 type ClientConfig struct {
-	Endpoint string   `koanf:"api_endpoint" yaml:"api_endpoint"`
-	APIKey   string   `koanf:"api_key" yaml:"api_key"`
-	WakeMode WakeMode `koanf:"wake_mode" yaml:"wake_mode"`
+	Endpoint string   `koanf:"api_endpoint" yaml:"api_endpoint" help:"base URL of the wake/kill API (API Gateway stage URL); empty dials server_ip without waking anything"`
+	APIKey   string   `koanf:"api_key" yaml:"api_key" help:"API Gateway key, sent as x-api-key"`
+	WakeMode WakeMode `koanf:"wake_mode" yaml:"wake_mode" help:"on_start wakes the server when the agent starts; on_demand when the first request arrives (requests wait)"`
 	// KillOnExit calls Kill on graceful shutdown; turn it off when several
 	// agents share one server.
-	KillOnExit bool `koanf:"kill_on_exit" yaml:"kill_on_exit"`
+	KillOnExit bool `koanf:"kill_on_exit" yaml:"kill_on_exit" help:"put the server to sleep when the agent shuts down; turn off when several agents share it"`
 	// PollInterval between Wake calls while the server starts.
-	PollInterval time.Duration `koanf:"poll_interval" yaml:"poll_interval"`
+	PollInterval time.Duration `koanf:"poll_interval" yaml:"poll_interval" help:"interval between Wake calls while the server starts"`
 	// WakeTimeout bounds one whole wake-up (Fargate usually needs 30–90 s).
-	WakeTimeout time.Duration `koanf:"wake_timeout" yaml:"wake_timeout"`
+	WakeTimeout time.Duration `koanf:"wake_timeout" yaml:"wake_timeout" help:"how long to wait for the server to report running"`
 }
 
 // DefaultClientConfig returns the defaults: wake on start, kill on exit,

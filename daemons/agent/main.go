@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
 	"github.com/fluidity-tunnel/fluidity/internal/logging"
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/proxy"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
@@ -41,6 +43,14 @@ type Config struct {
 	LogFormat       string        `koanf:"log_format" help:"json, or console for people"`
 	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long requests in flight may finish after SIGINT/SIGTERM"`
+	KeepAlive       time.Duration `koanf:"keepalive_interval" help:"how often the tunnel is pinged; a dead server is noticed within this plus write_timeout"`
+	WriteTimeout    time.Duration `koanf:"write_timeout" help:"how long a frame or ping may wait before the tunnel is declared dead"`
+	ReconnectMax    time.Duration `koanf:"reconnect_max" help:"ceiling of the exponential backoff between reconnection attempts"`
+	CertReload      time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes; 0 turns reloading off"`
+	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
+	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
+
+	Lifecycle lifecycle.ClientConfig `koanf:"lifecycle"`
 }
 
 func defaultConfig() Config {
@@ -53,6 +63,13 @@ func defaultConfig() Config {
 		LogFormat:       "json",
 		DialTimeout:     15 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
+		KeepAlive:       10 * time.Second,
+		WriteTimeout:    20 * time.Second,
+		ReconnectMax:    30 * time.Second,
+		CertReload:      10 * time.Second,
+		RetryInterval:   5 * time.Second,
+		RetryTimeout:    90 * time.Second,
+		Lifecycle:       lifecycle.DefaultClientConfig(),
 	}
 }
 
@@ -62,8 +79,8 @@ func (c *Config) Validate() error {
 		return &config.FieldError{Key: key, Err: fmt.Errorf(format, args...)}
 	}
 	switch {
-	case c.ServerIP == "":
-		return bad("server_ip", "required")
+	case c.ServerIP == "" && !c.Lifecycle.Enabled():
+		return bad("server_ip", "required (or set lifecycle.api_endpoint to learn it from Wake)")
 	case c.ServerPort < 1 || c.ServerPort > 65535:
 		return bad("server_port", "%d is not a port", c.ServerPort)
 	case c.ServerName == "":
@@ -82,6 +99,21 @@ func (c *Config) Validate() error {
 		return bad("dial_timeout", "must be positive")
 	case c.ShutdownTimeout <= 0:
 		return bad("shutdown_timeout", "must be positive")
+	case c.KeepAlive <= 0:
+		return bad("keepalive_interval", "must be positive")
+	case c.WriteTimeout <= 0:
+		return bad("write_timeout", "must be positive")
+	case c.ReconnectMax < 250*time.Millisecond:
+		return bad("reconnect_max", "must be at least 250ms")
+	case c.CertReload < 0:
+		return bad("cert_reload_interval", "must not be negative")
+	case c.RetryInterval <= 0:
+		return bad("connect_retry_interval", "must be positive")
+	case c.RetryTimeout < 0:
+		return bad("connect_retry_timeout", "must not be negative")
+	}
+	if err := c.Lifecycle.Validate(); err != nil {
+		return &config.FieldError{Key: "lifecycle", Err: err}
 	}
 	if _, err := logging.New(io.Discard, c.LogLevel, "json"); err != nil {
 		return bad("log_level", "%v", err)
@@ -120,24 +152,52 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 }
 
 func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	tlsCfg, err := tunnel.LoadClientTLSConfig(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, cfg.ServerName)
+	certs, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, log)
 	if err != nil {
 		return err
 	}
-	serverAddr := net.JoinHostPort(cfg.ServerIP, strconv.Itoa(cfg.ServerPort))
+	bg, stopBackground := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
+	if cfg.CertReload > 0 {
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			certs.Run(bg, cfg.CertReload)
+		}()
+	}
+	d := &serverDialer{cfg: cfg, certs: certs, log: log}
+	var api *lifecycle.APIClient
+	if cfg.Lifecycle.Enabled() {
+		api = cfg.Lifecycle.Client(&http.Client{Timeout: 30 * time.Second}, log)
+		d.waker = lifecycle.NewWaker(api, cfg.Lifecycle.PollInterval, cfg.Lifecycle.WakeTimeout, func(r lifecycle.WakeResult, elapsed time.Duration) {
+			log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
+		})
+	}
 	ccfg := tunnel.DefaultClientConfig()
 	ccfg.Logger = log
+	ccfg.Session.KeepAliveInterval = cfg.KeepAlive
+	ccfg.Session.WriteTimeout = cfg.WriteTimeout
+	ccfg.ReconnectMax = cfg.ReconnectMax
 	ccfg.DialTimeout = cfg.DialTimeout
-	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, serverAddr, tlsCfg) }
+	if d.waker != nil {
+		// One attempt may include the whole wake-up and the server's start.
+		ccfg.DialTimeout = cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
+	}
+	ccfg.Dial = d.dial
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	onDemand := d.waker != nil && cfg.Lifecycle.WakeMode == lifecycle.WakeOnDemand
 
 	pcfg := proxy.DefaultConfig()
 	pcfg.Logger = log
 	pcfg.Health = func(ctx context.Context) error {
+		if onDemand {
+			return nil // the tunnel comes up with the first request
+		}
 		_, err := client.Session(ctx)
 		return err
 	}
@@ -158,11 +218,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	keeper := make(chan struct{})
 	go func() {
 		defer close(keeper)
+		if onDemand {
+			return // connect (and wake the server) when the first request arrives
+		}
 		_ = client.Run(runCtx)
 	}()
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
-	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", serverAddr).
+	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", d.describe()).
 		Str("server_name", cfg.ServerName).Msg("agent started")
 
 	select {
@@ -192,6 +255,15 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	cancelRun()
 	<-keeper
 	_ = client.Close()
+	if api != nil && cfg.Lifecycle.KillOnExit {
+		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := api.Kill(kctx); err != nil {
+			log.Warn().Err(err).Msg("could not put the server to sleep")
+		} else {
+			log.Info().Msg("server put to sleep")
+		}
+		kcancel()
+	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"github.com/fluidity-tunnel/fluidity/internal/awstest"
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// TestWakeFlow runs the agent's whole wake-up against real components: the agent
+// calls the HTTP wake API (an adapter playing API Gateway), which invokes the Wake
+// Lambda under the Runtime Interface Emulator, which scales the ECS service in moto
+// and reports the seeded task's address — 127.0.0.1 and the port of a Fluidity
+// server running here — which the agent dials, verifying the server name. A
+// request through the proxy then succeeds, and shutting the agent down calls Kill.
+func TestWakeFlow(t *testing.T) {
+	endpoint := awstest.StartMoto(t)
+	wakeBin := awstest.BuildLambda(t, "wake")
+	killBin := awstest.BuildLambda(t, "kill")
+
+	dir := t.TempDir()
+	ca, srvCert, cliFiles := writeCerts(t, dir)
+	serverPort := startServer(t, ca, srvCert)
+
+	f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "wake-e2e", PublicIP: "127.0.0.1"})
+	env := awstest.LambdaEnv(endpoint, "CLUSTER_NAME="+f.Cluster, "SERVICE_NAME="+f.Service,
+		"TUNNEL_PORT="+strconv.Itoa(serverPort), "LOG_LEVEL=debug")
+	wake := awstest.StartEmulator(t, wakeBin, env)
+	kill := awstest.StartEmulator(t, killBin, env)
+	const apiKey = "test-key"
+	gw := httptest.NewServer(&awstest.APIGatewayAdapter{
+		Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
+		APIKey: apiKey,
+	})
+	defer gw.Close()
+
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello through a woken server")
+	}))
+	defer target.Close()
+
+	proxyPort := awstest.FreePort(t)
+	args := []string{
+		"--local-proxy-port", strconv.Itoa(proxyPort),
+		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
+		"--lifecycle-api-endpoint", gw.URL + "/prod",
+		"--lifecycle-api-key", apiKey,
+		"--lifecycle-wake-mode", "on_demand",
+		"--lifecycle-poll-interval", "200ms",
+		"--connect-retry-interval", "200ms",
+		"--log-level", "debug",
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if code := <-exited; code != 0 {
+				t.Errorf("agent exited %d; log:\n%s", code, logs.String())
+			}
+		}
+	}
+	defer stop()
+
+	proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 60 * time.Second}
+	var body []byte
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := hc.Get(target.URL)
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+			err = &url.Error{Op: "status", URL: target.URL, Err: io.ErrUnexpectedEOF}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer through the woken tunnel: %v\nagent log:\n%s\nwake log:\n%s", err, logs.String(), wake.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if string(body) != "hello through a woken server" {
+		t.Fatalf("body %q", body)
+	}
+	if got := desired(t, endpoint, f); got != 1 {
+		t.Fatalf("desired count after wake = %d, want 1", got)
+	}
+	if !bytes.Contains([]byte(logs.String()), []byte("waiting for the server to start")) &&
+		!bytes.Contains([]byte(logs.String()), []byte("tunnel session established")) {
+		t.Errorf("agent log shows no wake progress:\n%s", logs.String())
+	}
+	stop()
+	if got := desired(t, endpoint, f); got != 0 {
+		t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)", got)
+	}
+}
+
+func desired(t *testing.T, endpoint string, f *awstest.Fargate) int32 {
+	t.Helper()
+	out, err := ecs.NewFromConfig(awstest.AWSConfig(endpoint)).DescribeServices(context.Background(),
+		&ecs.DescribeServicesInput{Cluster: aws.String(f.Cluster), Services: []string{f.Service}})
+	if err != nil || len(out.Services) != 1 {
+		t.Fatalf("describe service: %v", err)
+	}
+	return out.Services[0].DesiredCount
+}
+
+// writeCerts writes a CA and an agent pair into dir and returns the CA, the
+// server's certificate, and the agent's cert and key paths.
+func writeCerts(t *testing.T, dir string) (*pki.CA, *pki.KeyPair, [2]string) {
+	t.Helper()
+	ca, err := pki.NewCA(pki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteFiles(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), false); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.IssueServer(pki.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := [2]string{filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")}
+	if err := cli.WriteFiles(files[0], files[1], false); err != nil {
+		t.Fatal(err)
+	}
+	return ca, srv, files
+}
+
+// startServer runs an in-process Fluidity server on a loopback port.
+func startServer(t *testing.T, ca *pki.CA, srv *pki.KeyPair) int {
+	t.Helper()
+	cert, err := srv.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tunnel.DefaultServerConfig()
+	cfg.TLSConfig = tunnel.NewServerTLSConfig(cert, ca.CertPool())
+	cfg.Egress.AllowCIDRs = []string{"127.0.0.0/8"}
+	s, err := tunnel.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(context.Background(), ln) }()
+	t.Cleanup(func() { _ = s.Close(); <-done })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
