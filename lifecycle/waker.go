@@ -84,6 +84,10 @@ type Waker struct {
 	mu       sync.Mutex
 	addr     string
 	inflight *wakeCall
+
+	ctx    context.Context // cancelled by Close; bounds wake-ups in flight
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 type wakeCall struct {
@@ -95,7 +99,14 @@ type wakeCall struct {
 // NewWaker returns a Waker. progress (optional) sees every answer while the
 // server starts, with the elapsed time, for the agent's terminal and log.
 func NewWaker(client *APIClient, pollInterval, timeout time.Duration, progress func(WakeResult, time.Duration)) *Waker {
-	return &Waker{client: client, pollInterval: pollInterval, timeout: timeout, progress: progress}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Waker{client: client, pollInterval: pollInterval, timeout: timeout, progress: progress, ctx: ctx, cancel: cancel}
+}
+
+// Close stops a wake-up in flight and waits for it.
+func (w *Waker) Close() {
+	w.cancel()
+	w.wg.Wait()
 }
 
 // Address returns the server's address, waking it if needed. ctx bounds
@@ -112,6 +123,7 @@ func (w *Waker) Address(ctx context.Context) (string, error) {
 	if call == nil {
 		call = &wakeCall{done: make(chan struct{})}
 		w.inflight = call
+		w.wg.Add(1)
 		go w.run(call)
 	}
 	w.mu.Unlock()
@@ -124,7 +136,8 @@ func (w *Waker) Address(ctx context.Context) (string, error) {
 }
 
 func (w *Waker) run(call *wakeCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer w.wg.Done()
+	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
 	defer cancel()
 	call.addr, call.err = w.client.WaitRunning(ctx, w.pollInterval, w.progress)
 	w.mu.Lock()

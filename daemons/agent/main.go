@@ -173,6 +173,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		d.waker = lifecycle.NewWaker(api, cfg.Lifecycle.PollInterval, cfg.Lifecycle.WakeTimeout, func(r lifecycle.WakeResult, elapsed time.Duration) {
 			log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
 		})
+		defer d.waker.Close()
 	}
 	ccfg := tunnel.DefaultClientConfig()
 	ccfg.Logger = log
@@ -255,6 +256,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	cancelRun()
 	<-keeper
 	_ = client.Close()
+	if d.waker != nil {
+		d.waker.Close()
+	}
 	if api != nil && cfg.Lifecycle.KillOnExit {
 		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := api.Kill(kctx); err != nil {
