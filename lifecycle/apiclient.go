@@ -141,7 +141,21 @@ func (c *APIClient) Wake(ctx context.Context) (WakeResult, error) {
 	if err := c.post(ctx, "wake", &r); err != nil {
 		return WakeResult{}, err
 	}
+	if err := r.check(); err != nil {
+		return WakeResult{}, err
+	}
 	return r, nil
+}
+
+// check refuses an answer the agent could not act on, rather than dialling garbage.
+func (r WakeResult) check() error {
+	if r.State == StateRunning {
+		host, port, err := net.SplitHostPort(r.Address)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("lifecycle api: wake: running without a usable address %q", r.Address)
+		}
+	}
+	return nil
 }
 
 // Kill asks for the server to stop at once.
@@ -225,8 +239,14 @@ func (c *APIClient) post(ctx context.Context, op string, out any) error {
 	if err != nil {
 		return fmt.Errorf("lifecycle api: %s: read answer: %w", op, err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		ae := &APIError{StatusCode: resp.StatusCode}
+	return decodeAnswer(op, resp.StatusCode, body, out)
+}
+
+// decodeAnswer turns an API answer into out or a typed error. It sees bytes from
+// the network, so it is fuzzed (FuzzDecodeAnswer).
+func decodeAnswer(op string, status int, body []byte, out any) error {
+	if status < 200 || status > 299 {
+		ae := &APIError{StatusCode: status}
 		var eb ErrorBody
 		if json.Unmarshal(body, &eb) == nil {
 			ae.Code, ae.Message = eb.Code, eb.Message
