@@ -6,7 +6,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Shared with infra/Dockerfile.*: static, reproducible, stripped binaries.
 GOFLAGS_BUILD := -trimpath
 LDFLAGS := -s -w -X github.com/fluidity-tunnel/fluidity/internal/buildinfo.Version=$(VERSION)
-export CGO_ENABLED ?= 0
+# Static binaries for the builds (the race detector in `make test` needs cgo).
+BUILD_ENV := CGO_ENABLED=0
 
 AGENT_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 
@@ -17,16 +18,16 @@ all: build
 build: build-host cross
 
 build-host:
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
 
 # The agent runs on users' machines: make sure every platform builds.
 cross:
 	@set -e; for p in $(AGENT_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
 		echo "build agent $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
+		$(BUILD_ENV) GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
 			-o dist/fluidity-agent-$$os-$$arch$$ext ./daemons/agent; \
 	done
 
@@ -55,7 +56,7 @@ bench: build-host
 
 # Long-running soak and fault runs; not part of `make test`.
 soak:
-	$(GO) test -count=1 -timeout 60m -tags soak -run 'Soak' ./internal/e2e/...
+	$(GO) test -race -count=1 -timeout 20m -tags soak -run '^TestSoak$$' ./internal/faults/...
 
 # Longer fuzzing than the brief pass in `make test`.
 fuzz-long:
