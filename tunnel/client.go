@@ -143,7 +143,7 @@ func (c *Client) connect(a *dialAttempt) {
 		_ = old.Close()
 	}
 	if err != nil {
-		err = fmt.Errorf("tunnel: connect: %w", err)
+		err = fmt.Errorf("%w: %w", ErrTunnelUnavailable, err)
 		c.log.Debug().Err(err).Msg("connect failed")
 	} else {
 		c.log.Info().Dur("took", time.Since(start)).Msg("tunnel session established")

@@ -47,6 +47,10 @@ var (
 // ErrSessionClosed is returned for work attempted on a closed session.
 var ErrSessionClosed = errors.New("tunnel: session closed")
 
+// ErrTunnelUnavailable wraps every failure to reach the server (dial, TLS, wake-up):
+// the tunnel itself is down, whatever the target would have said.
+var ErrTunnelUnavailable = errors.New("tunnel: server unreachable")
+
 // RemoteError is a failure reported by the server in an error frame.
 type RemoteError struct {
 	Code    ErrorCode `json:"code"`
@@ -116,6 +120,10 @@ func HTTPStatus(err error) int {
 	var re *RemoteError
 	if errors.As(err, &re) {
 		return re.HTTPStatus()
+	}
+	if errors.Is(err, ErrTunnelUnavailable) {
+		// A timeout reaching our own server is not the target's timeout.
+		return http.StatusBadGateway
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
