@@ -6,32 +6,18 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lambdas/internal/handler"
-	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
 func main() {
-	boot := handler.NewLogger(os.Stdout, "kill", zerolog.InfoLevel)
-	cfg, err := handler.ConfigFromEnv(os.Getenv)
+	env, err := handler.Bootstrap("kill", os.Getenv, os.Stdout)
 	if err != nil {
-		boot.Fatal().Err(err).Msg("configuration")
+		env.Log.Fatal().Err(err).Msg("start-up")
 	}
-	log := handler.NewLogger(os.Stdout, "kill", cfg.LogLevel)
-	awsCfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		log.Fatal().Err(err).Msg("aws configuration")
-	}
-	svc, err := lifecycle.NewFromConfig(awsCfg, lifecycle.ServiceConfig{Cluster: cfg.Cluster, Service: cfg.Service}, log)
-	if err != nil {
-		log.Fatal().Err(err).Msg("ecs service")
-	}
-	h := &handler.Kill{Service: svc, TunnelPort: cfg.TunnelPort, Log: log}
+	h := &handler.Kill{Service: env.Service, TunnelPort: env.Config.TunnelPort, Log: env.Log}
 	lambda.Start(h.Handle)
 }

@@ -8,38 +8,25 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lambdas/internal/handler"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
 func main() {
-	boot := handler.NewLogger(os.Stdout, "sleep", zerolog.InfoLevel)
-	cfg, err := handler.ConfigFromEnv(os.Getenv)
+	env, err := handler.Bootstrap("sleep", os.Getenv, os.Stdout)
 	if err != nil {
-		boot.Fatal().Err(err).Msg("configuration")
-	}
-	log := handler.NewLogger(os.Stdout, "sleep", cfg.LogLevel)
-	awsCfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		log.Fatal().Err(err).Msg("aws configuration")
-	}
-	svc, err := lifecycle.NewFromConfig(awsCfg, lifecycle.ServiceConfig{Cluster: cfg.Cluster, Service: cfg.Service}, log)
-	if err != nil {
-		log.Fatal().Err(err).Msg("ecs service")
+		env.Log.Fatal().Err(err).Msg("start-up")
 	}
 	mcfg := lifecycle.DefaultMetricsConfig()
-	mcfg.Namespace, mcfg.Service = cfg.Namespace, cfg.Service
-	metrics, err := lifecycle.NewMetricsReaderFromConfig(awsCfg, mcfg)
+	mcfg.Namespace, mcfg.Service = env.Config.Namespace, env.Config.Service
+	metrics, err := lifecycle.NewMetricsReaderFromConfig(env.AWS, mcfg)
 	if err != nil {
-		log.Fatal().Err(err).Msg("metrics reader")
+		env.Log.Fatal().Err(err).Msg("metrics reader")
 	}
-	h := &handler.Sleep{Policy: lifecycle.IdlePolicy{Threshold: cfg.IdleThreshold}, Service: svc, Metrics: metrics, Log: log}
+	h := &handler.Sleep{Policy: lifecycle.IdlePolicy{Threshold: env.Config.IdleThreshold}, Service: env.Service, Metrics: metrics, Log: env.Log}
 	lambda.Start(h.Handle)
 }
