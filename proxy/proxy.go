@@ -164,6 +164,10 @@ func (p *Proxy) forward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *h
 		p.logRequest(r.Method, host, status, start, err)
 		return r, errorResponse(r, status, err)
 	}
+	// goproxy copies the body and only logs a read error, after which net/http ends
+	// a chunked response cleanly: a body cut short would reach the client as if
+	// complete. Aborting the handler drops the client connection instead.
+	resp.Body = abortOnError{resp.Body}
 	if resp.ContentLength < 0 && r.ProtoAtLeast(1, 1) {
 		// Tells goproxy to flush as bytes arrive, so streamed responses stream.
 		resp.Header.Set("Transfer-Encoding", "chunked")
@@ -300,6 +304,17 @@ func errorResponse(r *http.Request, status int, err error) *http.Response {
 		resp.Header.Set("X-Fluidity-Error", string(re.Code))
 	}
 	return resp
+}
+
+// abortOnError turns a failed body read into an aborted response (see forward).
+type abortOnError struct{ io.ReadCloser }
+
+func (b abortOnError) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		panic(http.ErrAbortHandler)
+	}
+	return n, err
 }
 
 // logWriter sends net/http's server errors (TLS probes, bad requests) to zerolog.

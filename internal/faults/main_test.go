@@ -1,0 +1,130 @@
+package faults
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
+)
+
+// Set up once by TestMain.
+var (
+	// serverBin is fluidity-server built from this checkout (plain build, no -race:
+	// the crash test measures the shipped binary's behaviour).
+	serverBin string
+	// certDir holds ca.crt, server.crt and server.key for serverBin.
+	certDir string
+	// creds are the same CA's certificates for the in-process server and agent.
+	creds *testCreds
+)
+
+// testCreds is one private CA with a server and a client certificate.
+type testCreds struct {
+	server tls.Certificate
+	client tls.Certificate
+	pool   *x509.CertPool
+}
+
+func TestMain(m *testing.M) {
+	tmp, err := os.MkdirTemp("", "fluidity-faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		os.Exit(1)
+	}
+	if err := setup(tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		fmt.Fprintln(os.Stderr, "faults: setup:", err)
+		os.Exit(1)
+	}
+	// goleak.VerifyTestMain calls os.Exit; remove the temporary directory first.
+	goleak.VerifyTestMain(exitHook{m, tmp},
+		// Idle keep-alive connections of net/http clients and transports park here
+		// until they are closed; the tests close them, but the readers exit a moment later.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		// toxiproxy v2.5.0 leaks a link's toxic goroutines when the link's destination
+		// fails while a toxic holds data (LatencyToxic.Pipe blocks for ever sending to
+		// an output nobody reads any more; the link's reader then blocks behind it).
+		// They belong to the test tool, not to Fluidity.
+		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
+		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2.(*ToxicLink).read"),
+	)
+}
+
+// exitHook runs the tests, then removes the temporary directory.
+type exitHook struct {
+	m   *testing.M
+	tmp string
+}
+
+func (h exitHook) Run() int {
+	code := h.m.Run()
+	_ = os.RemoveAll(h.tmp)
+	return code
+}
+
+func setup(tmp string) error {
+	ca, err := pki.NewCA(pki.CAOptions{})
+	if err != nil {
+		return err
+	}
+	srv, err := ca.IssueServer(pki.ServerOptions{})
+	if err != nil {
+		return err
+	}
+	cli, err := ca.IssueClient(pki.ClientOptions{Name: "faults-agent"})
+	if err != nil {
+		return err
+	}
+	creds = &testCreds{pool: ca.CertPool()}
+	if creds.server, err = srv.TLSCertificate(); err != nil {
+		return err
+	}
+	if creds.client, err = cli.TLSCertificate(); err != nil {
+		return err
+	}
+	certDir = filepath.Join(tmp, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return err
+	}
+	if err := ca.WriteFiles(filepath.Join(certDir, "ca.crt"), filepath.Join(certDir, "ca.key"), false); err != nil {
+		return err
+	}
+	if err := srv.WriteFiles(filepath.Join(certDir, "server.crt"), filepath.Join(certDir, "server.key"), false); err != nil {
+		return err
+	}
+
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := string(bytes.TrimSpace(out))
+	if gomod == "" || gomod == os.DevNull {
+		return fmt.Errorf("not inside the module (go env GOMOD = %q)", gomod)
+	}
+	serverBin = filepath.Join(tmp, "fluidity-server")
+	start := time.Now()
+	build := exec.Command(goBin, "build", "-o", serverBin, "./daemons/server")
+	build.Dir = filepath.Dir(gomod)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./daemons/server: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		fmt.Fprintf(os.Stderr, "faults: building fluidity-server took %v\n", d.Round(time.Second))
+	}
+	return nil
+}
