@@ -47,6 +47,7 @@ type Config struct {
 	WriteTimeout    time.Duration `koanf:"write_timeout" help:"how long a frame or ping may wait before the tunnel is declared dead"`
 	ReconnectMax    time.Duration `koanf:"reconnect_max" help:"ceiling of the exponential backoff between reconnection attempts"`
 	CertReload      time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes; 0 turns reloading off"`
+	StreamWindow    uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow download may hold, and the cap on one stream's speed (window / round-trip time)"`
 	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
 	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
 
@@ -67,6 +68,7 @@ func defaultConfig() Config {
 		WriteTimeout:    20 * time.Second,
 		ReconnectMax:    30 * time.Second,
 		CertReload:      10 * time.Second,
+		StreamWindow:    tunnel.DefaultSessionConfig().StreamWindow,
 		RetryInterval:   5 * time.Second,
 		RetryTimeout:    90 * time.Second,
 		Lifecycle:       lifecycle.DefaultClientConfig(),
@@ -107,6 +109,8 @@ func (c *Config) Validate() error {
 		return bad("reconnect_max", "must be at least 250ms")
 	case c.CertReload < 0:
 		return bad("cert_reload_interval", "must not be negative")
+	case c.StreamWindow < 256<<10:
+		return bad("stream_window", "must be at least 262144 (256 KiB)")
 	case c.RetryInterval <= 0:
 		return bad("connect_retry_interval", "must be positive")
 	case c.RetryTimeout < 0:
@@ -179,6 +183,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	ccfg.Logger = log
 	ccfg.Session.KeepAliveInterval = cfg.KeepAlive
 	ccfg.Session.WriteTimeout = cfg.WriteTimeout
+	ccfg.Session.StreamWindow = cfg.StreamWindow
 	ccfg.ReconnectMax = cfg.ReconnectMax
 	ccfg.DialTimeout = cfg.DialTimeout
 	if d.waker != nil {

@@ -42,6 +42,7 @@ type Config struct {
 	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
 	MaxHeaderBytes   int           `koanf:"max_header_bytes" help:"cap on one stream's request header frame"`
+	StreamWindow     uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow upload may hold, and the cap on one stream's speed (window / round-trip time)"`
 	DialTimeout      time.Duration `koanf:"dial_timeout" help:"bound on each dial to a target"`
 	IdleTimeout      time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed"`
 	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout" help:"how long streams in flight may finish after SIGINT/SIGTERM"`
@@ -64,6 +65,7 @@ func defaultConfig() Config {
 		MaxHandshakes:    64,
 		HandshakeTimeout: 10 * time.Second,
 		MaxHeaderBytes:   tunnel.DefaultMaxHeaderSize,
+		StreamWindow:     tunnel.DefaultSessionConfig().StreamWindow,
 		CertReload:       10 * time.Second,
 		DialTimeout:      10 * time.Second,
 		IdleTimeout:      10 * time.Minute,
@@ -99,6 +101,8 @@ func (c *Config) Validate() error {
 		return bad("handshake_timeout", "must be positive")
 	case c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 16<<20:
 		return bad("max_header_bytes", "%d is outside [1024, 16 MiB]", c.MaxHeaderBytes)
+	case c.StreamWindow < 256<<10:
+		return bad("stream_window", "must be at least 262144 (256 KiB)")
 	case c.DialTimeout <= 0:
 		return bad("dial_timeout", "must be positive")
 	case c.IdleTimeout < 0:
@@ -198,6 +202,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	scfg.MaxPendingHandshakes = cfg.MaxHandshakes
 	scfg.HandshakeTimeout = cfg.HandshakeTimeout
 	scfg.Session.MaxHeaderSize = cfg.MaxHeaderBytes
+	scfg.Session.StreamWindow = cfg.StreamWindow
 	scfg.DialTimeout = cfg.DialTimeout
 	scfg.IdleTimeout = cfg.IdleTimeout
 	applyEgress(&scfg, cfg)
