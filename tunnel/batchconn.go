@@ -13,7 +13,7 @@ import (
 // flush is in the kernel, further frames pile up and leave together. An idle link
 // is flushed at once, so batching adds no latency.
 //
-// The buffer is bounded: a writer blocks while maxPending bytes wait, which keeps
+// The buffer is bounded: a writer blocks while limit bytes wait, which keeps
 // backpressure (and yamux's write timeout) working as on a plain conn.
 type batchConn struct {
 	net.Conn
@@ -25,12 +25,35 @@ type batchConn struct {
 	err     error
 	closed  bool
 	done    chan struct{}
+	// cork, when Conn is a TLS conn over a corkConn, gathers the TLS records of one
+	// flush into one write.
+	cork  *corkConn
+	limit int // maxPending or maxPendingServer
 }
 
-const maxPending = 512 << 10
+// maxPending bounds the bytes waiting for the flusher. Every byte queued there, and
+// unsent in the kernel, delays the frames of other streams behind a bulk transfer.
+// On the server, whose records leave corked (one write per flush) and whose socket
+// keeps at most maxUnsent bytes unsent (Linux), maxPendingServer halves the
+// head-of-line p99 of small responses next to a download; elsewhere the larger
+// bound keeps bulk writes in bigger batches.
+const (
+	maxPending       = 512 << 10
+	maxPendingServer = 128 << 10
+	maxUnsent        = 128 << 10
+	// maxSpare is the largest flushed buffer kept for reuse: one write may be
+	// larger than the bound (a single frame is never split).
+	maxSpare = 1 << 20
+)
 
 func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c, done: make(chan struct{})}
+	b := &batchConn{Conn: c, done: make(chan struct{}), limit: maxPending}
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		b.cork, _ = tc.NetConn().(*corkConn)
+	}
+	if b.cork != nil {
+		b.limit = maxPendingServer
+	}
 	b.cond = sync.NewCond(&b.mu)
 	go b.flushLoop()
 	return b
@@ -39,7 +62,7 @@ func newBatchConn(c net.Conn) *batchConn {
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.err == nil && !b.closed && len(b.pending) > 0 && len(b.pending)+len(p) > maxPending {
+	for b.err == nil && !b.closed && len(b.pending) > 0 && len(b.pending)+len(p) > b.limit {
 		b.cond.Wait()
 	}
 	if b.err != nil {
@@ -69,10 +92,19 @@ func (b *batchConn) flushLoop() {
 		b.cond.Broadcast()
 		b.mu.Unlock()
 
-		_, err := b.Conn.Write(out)
+		var err error
+		if b.cork != nil {
+			b.cork.corkWrites()
+			_, err = b.Conn.Write(out)
+			if ferr := b.cork.uncork(); err == nil {
+				err = ferr
+			}
+		} else {
+			_, err = b.Conn.Write(out)
+		}
 
 		b.mu.Lock()
-		if cap(out) <= 2*maxPending {
+		if cap(out) <= maxSpare {
 			b.spare = out[:0]
 		}
 		if err != nil {
@@ -99,4 +131,75 @@ func (b *batchConn) Close() error {
 	_ = b.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	<-b.done
 	return b.Conn.Close()
+}
+
+// corkConn sits under a TLS conn. crypto/tls writes every record (at most 16 KiB)
+// with its own Write; while corked, corkConn gathers them and uncork sends them in
+// one Write. Only the batchConn flusher corks, around its one TLS Write; other
+// writes (handshake, alerts) pass straight through, or, if they happen while the
+// flusher has it corked, join the batch in order.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+	err    error
+}
+
+// maxCorked bounds what is gathered before it is written anyway.
+const maxCorked = 256 << 10
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if !c.corked {
+		n, err := c.Conn.Write(p)
+		if err != nil {
+			c.err = err
+		}
+		return n, err
+	}
+	c.buf = append(c.buf, p...)
+	if len(c.buf) >= maxCorked {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (c *corkConn) corkWrites() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was gathered and stops gathering.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if c.err != nil {
+		return c.err
+	}
+	return c.flushLocked()
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > 2*maxCorked {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	if err != nil {
+		c.err = err
+	}
+	return err
 }

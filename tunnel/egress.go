@@ -243,16 +243,18 @@ func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr
 	p.OnRetry = func(attempt int, err error, delay time.Duration) {
 		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("dial failed; retrying")
 	}
-	err := p.Do(ctx, func(ctx context.Context) error {
-		return s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+	// The breaker wraps the retries: one request that fails after all its attempts
+	// is one failure, and an open breaker answers before any attempt or backoff.
+	err := s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+		return p.Do(ctx, func(ctx context.Context) error {
 			c, err := s.dialTarget(ctx, "tcp", addr)
 			if err != nil {
 				return err
 			}
 			conn = c
 			return nil
-		})
-	}, targetFault)
+		}, targetFault)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -270,13 +272,13 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 	p.OnRetry = func(attempt int, err error, delay time.Duration) {
 		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("request failed before any response; retrying")
 	}
-	err := p.Do(ctx, func(ctx context.Context) error {
-		r := req
-		if attempt > 0 {
-			r = req.Clone(ctx)
-		}
-		attempt++
-		return s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+	err := s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+		return p.Do(ctx, func(ctx context.Context) error {
+			r := req
+			if attempt > 0 {
+				r = req.Clone(ctx)
+			}
+			attempt++
 			rr, err := s.transport.RoundTrip(r)
 			if err != nil {
 				if ctx.Err() != nil || (body != nil && body.failed()) {
@@ -286,8 +288,8 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 			}
 			resp = rr
 			return nil
-		})
-	}, func(err error) bool { return retryable && retryableHTTP(err) })
+		}, func(err error) bool { return retryable && retryableHTTP(err) })
+	})
 	if err != nil {
 		return nil, err
 	}

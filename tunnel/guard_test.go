@@ -610,3 +610,31 @@ func TestConnectEarlyBytes(t *testing.T) {
 		t.Fatalf("echo %q %v", got, err)
 	}
 }
+
+// TestBreakerCountsRequestsNotAttempts: a request that fails after all its retries
+// is one failure for the breaker, so two failed requests do not open a breaker set
+// to three consecutive failures, however many dials they made.
+func TestBreakerCountsRequestsNotAttempts(t *testing.T) {
+	dialer := &countingDialer{}
+	h := newHarness(t, overPipe, func(c *ServerConfig) {
+		c.Dialer = dialer
+		c.Breaker = BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Minute, HalfOpenMaxRequests: 1}
+		c.Retry = RetryConfig{Attempts: 3, Initial: time.Millisecond, Multiplier: 1, Max: time.Millisecond}
+		c.Resolver = &fakeDNS{}
+	})
+	dead := closedAddr(t)
+	for i := 0; i < 2; i++ {
+		if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetRefused) {
+			t.Fatalf("request %d: %v, want the target's refusal (breaker still closed)", i, err)
+		}
+	}
+	if n := dialer.n.Load(); n != 6 {
+		t.Fatalf("%d dials, want 2 requests × 3 attempts", n)
+	}
+	if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetRefused) {
+		t.Fatalf("third request: %v", err)
+	}
+	if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("fourth request: %v, want the open breaker", err)
+	}
+}

@@ -275,7 +275,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) handshakeAndServe(ctx context.Context, conn net.Conn) {
-	tconn := tls.Server(conn, s.cfg.TLSConfig)
+	// Keep little unsent data queued in the kernel, so that an interactive stream's
+	// frames do not wait behind megabytes of a bulk download (head-of-line), and
+	// gather each flush's TLS records into one write (corkConn).
+	limitUnsent(conn, maxUnsent)
+	tconn := tls.Server(&corkConn{Conn: conn}, s.cfg.TLSConfig)
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	err := tconn.HandshakeContext(hctx)
 	cancel()

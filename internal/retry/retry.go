@@ -120,7 +120,18 @@ func (p Policy) Do(ctx context.Context, fn func(ctx context.Context) error, retr
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("retry: not started: %w", err)
 	}
+	// Most calls succeed at once: make the first attempt before setting up any of
+	// the backoff machinery, which costs a dozen allocations.
+	first := fn(ctx)
+	if first == nil {
+		return nil
+	}
+	return p.retry(ctx, fn, retryable, first)
+}
 
+// retry continues Do after a first attempt that failed with first. It runs the
+// same backoff.Retry loop as if that attempt had been made inside it.
+func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, retryable func(error) bool, first error) error {
 	var (
 		last     error
 		attempts int
@@ -128,7 +139,12 @@ func (p Policy) Do(ctx context.Context, fn func(ctx context.Context) error, retr
 	)
 	op := func() (struct{}, error) {
 		attempts++
-		err := fn(ctx)
+		var err error
+		if attempts == 1 {
+			err = first
+		} else {
+			err = fn(ctx)
+		}
 		if err == nil {
 			return struct{}{}, nil
 		}
