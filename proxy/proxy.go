@@ -40,6 +40,8 @@ type Config struct {
 	IdleTimeout time.Duration
 	// ReadHeaderTimeout bounds how long a local client may take to send its request headers.
 	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes caps a local client's request headers; larger ones get 431.
+	MaxHeaderBytes int
 	// Health, if set, decides what GET /healthz on the proxy itself answers: 200 when
 	// it returns nil, 503 otherwise. The agent checks that the tunnel is up.
 	Health func(ctx context.Context) error
@@ -51,13 +53,14 @@ func DefaultConfig() Config {
 		Logger:            zerolog.Nop(),
 		IdleTimeout:       10 * time.Minute,
 		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    1 << 20,
 	}
 }
 
 // Validate reports the first unusable setting.
 func (c Config) Validate() error {
-	if c.IdleTimeout < 0 || c.ReadHeaderTimeout <= 0 {
-		return errors.New("proxy: idle timeout must not be negative and read header timeout must be positive")
+	if c.IdleTimeout < 0 || c.ReadHeaderTimeout <= 0 || c.MaxHeaderBytes <= 0 {
+		return errors.New("proxy: idle timeout must not be negative; read header timeout and max header bytes must be positive")
 	}
 	return nil
 }
@@ -140,7 +143,7 @@ func (p *Proxy) NewHTTPServer() *http.Server {
 		Handler:           p,
 		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
 		ErrorLog:          log.New(logWriter{p.log}, "", 0),
 	}
 }

@@ -339,3 +339,19 @@ func TestHealthz(t *testing.T) {
 		t.Fatalf("non-proxy request: %d", resp.StatusCode)
 	}
 }
+
+func TestRequestHeaderLimit(t *testing.T) {
+	proxyURL := startProxy(t, fakeTunnel{err: errors.New("not reached")}, func(c *Config) { c.MaxHeaderBytes = 4096 })
+	hc, done := proxiedClient(proxyURL, nil)
+	defer done()
+	req, _ := http.NewRequest("GET", "http://target.example/", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+}

@@ -599,3 +599,27 @@ func TestConnectAbortReachesTarget(t *testing.T) {
 		waitFor(t, 5*time.Second, "server stream to end", func() bool { return h.server.ActiveStreams() == 0 })
 	})
 }
+
+// TestHTTP2ToTargets: the server speaks HTTP/2 to a target that offers it.
+func TestHTTP2ToTargets(t *testing.T) {
+	tgt := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "HTTP/%d", r.ProtoMajor)
+	}))
+	tgt.EnableHTTP2 = true
+	tgt.StartTLS()
+	defer tgt.Close()
+	h := newHarness(t, overTCP, func(c *ServerConfig) {
+		c.TargetTLSConfig = &tls.Config{RootCAs: poolOf(tgt)}
+	})
+	for i := 0; i < 2; i++ { // the second request reuses the pooled connection
+		resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "HTTP/2" {
+			t.Fatalf("target saw %q, want HTTP/2", b)
+		}
+	}
+}

@@ -47,6 +47,8 @@ type Config struct {
 	WriteTimeout    time.Duration `koanf:"write_timeout" help:"how long a frame or ping may wait before the tunnel is declared dead"`
 	ReconnectMax    time.Duration `koanf:"reconnect_max" help:"ceiling of the exponential backoff between reconnection attempts"`
 	CertReload      time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes; 0 turns reloading off"`
+	MaxHeaderBytes  int           `koanf:"max_request_header_bytes" help:"cap on a local client's request headers; larger requests get 431"`
+	IdleTimeout     time.Duration `koanf:"idle_timeout" help:"WebSocket relays idle this long are closed"`
 	StreamWindow    uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow download may hold, and the cap on one stream's speed (window / round-trip time)"`
 	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
 	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
@@ -68,6 +70,8 @@ func defaultConfig() Config {
 		WriteTimeout:    20 * time.Second,
 		ReconnectMax:    30 * time.Second,
 		CertReload:      10 * time.Second,
+		MaxHeaderBytes:  proxy.DefaultConfig().MaxHeaderBytes,
+		IdleTimeout:     proxy.DefaultConfig().IdleTimeout,
 		StreamWindow:    tunnel.DefaultSessionConfig().StreamWindow,
 		RetryInterval:   5 * time.Second,
 		RetryTimeout:    90 * time.Second,
@@ -109,6 +113,10 @@ func (c *Config) Validate() error {
 		return bad("reconnect_max", "must be at least 250ms")
 	case c.CertReload < 0:
 		return bad("cert_reload_interval", "must not be negative")
+	case c.MaxHeaderBytes < 4096:
+		return bad("max_request_header_bytes", "must be at least 4096")
+	case c.IdleTimeout < 0:
+		return bad("idle_timeout", "must not be negative")
 	case c.StreamWindow < 256<<10:
 		return bad("stream_window", "must be at least 262144 (256 KiB)")
 	case c.RetryInterval <= 0:
@@ -200,6 +208,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	pcfg := proxy.DefaultConfig()
 	pcfg.Logger = log
+	pcfg.MaxHeaderBytes = cfg.MaxHeaderBytes
+	pcfg.IdleTimeout = cfg.IdleTimeout
 	pcfg.Health = func(ctx context.Context) error {
 		if onDemand {
 			return nil // the tunnel comes up with the first request
