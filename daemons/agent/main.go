@@ -127,11 +127,8 @@ func (c *Config) Validate() error {
 	if err := c.Lifecycle.Validate(); err != nil {
 		return &config.FieldError{Key: "lifecycle", Err: err}
 	}
-	if _, err := logging.New(io.Discard, c.LogLevel, "json"); err != nil {
-		return bad("log_level", "%v", err)
-	}
-	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
-		return bad("log_format", "%v", err)
+	if err := daemon.CheckLogging(c.LogLevel, c.LogFormat); err != nil {
+		return err
 	}
 	return nil
 }

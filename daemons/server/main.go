@@ -123,11 +123,8 @@ func (c *Config) Validate() error {
 			return bad(key, "%q is not a CIDR", cidr)
 		}
 	}
-	if _, err := logging.New(io.Discard, c.LogLevel, "json"); err != nil {
-		return bad("log_level", "%v", err)
-	}
-	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
-		return bad("log_format", "%v", err)
+	if err := daemon.CheckLogging(c.LogLevel, c.LogFormat); err != nil {
+		return err
 	}
 	return nil
 }

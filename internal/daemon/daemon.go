@@ -11,6 +11,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
+	"github.com/fluidity-tunnel/fluidity/internal/logging"
 )
 
 // Command describes one daemon's command line.
@@ -62,4 +63,16 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 		}
 	}
 	return false, 0
+}
+
+// CheckLogging validates the log_level and log_format settings both daemons share,
+// naming the key at fault.
+func CheckLogging(level, format string) error {
+	if _, err := logging.New(io.Discard, level, "json"); err != nil {
+		return &config.FieldError{Key: "log_level", Err: err}
+	}
+	if _, err := logging.New(io.Discard, "info", format); err != nil {
+		return &config.FieldError{Key: "log_format", Err: err}
+	}
+	return nil
 }
