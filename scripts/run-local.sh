@@ -34,6 +34,12 @@ bin/fluidity-server \
 	--allow-cidrs "$ALLOW_CIDRS" --log-format "$LOG_FORMAT" &
 pids+=($!)
 
+# Start the agent once the server listens, so its first connection succeeds.
+for _ in $(seq 1 50); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$SERVER_PORT") 2>/dev/null && break
+	sleep 0.1
+done
+
 bin/fluidity-agent \
 	--server-ip 127.0.0.1 --server-port "$SERVER_PORT" \
 	--listen-addr 127.0.0.1 --local-proxy-port "$PROXY_PORT" \
