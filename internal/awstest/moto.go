@@ -121,7 +121,9 @@ func StartMotoServer(t testing.TB) *Moto {
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if err := waitHTTP(url+"/moto-api/", 30*time.Second, exited); err != nil {
+		// Only moto answers its data endpoint with JSON: a process that took the
+		// port first (the race above) must not pass for moto.
+		if err := waitMoto(url, 30*time.Second, exited); err != nil {
 			stopProcess(cmd, exited)
 			lastErr = fmt.Errorf("%w; moto output:\n%s", err, logBuf.String())
 			continue
@@ -165,23 +167,25 @@ func SetTransition(t testing.TB, motoURL, model string, transition map[string]an
 	}
 }
 
-func waitHTTP(u string, timeout time.Duration, exited <-chan error) error {
+// waitMoto waits until url answers moto's data endpoint with JSON, or moto exits.
+func waitMoto(url string, timeout time.Duration, exited <-chan error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/moto-api/data.json", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			var v map[string]any
+			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&v) == nil
 			resp.Body.Close()
-			if resp.StatusCode < 500 {
+			if ok {
 				return nil
 			}
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("process exited before %s answered: %v", u, err)
+			return fmt.Errorf("moto_server exited before it answered on %s: %v", url, err)
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer within %v", u, timeout)
+			return fmt.Errorf("moto_server did not answer on %s within %v", url, timeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
