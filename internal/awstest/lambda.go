@@ -19,16 +19,18 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // ModuleRoot returns the directory holding go.mod.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
-	gomod := goEnv(t, "GOMOD")
-	if gomod == "" || gomod == os.DevNull {
-		t.Fatal("not inside a Go module")
+	root, err := testbin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Dir(gomod)
+	return root
 }
 
 // BuildLambda builds ./lambdas/<name> exactly as for deployment
@@ -36,15 +38,12 @@ func ModuleRoot(t testing.TB) string {
 // directory and returns the path of the "bootstrap" binary.
 func BuildLambda(t testing.TB, name string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, "./lambdas/"+name)
-	cmd.Dir = ModuleRoot(t)
+	dir := t.TempDir()
 	// GOARCH stays the host's so the emulator can run the binary here.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build lambda %s: %v\n%s", name, err, b)
+	if err := testbin.Build(dir, map[string]string{"bootstrap": "./lambdas/" + name}, []string{"GOOS=linux"}, "-tags", "lambda.norpc"); err != nil {
+		t.Fatalf("build lambda %s: %v", name, err)
 	}
-	return out
+	return filepath.Join(dir, "bootstrap")
 }
 
 // RIE is a running AWS Lambda Runtime Interface Emulator.

@@ -1,19 +1,18 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // Set up once by TestMain.
@@ -54,32 +53,15 @@ func runMain(m *testing.M) int {
 }
 
 func setup(tmp string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	root, err := moduleRoot(goBin)
-	if err != nil {
-		return err
-	}
 	binDir := filepath.Join(tmp, "bin")
 	start := time.Now()
-	// Plain builds (no -race even when the tests have it): the daemons' memory
-	// bounds and timings are those of the shipped binaries.
-	build := exec.Command(goBin, "build", "-o", binDir+string(filepath.Separator),
-		"./daemons/agent", "./daemons/server", "./daemons/fluidity")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
 	agentBin = filepath.Join(binDir, "fluidity-agent")
 	serverBin = filepath.Join(binDir, "fluidity-server")
 	fluidityBin = filepath.Join(binDir, "fluidity")
-	for from, to := range map[string]string{"agent": agentBin, "server": serverBin} {
-		if err := os.Rename(filepath.Join(binDir, from), to); err != nil {
-			return err
-		}
+	if err := testbin.Build(binDir, map[string]string{
+		"fluidity-agent": "./daemons/agent", "fluidity-server": "./daemons/server", "fluidity": "./daemons/fluidity",
+	}, nil); err != nil {
+		return err
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		fmt.Fprintf(os.Stderr, "e2e: building the daemons took %v\n", d.Round(time.Second))
@@ -97,6 +79,7 @@ func setup(tmp string) error {
 		}
 	}
 
+	var err error
 	otherCA, err = pki.NewCA(pki.CAOptions{CommonName: "Impostor CA"})
 	if err != nil {
 		return err
@@ -113,18 +96,6 @@ func setup(tmp string) error {
 		return err
 	}
 	return client.WriteFiles(filepath.Join(otherCADir, "other-agent.crt"), filepath.Join(otherCADir, "other-agent.key"), false)
-}
-
-func moduleRoot(goBin string) (string, error) {
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := string(bytes.TrimSpace(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the module (go env GOMOD = %q)", gomod)
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // cleanEnv is the test's environment without anything that would change how the

@@ -1,20 +1,18 @@
 package faults
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // Set up once by TestMain.
@@ -103,25 +101,10 @@ func setup(tmp string) error {
 		return err
 	}
 
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := string(bytes.TrimSpace(out))
-	if gomod == "" || gomod == os.DevNull {
-		return fmt.Errorf("not inside the module (go env GOMOD = %q)", gomod)
-	}
 	serverBin = filepath.Join(tmp, "fluidity-server")
 	start := time.Now()
-	build := exec.Command(goBin, "build", "-o", serverBin, "./daemons/server")
-	build.Dir = filepath.Dir(gomod)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./daemons/server: %v\n%s", err, out)
+	if err := testbin.Build(tmp, map[string]string{"fluidity-server": "./daemons/server"}, nil); err != nil {
+		return err
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		fmt.Fprintf(os.Stderr, "faults: building fluidity-server took %v\n", d.Round(time.Second))

@@ -1,0 +1,48 @@
+// Package testbin builds the project's own programs for tests that run them as
+// real processes (end-to-end, fault injection, Lambda emulation).
+package testbin
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// ModuleRoot returns the directory holding the module's go.mod, as the go
+// command sees it from the current directory.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := string(bytes.TrimSpace(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the module (go env GOMOD = %q)", gomod)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Build compiles each package (a path relative to the module root, such as
+// "./daemons/agent") into dir under the given file name, as a static binary the
+// way the Makefile builds it: without the race detector even when the tests run
+// with it, so that measured memory and timings are those of shipped binaries.
+// extraEnv and extraArgs (e.g. GOOS, -tags) apply to every build.
+func Build(dir string, binaries map[string]string, extraEnv []string, extraArgs ...string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	for name, pkg := range binaries {
+		args := append([]string{"build", "-trimpath"}, extraArgs...)
+		args = append(args, "-o", filepath.Join(dir, name), pkg)
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), extraEnv...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
