@@ -117,7 +117,8 @@ func (s *FluidityServer) StartAgent(ctx context.Context, serverAddr, target stri
 	}
 	a := &FluidityAgent{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), proc: proc}
 	p := a.Path(s)
-	if err := waitProc(ctx, proc, a.Addr); err == nil {
+	err = waitProc(ctx, proc, a.Addr)
+	if err == nil {
 		err = waitRequest(ctx, p, target)
 	}
 	if err != nil {

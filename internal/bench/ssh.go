@@ -194,7 +194,8 @@ func (s *SSHServer) StartClient(ctx context.Context, sshAddr, target string) (*S
 		return nil, err
 	}
 	c := &SSHClient{Addr: addr, proc: proc}
-	if err := waitProc(ctx, proc, addr); err == nil {
+	err = waitProc(ctx, proc, addr)
+	if err == nil {
 		err = waitRequest(ctx, c.Path(), target)
 	}
 	if err != nil {
