@@ -303,13 +303,6 @@ func (p *toxProxy) setToxicity(t testing.TB, name string, toxicity float64) {
 	}
 }
 
-func (p *toxProxy) remove(t testing.TB, name string) {
-	t.Helper()
-	if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
-		t.Fatalf("remove toxic %s: %v", name, err)
-	}
-}
-
 func (p *toxProxy) reset() { p.p.Toxics.ResetToxics(context.Background()) }
 
 // pattern is the content every download serves a prefix of; tests compare what
@@ -519,16 +512,6 @@ func get(ctx context.Context, c *http.Client, u string) (status int, body []byte
 	defer resp.Body.Close()
 	body, err = io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
-}
-
-// within fails the test if d has passed since start.
-func within(t testing.TB, start time.Time, d time.Duration, what string) time.Duration {
-	t.Helper()
-	took := time.Since(start)
-	if took > d {
-		t.Errorf("%s took %v, want at most %v", what, took.Round(time.Millisecond), d)
-	}
-	return took
 }
 
 // waitFor polls cond every 10 ms until it holds; it fails the test after d.

@@ -99,8 +99,7 @@ func Run(a, b Conn, opt Options) Result {
 			t       *time.Timer
 			stopped bool
 		)
-		var check func()
-		check = func() {
+		check := func() {
 			mu.Lock()
 			defer mu.Unlock()
 			if stopped {
