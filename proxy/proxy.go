@@ -231,12 +231,8 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	p.logRequest(r.Method, host, resp.StatusCode, start, nil)
 	tc := p.counted(conn)
-	cc, ok := client.(relay.Conn)
-	if !ok {
-		cc = closeWriteByClose{client}
-	}
 	// Frames the client sent right behind its handshake sit in brw's buffer.
-	res := relay.Run(cc, tc, relay.Options{
+	res := relay.Run(relay.AsConn(client), tc, relay.Options{
 		IdleTimeout: p.cfg.IdleTimeout,
 		AReader:     bufferedThen(brw.Reader, client),
 	})
@@ -263,10 +259,6 @@ func bufferedThen(br *bufio.Reader, conn io.Reader) io.Reader {
 	b, _ := br.Peek(n)
 	return io.MultiReader(strings.NewReader(string(b)), conn)
 }
-
-type closeWriteByClose struct{ net.Conn }
-
-func (c closeWriteByClose) CloseWrite() error { return c.Close() }
 
 // nonProxy answers requests addressed to the proxy itself: a health check for
 // scripts and a hint for people who point a browser at it.

@@ -625,7 +625,7 @@ func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, sc 
 		_ = target.Close()
 		return host, err
 	}
-	res := relay.Run(sc, asRelayConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc)})
+	res := relay.Run(sc, relay.AsConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc)})
 	return host, res.Err
 }
 
@@ -711,7 +711,7 @@ func (s *Server) serveWebSocket(ctx context.Context, abort context.CancelFunc, s
 		return host, err
 	}
 	// br may already hold the target's first frames: read through it.
-	res := relay.Run(sc, asRelayConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc), BReader: br})
+	res := relay.Run(sc, relay.AsConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc), BReader: br})
 	return host, res.Err
 }
 
@@ -796,19 +796,6 @@ func parseTargetURL(raw string, schemes ...string) (*url.URL, error) {
 	}
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unsupported scheme %q", u.Scheme)}
 }
-
-// asRelayConn gives conns without CloseWrite (rare: custom dialers) a full close in
-// its place, which still ends the stream rather than leaving the peer waiting.
-func asRelayConn(c net.Conn) relay.Conn {
-	if rc, ok := c.(relay.Conn); ok {
-		return rc
-	}
-	return closeWriteByClose{c}
-}
-
-type closeWriteByClose struct{ net.Conn }
-
-func (c closeWriteByClose) CloseWrite() error { return c.Close() }
 
 func (s *Server) track(ln net.Listener) bool {
 	s.mu.Lock()

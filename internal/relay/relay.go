@@ -17,6 +17,20 @@ type Conn interface {
 	CloseWrite() error
 }
 
+// AsConn gives a conn without CloseWrite (rare: custom dialers, wrapped conns) a
+// full close in its place, which still ends the other side's read rather than
+// leaving it waiting.
+func AsConn(c net.Conn) Conn {
+	if rc, ok := c.(Conn); ok {
+		return rc
+	}
+	return closeWriteByClose{c}
+}
+
+type closeWriteByClose struct{ net.Conn }
+
+func (c closeWriteByClose) CloseWrite() error { return c.Close() }
+
 // copyBufSize balances per-copy overhead against memory held per active relay.
 const copyBufSize = 64 << 10
 
