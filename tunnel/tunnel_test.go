@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -621,5 +622,51 @@ func TestHTTP2ToTargets(t *testing.T) {
 		if string(b) != "HTTP/2" {
 			t.Fatalf("target saw %q, want HTTP/2", b)
 		}
+	}
+}
+
+// TestBurstSharesOneConnectAttempt: requests arriving while there is no session
+// wait for one connection attempt between them, rather than each dialling.
+func TestBurstSharesOneConnectAttempt(t *testing.T) {
+	var dials atomic.Int32
+	h := newHarnessWith(t, overTCP, nil, func(c *ClientConfig) {
+		dial := c.Dial
+		c.Dial = func(ctx context.Context) (net.Conn, error) {
+			dials.Add(1)
+			time.Sleep(50 * time.Millisecond) // a slow link: the burst piles up meanwhile
+			return dial(ctx)
+		}
+	})
+	tgt := target(t)
+	burst := func() {
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			}()
+		}
+		wg.Wait()
+	}
+	burst()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d connection attempts for a burst of 50 requests, want 1", n)
+	}
+	// The session dies; the next burst again makes a single attempt.
+	sess, err := h.client.Session(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sess.mux.Close()
+	<-sess.Done()
+	burst()
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d connection attempts after the session died, want 2", n)
 	}
 }
