@@ -33,8 +33,8 @@ type SessionConfig struct {
 }
 
 // DefaultSessionConfig returns the defaults: 64 KiB headers, dead peers noticed within
-// 30 s, 4 MiB stream windows (bounding a lagging stream's buffer to a few MiB while
-// one stream can still move about 100 MB/s over a 40 ms round trip).
+// 30 s, 4 MiB stream windows: a lagging stream buffers at most one window, and one
+// stream moves at most a window per round trip (about 100 MB/s at 40 ms).
 func DefaultSessionConfig() SessionConfig {
 	return SessionConfig{
 		MaxHeaderSize:      DefaultMaxHeaderSize,

@@ -22,7 +22,6 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
-	"github.com/fluidity-tunnel/fluidity/internal/logging"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/proxy"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
@@ -31,16 +30,15 @@ import (
 // Config is agent.yaml. Keys follow the seed; every key is also an environment
 // variable (FLUIDITY_AGENT_<KEY>) and a flag (--key-with-dashes).
 type Config struct {
-	ServerIP        string        `koanf:"server_ip" help:"address of the Fluidity server to dial (IP or host name)"`
-	ServerPort      int           `koanf:"server_port" help:"the server's tunnel port"`
-	ServerName      string        `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
-	ListenAddr      string        `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
-	LocalProxyPort  int           `koanf:"local_proxy_port" help:"port the local proxy listens on"`
-	CertFile        string        `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
-	KeyFile         string        `koanf:"key_file" help:"the client certificate's private key (PEM)"`
-	CACertFile      string        `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
-	LogLevel        string        `koanf:"log_level" help:"trace, debug, info, warn or error"`
-	LogFormat       string        `koanf:"log_format" help:"json, or console for people"`
+	ServerIP       string `koanf:"server_ip" help:"address of the Fluidity server to dial (IP or host name)"`
+	ServerPort     int    `koanf:"server_port" help:"the server's tunnel port"`
+	ServerName     string `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
+	ListenAddr     string `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
+	LocalProxyPort int    `koanf:"local_proxy_port" help:"port the local proxy listens on"`
+	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
+	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
+	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
+	daemon.LogSettings
 	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long requests in flight may finish after SIGINT/SIGTERM"`
 	KeepAlive       time.Duration `koanf:"keepalive_interval" help:"how often the tunnel is pinged; a dead server is noticed within this plus write_timeout"`
@@ -62,8 +60,7 @@ func defaultConfig() Config {
 		ServerName:      tunnel.DefaultServerName,
 		ListenAddr:      "127.0.0.1",
 		LocalProxyPort:  8080,
-		LogLevel:        "info",
-		LogFormat:       "json",
+		LogSettings:     daemon.DefaultLogSettings(),
 		DialTimeout:     15 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 		KeepAlive:       10 * time.Second,
@@ -127,7 +124,7 @@ func (c *Config) Validate() error {
 	if err := c.Lifecycle.Validate(); err != nil {
 		return &config.FieldError{Key: "lifecycle", Err: err}
 	}
-	if err := daemon.CheckLogging(c.LogLevel, c.LogFormat); err != nil {
+	if err := c.CheckLogging(); err != nil {
 		return err
 	}
 	return nil
@@ -151,8 +148,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if done, code := command.Load(args, environ, &cfg, stdout, stderr); done {
 		return code
 	}
-	log, _ := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-	log = log.With().Str("component", "agent").Logger()
+	log := cfg.Logger(stderr, "agent")
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return 1

@@ -19,25 +19,23 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
-	"github.com/fluidity-tunnel/fluidity/internal/logging"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
 // Config is server.yaml. Keys follow the seed; every key is also an environment
 // variable (FLUIDITY_SERVER_<KEY>) and a flag (--key-with-dashes).
 type Config struct {
-	ListenAddr       string        `koanf:"listen_addr" help:"address the tunnel listener binds"`
-	ListenPort       int           `koanf:"listen_port" help:"tunnel port (also the Fargate TCP health check)"`
-	CertFile         string        `koanf:"cert_file" help:"server certificate (PEM), with the server name as a SAN"`
-	KeyFile          string        `koanf:"key_file" help:"the server certificate's private key (PEM)"`
-	CACertFile       string        `koanf:"ca_cert_file" help:"the private CA whose client certificates are accepted (PEM)"`
-	CertPEM          string        `koanf:"cert_pem" help:"the server certificate itself, instead of cert_file (for secrets passed as environment variables)"`
-	KeyPEM           string        `koanf:"key_pem" help:"the private key itself, instead of key_file"`
-	CACertPEM        string        `koanf:"ca_cert_pem" help:"the CA certificate itself, instead of ca_cert_file"`
-	CertReload       time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
-	DenyClients      []string      `koanf:"deny_clients" help:"client certificates refused: serial numbers (hex) or common names"`
-	LogLevel         string        `koanf:"log_level" help:"trace, debug, info, warn or error"`
-	LogFormat        string        `koanf:"log_format" help:"json, or console for people"`
+	ListenAddr  string        `koanf:"listen_addr" help:"address the tunnel listener binds"`
+	ListenPort  int           `koanf:"listen_port" help:"tunnel port (also the Fargate TCP health check)"`
+	CertFile    string        `koanf:"cert_file" help:"server certificate (PEM), with the server name as a SAN"`
+	KeyFile     string        `koanf:"key_file" help:"the server certificate's private key (PEM)"`
+	CACertFile  string        `koanf:"ca_cert_file" help:"the private CA whose client certificates are accepted (PEM)"`
+	CertPEM     string        `koanf:"cert_pem" help:"the server certificate itself, instead of cert_file (for secrets passed as environment variables)"`
+	KeyPEM      string        `koanf:"key_pem" help:"the private key itself, instead of key_file"`
+	CACertPEM   string        `koanf:"ca_cert_pem" help:"the CA certificate itself, instead of ca_cert_file"`
+	CertReload  time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
+	DenyClients []string      `koanf:"deny_clients" help:"client certificates refused: serial numbers (hex) or common names"`
+	daemon.LogSettings
 	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
 	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
@@ -59,8 +57,7 @@ func defaultConfig() Config {
 	return Config{
 		ListenAddr:       "0.0.0.0",
 		ListenPort:       8443,
-		LogLevel:         "info",
-		LogFormat:        "json",
+		LogSettings:      daemon.DefaultLogSettings(),
 		MaxConnections:   100,
 		MaxHandshakes:    64,
 		HandshakeTimeout: 10 * time.Second,
@@ -123,7 +120,7 @@ func (c *Config) Validate() error {
 			return bad(key, "%q is not a CIDR", cidr)
 		}
 	}
-	if err := daemon.CheckLogging(c.LogLevel, c.LogFormat); err != nil {
+	if err := c.CheckLogging(); err != nil {
 		return err
 	}
 	return nil
@@ -159,8 +156,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if done, code := command.Load(args, environ, &cfg, stdout, stderr); done {
 		return code
 	}
-	log, _ := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
-	log = log.With().Str("component", "server").Logger()
+	log := cfg.Logger(stderr, "server")
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("server failed")
 		return 1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
@@ -65,14 +66,29 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 	return false, 0
 }
 
-// CheckLogging validates the log_level and log_format settings both daemons share,
-// naming the key at fault.
-func CheckLogging(level, format string) error {
-	if _, err := logging.New(io.Discard, level, "json"); err != nil {
+// LogSettings are the logging keys both daemons share; embed it in a daemon's
+// Config (its keys stay top-level).
+type LogSettings struct {
+	LogLevel  string `koanf:"log_level" help:"trace, debug, info, warn or error"`
+	LogFormat string `koanf:"log_format" help:"json, or console for people"`
+}
+
+// DefaultLogSettings returns info-level JSON logs.
+func DefaultLogSettings() LogSettings { return LogSettings{LogLevel: "info", LogFormat: "json"} }
+
+// CheckLogging validates the settings, naming the key at fault.
+func (l LogSettings) CheckLogging() error {
+	if _, err := logging.New(io.Discard, l.LogLevel, "json"); err != nil {
 		return &config.FieldError{Key: "log_level", Err: err}
 	}
-	if _, err := logging.New(io.Discard, "info", format); err != nil {
+	if _, err := logging.New(io.Discard, "info", l.LogFormat); err != nil {
 		return &config.FieldError{Key: "log_format", Err: err}
 	}
 	return nil
+}
+
+// Logger returns the daemon's logger, writing to w, for a component name.
+func (l LogSettings) Logger(w io.Writer, component string) zerolog.Logger {
+	log, _ := logging.New(w, l.LogLevel, l.LogFormat) // checked by CheckLogging
+	return log.With().Str("component", component).Logger()
 }
