@@ -73,27 +73,22 @@ func (e *RemoteError) Temporary() bool {
 	return e.Code != CodeRefused && e.Code != CodeBadRequest
 }
 
+// sentinelCodes pairs each sentinel with the code it stands for.
+var sentinelCodes = map[error]ErrorCode{
+	ErrRefusedByPolicy: CodeRefused,
+	ErrOverCapacity:    CodeOverCapacity,
+	ErrBreakerOpen:     CodeBreakerOpen,
+	ErrTargetTimeout:   CodeTimeout,
+	ErrTargetDNS:       CodeDNS,
+	ErrTargetRefused:   CodeConnectionRefused,
+	ErrBadRequest:      CodeBadRequest,
+	ErrServerDraining:  CodeShuttingDown,
+}
+
 // Is matches the package's sentinels.
 func (e *RemoteError) Is(target error) bool {
-	switch target {
-	case ErrRefusedByPolicy:
-		return e.Code == CodeRefused
-	case ErrOverCapacity:
-		return e.Code == CodeOverCapacity
-	case ErrBreakerOpen:
-		return e.Code == CodeBreakerOpen
-	case ErrTargetTimeout:
-		return e.Code == CodeTimeout
-	case ErrTargetDNS:
-		return e.Code == CodeDNS
-	case ErrTargetRefused:
-		return e.Code == CodeConnectionRefused
-	case ErrBadRequest:
-		return e.Code == CodeBadRequest
-	case ErrServerDraining:
-		return e.Code == CodeShuttingDown
-	}
-	return false
+	code, ok := sentinelCodes[target]
+	return ok && code == e.Code
 }
 
 var _ net.Error = (*RemoteError)(nil)
