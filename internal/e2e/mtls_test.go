@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
 // TestMTLSRefusals dials the real server process with Go's TLS client and checks
@@ -18,7 +19,7 @@ import (
 func TestMTLSRefusals(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, serverOpts{})
-	roots, err := pki.LoadCertPool(certPath("ca.crt"))
+	roots, err := tunnel.LoadCertPool(certPath("ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}

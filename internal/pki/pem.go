@@ -124,17 +124,3 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	}
 	return ca, nil
 }
-
-// LoadCertPool reads every CERTIFICATE block in a PEM file into a pool, for
-// peers that hold only the CA certificate (never its key).
-func LoadCertPool(caFile string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("pki: read ca certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("pki: no certificates found in %s", caFile)
-	}
-	return pool, nil
-}

@@ -293,14 +293,6 @@ func TestWriteFilesAndLoad(t *testing.T) {
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("leaf from loaded CA: %v", err)
 	}
-	pool, err := LoadCertPool(caCrt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kp.Cert.Verify(x509.VerifyOptions{Roots: pool,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		t.Errorf("leaf against LoadCertPool: %v", err)
-	}
 
 	// A leaf is not a CA.
 	leafCrt, leafKey := filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
