@@ -39,6 +39,7 @@ type Config struct {
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
 	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
 	daemon.LogSettings
+	daemon.RuntimeSettings
 	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long requests in flight may finish after SIGINT/SIGTERM"`
 	KeepAlive       time.Duration `koanf:"keepalive_interval" help:"how often the tunnel is pinged; a dead server is noticed within this plus write_timeout"`
@@ -61,6 +62,7 @@ func defaultConfig() Config {
 		ListenAddr:      "127.0.0.1",
 		LocalProxyPort:  8080,
 		LogSettings:     daemon.DefaultLogSettings(),
+		RuntimeSettings: daemon.DefaultRuntimeSettings(),
 		DialTimeout:     15 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 		KeepAlive:       10 * time.Second,
@@ -127,6 +129,9 @@ func (c *Config) Validate() error {
 	if err := c.CheckLogging(); err != nil {
 		return err
 	}
+	if err := c.CheckRuntime(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -149,6 +154,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return code
 	}
 	log := cfg.Logger(stderr, "agent")
+	cfg.ApplyRuntime(environ)
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return 1

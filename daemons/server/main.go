@@ -36,6 +36,7 @@ type Config struct {
 	CertReload  time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
 	DenyClients []string      `koanf:"deny_clients" help:"client certificates refused: serial numbers (hex) or common names"`
 	daemon.LogSettings
+	daemon.RuntimeSettings
 	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
 	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
@@ -58,6 +59,7 @@ func defaultConfig() Config {
 		ListenAddr:       "0.0.0.0",
 		ListenPort:       8443,
 		LogSettings:      daemon.DefaultLogSettings(),
+		RuntimeSettings:  daemon.DefaultRuntimeSettings(),
 		MaxConnections:   100,
 		MaxHandshakes:    64,
 		HandshakeTimeout: 10 * time.Second,
@@ -123,6 +125,9 @@ func (c *Config) Validate() error {
 	if err := c.CheckLogging(); err != nil {
 		return err
 	}
+	if err := c.CheckRuntime(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -157,6 +162,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return code
 	}
 	log := cfg.Logger(stderr, "server")
+	cfg.ApplyRuntime(environ)
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("server failed")
 		return 1
