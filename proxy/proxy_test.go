@@ -54,7 +54,7 @@ func startTunnel(t *testing.T) *tunnel.Client {
 }
 
 // startProxy serves a Proxy over tun on a loopback port and returns its URL.
-func startProxy(t *testing.T, tun Tunnel, mod func(*Config)) *url.URL {
+func startProxy(t testing.TB, tun Tunnel, mod func(*Config)) *url.URL {
 	t.Helper()
 	cfg := DefaultConfig()
 	if mod != nil {
@@ -80,7 +80,7 @@ func startProxy(t *testing.T, tun Tunnel, mod func(*Config)) *url.URL {
 	return u
 }
 
-func waitTunnels(t *testing.T, p *Proxy) {
+func waitTunnels(t testing.TB, p *Proxy) {
 	deadline := time.Now().Add(5 * time.Second)
 	for p.ActiveTunnels() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
