@@ -191,6 +191,8 @@ func TestFrameMalformed(t *testing.T) {
 		{"empty type", frame(`{"type":"","payload":{}}`), is(ErrMalformedHeader)},
 		{"type not a string", frame(`{"type":7}`), is(ErrMalformedHeader)},
 		{"trailing garbage", frame(`{"type":"http"} x`), is(ErrMalformedHeader)},
+		// One header must not read two ways (smuggling between differing parsers).
+		{"duplicate type", frame(`{"type":"http","type":"connect","payload":{}}`), is(ErrMalformedHeader)},
 	}
 	for _, tc := range cases {
 		_, err := ReadFrame(bytes.NewReader(tc.raw), 0)
@@ -209,6 +211,10 @@ func TestFrameMalformed(t *testing.T) {
 	env, _ = ReadFrame(bytes.NewReader(frame(`{"type":"connect","payload":{"addr":7}}`)), 0)
 	if err := env.Decode(&ConnectRequest{}); !errors.Is(err, ErrMalformedHeader) {
 		t.Errorf("wrong payload shape: %v", err)
+	}
+	env, _ = ReadFrame(bytes.NewReader(frame(`{"type":"connect","payload":{"addr":"a:1","addr":"b:2"}}`)), 0)
+	if err := env.Decode(&ConnectRequest{}); !errors.Is(err, ErrMalformedHeader) {
+		t.Errorf("duplicate payload member: %v", err)
 	}
 	// Unknown members are ignored (PROTOCOL.md, Versioning).
 	env, err = ReadFrame(bytes.NewReader(frame(`{"type":"connect","future":1,"payload":{"addr":"a:1","new":true}}`)), 0)
