@@ -27,7 +27,15 @@ type ClientConfig struct {
 	// Run waits between failed attempts. Work arriving while the session is down does
 	// not wait for the backoff: it triggers an attempt at once.
 	ReconnectMin, ReconnectMax time.Duration
+	// Sessions is how many sessions, each its own connection, the client keeps to
+	// the server. Every new stream goes to the one moving the fewest bytes, so a
+	// request opened next to a bulk download does not queue behind the download's
+	// bytes in one TCP connection (head-of-line blocking); see BENCHMARKS.md.
+	Sessions int
 }
+
+// MaxSessions bounds ClientConfig.Sessions.
+const MaxSessions = 8
 
 // DefaultClientConfig returns the defaults; Dial must still be set.
 func DefaultClientConfig() ClientConfig {
@@ -37,6 +45,7 @@ func DefaultClientConfig() ClientConfig {
 		DialTimeout:  15 * time.Second,
 		ReconnectMin: 250 * time.Millisecond,
 		ReconnectMax: 30 * time.Second,
+		Sessions:     2,
 	}
 }
 
@@ -52,13 +61,16 @@ func (c *ClientConfig) Validate() error {
 		return errors.New("tunnel: client: dial timeout must be positive")
 	case c.ReconnectMin <= 0 || c.ReconnectMax < c.ReconnectMin:
 		return errors.New("tunnel: client: need 0 < reconnect min <= reconnect max")
+	case c.Sessions < 1 || c.Sessions > MaxSessions:
+		return fmt.Errorf("tunnel: client: sessions must be between 1 and %d", MaxSessions)
 	}
 	return nil
 }
 
-// Client keeps one session to the server and reconnects as needed. It routes HTTP
-// requests, CONNECT dials and WebSockets through whichever session is current, and
-// is safe for concurrent use. Its DialContext fits http.Transport.DialContext.
+// Client keeps ClientConfig.Sessions sessions to the server and reconnects as
+// needed. It routes HTTP requests, CONNECT dials and WebSockets through the least
+// busy live session, and is safe for concurrent use. Its DialContext fits
+// http.Transport.DialContext.
 type Client struct {
 	cfg ClientConfig
 	log zerolog.Logger
@@ -67,11 +79,41 @@ type Client struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	sess    *Session
-	attempt *dialAttempt
+	lanes   []*lane
 	retired []*Session
 	closed  bool
 	wg      sync.WaitGroup
+}
+
+// lane is one of the client's sessions with its own connection attempt. Its
+// fields are guarded by Client.mu.
+type lane struct {
+	id      int
+	sess    *Session
+	attempt *dialAttempt
+	// The load estimate: bytes per second moved over the last sample.
+	sampledAt time.Time
+	sampled   int64
+	rate      float64
+}
+
+// sampleEvery is how often a lane's load estimate is refreshed: long enough to
+// measure a transfer, short enough to see one start.
+const sampleEvery = 20 * time.Millisecond
+
+func (l *lane) live() bool { return l.sess != nil && !l.sess.mux.IsClosed() }
+
+// load returns l's recent bytes per second, resampled when stale.
+func (l *lane) load(now time.Time) float64 {
+	moved := l.sess.moved()
+	switch dt := now.Sub(l.sampledAt); {
+	case l.sampledAt.IsZero() || moved < l.sampled:
+		l.sampledAt, l.sampled, l.rate = now, moved, 0
+	case dt >= sampleEvery:
+		l.rate = float64(moved-l.sampled) / dt.Seconds()
+		l.sampledAt, l.sampled = now, moved
+	}
+	return l.rate
 }
 
 type dialAttempt struct {
@@ -86,29 +128,37 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}, nil
+	c := &Client{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	for i := range cfg.Sessions {
+		c.lanes = append(c.lanes, &lane{id: i})
+	}
+	return c, nil
 }
 
-// Session returns the live session, connecting if there is none. Concurrent callers
-// share one connection attempt.
+// Session returns the least busy live session, connecting if there is none.
+// Concurrent callers share one connection attempt.
 func (c *Client) Session(ctx context.Context) (*Session, error) {
+	return c.session(ctx, nil)
+}
+
+// session returns want's session, or the least busy one when want is nil,
+// connecting as needed.
+func (c *Client) session(ctx context.Context, want *lane) (*Session, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, ErrSessionClosed
 	}
-	if c.sess != nil && !c.sess.mux.IsClosed() {
-		s := c.sess
+	l := want
+	if l == nil {
+		l = c.pickLocked(time.Now())
+	}
+	if l.live() {
+		s := l.sess
 		c.mu.Unlock()
 		return s, nil
 	}
-	a := c.attempt
-	if a == nil {
-		a = &dialAttempt{done: make(chan struct{})}
-		c.attempt = a
-		c.wg.Add(1)
-		go c.connect(a)
-	}
+	a := c.connectLocked(l)
 	c.mu.Unlock()
 	select {
 	case <-a.done:
@@ -118,7 +168,44 @@ func (c *Client) Session(ctx context.Context) (*Session, error) {
 	}
 }
 
-func (c *Client) connect(a *dialAttempt) {
+// pickLocked chooses the lane for new work: the live lane moving the fewest
+// bytes (then the one with fewer streams, then the first); with none live, the
+// lane already connecting, so that a burst shares one attempt; else the first.
+func (c *Client) pickLocked(now time.Time) *lane {
+	var best *lane
+	var bestLoad float64
+	for _, l := range c.lanes {
+		if !l.live() {
+			continue
+		}
+		load := l.load(now)
+		if best == nil || load < bestLoad ||
+			(load == bestLoad && l.sess.mux.NumStreams() < best.sess.mux.NumStreams()) {
+			best, bestLoad = l, load
+		}
+	}
+	if best != nil {
+		return best
+	}
+	for _, l := range c.lanes {
+		if l.attempt != nil {
+			return l
+		}
+	}
+	return c.lanes[0]
+}
+
+// connectLocked returns l's connection attempt, starting one if needed.
+func (c *Client) connectLocked(l *lane) *dialAttempt {
+	if l.attempt == nil {
+		l.attempt = &dialAttempt{done: make(chan struct{})}
+		c.wg.Add(1)
+		go c.connect(l, l.attempt)
+	}
+	return l.attempt
+}
+
+func (c *Client) connect(l *lane, a *dialAttempt) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
@@ -129,14 +216,24 @@ func (c *Client) connect(a *dialAttempt) {
 		sess, err = NewSession(conn, c.cfg.Session, c.log)
 	}
 	c.mu.Lock()
-	c.attempt = nil
+	l.attempt = nil
 	if err == nil && c.closed {
 		_ = sess.mux.Close()
 		sess, err = nil, ErrSessionClosed
 	}
 	var old *Session
 	if err == nil {
-		old, c.sess = c.sess, sess
+		old, l.sess = l.sess, sess
+		l.sampledAt = time.Time{}
+		c.wg.Add(1)
+		go c.watch(sess)
+		// The server is reachable: bring the other lanes up too (without Run,
+		// nothing else would), so that work can spread at once.
+		for _, other := range c.lanes {
+			if !other.live() && other.attempt == nil {
+				c.connectLocked(other)
+			}
+		}
 	}
 	c.mu.Unlock()
 	if old != nil {
@@ -144,21 +241,58 @@ func (c *Client) connect(a *dialAttempt) {
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrTunnelUnavailable, err)
-		c.log.Debug().Err(err).Msg("connect failed")
+		c.log.Debug().Err(err).Int("session", l.id).Msg("connect failed")
 	} else {
-		c.log.Info().Dur("took", time.Since(start)).Msg("tunnel session established")
+		c.log.Info().Dur("took", time.Since(start)).Int("session", l.id).Msg("tunnel session established")
 	}
 	a.sess, a.err = sess, err
 	close(a.done)
 }
 
-// Run keeps a session up until ctx ends or the client is closed: it connects, waits
-// for the session to end, and reconnects with exponential backoff and jitter.
-// Calling Run is optional: without it the client connects on demand.
+// watch waits for sess to end. A session that failed, rather than being closed,
+// suggests that the path to the server broke, which breaks its sibling sessions
+// too: they are pinged at once instead of at their next keepalive, so that their
+// work fails and reconnects together with sess's, not up to a keepalive later.
+func (c *Client) watch(sess *Session) {
+	defer c.wg.Done()
+	<-sess.Done()
+	if !sess.failed() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	for _, l := range c.lanes {
+		if other := l.sess; l.live() && other != sess {
+			c.wg.Go(func() {
+				if _, err := other.mux.Ping(); err != nil {
+					_ = other.closeWith(fmt.Errorf("%w: no answer to a ping after a sibling session failed: %w", ErrSessionClosed, err))
+				}
+			})
+		}
+	}
+}
+
+// Run keeps every session up until ctx ends or the client is closed: for each,
+// it connects, waits for the session to end, and reconnects with exponential
+// backoff and jitter. Calling Run is optional: without it the client connects on
+// demand.
 func (c *Client) Run(ctx context.Context) error {
+	errs := make([]error, len(c.lanes))
+	var wg sync.WaitGroup
+	for i, l := range c.lanes {
+		wg.Go(func() { errs[i] = c.runLane(ctx, l) })
+	}
+	wg.Wait()
+	return errs[0]
+}
+
+func (c *Client) runLane(ctx context.Context, l *lane) error {
 	delay := c.cfg.ReconnectMin
 	for {
-		sess, err := c.Session(ctx)
+		sess, err := c.session(ctx, l)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -166,7 +300,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return ErrSessionClosed
 		case err != nil:
 			wait := jitter(delay)
-			c.log.Warn().Err(err).Dur("retry_in", wait).Msg("tunnel down; will retry")
+			c.log.Warn().Err(err).Int("session", l.id).Dur("retry_in", wait).Msg("tunnel down; will retry")
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -178,7 +312,7 @@ func (c *Client) Run(ctx context.Context) error {
 		delay = c.cfg.ReconnectMin
 		select {
 		case <-sess.Done():
-			c.log.Warn().Err(sess.Err()).Msg("tunnel session lost; reconnecting")
+			c.log.Warn().Err(sess.Err()).Int("session", l.id).Msg("tunnel session lost; reconnecting")
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -219,8 +353,10 @@ func withSession[T any](c *Client, ctx context.Context, fn func(*Session) (T, er
 // server ends it; Close ends it too.
 func (c *Client) retire(sess *Session, draining bool) {
 	c.mu.Lock()
-	if c.sess == sess {
-		c.sess = nil
+	for _, l := range c.lanes {
+		if l.sess == sess {
+			l.sess = nil
+		}
 	}
 	if draining {
 		c.retired = append(c.retired, sess)
@@ -255,12 +391,16 @@ func (c *Client) DialWebSocket(ctx context.Context, req *http.Request) (*http.Re
 	return r.resp, r.conn, err
 }
 
-// Close ends the current session and any connection attempt, and waits for them.
+// Close ends every session and connection attempt, and waits for them.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	sessions := append(c.retired, c.sess)
-	c.sess, c.retired = nil, nil
+	sessions := c.retired
+	for _, l := range c.lanes {
+		sessions = append(sessions, l.sess)
+		l.sess = nil
+	}
+	c.retired = nil
 	c.mu.Unlock()
 	c.cancel()
 	for _, s := range sessions {

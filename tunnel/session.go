@@ -69,6 +69,9 @@ func (s *Session) abort(id uint32) {
 // Done is closed when the session has ended, for whatever reason.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
+// moved is the bytes the session has sent and received on its connection.
+func (s *Session) moved() int64 { return s.conn.moved.Load() }
+
 // Err returns why the session ended, or nil while it is alive.
 func (s *Session) Err() error {
 	if !s.mux.IsClosed() {
@@ -88,13 +91,28 @@ func (s *Session) NumStreams() int { return max(0, s.mux.NumStreams()-1) }
 
 // Close ends the session and every stream in it, and waits for the goroutines it owns.
 func (s *Session) Close() error {
+	return s.closeWith(ErrSessionClosed)
+}
+
+// closeWith is Close, recording reason as why the session ended unless an
+// earlier reason was recorded.
+func (s *Session) closeWith(reason error) error {
 	s.closeOnce.Do(func() {
-		err := error(ErrSessionClosed)
-		s.closeErr.CompareAndSwap(nil, &err)
+		s.closeErr.CompareAndSwap(nil, &reason)
 		_ = s.mux.Close()
 	})
 	s.wg.Wait()
 	return nil
+}
+
+// failed reports whether the session ended on its own (connection error,
+// keepalive, peer), rather than by Close.
+func (s *Session) failed() bool {
+	if !s.mux.IsClosed() {
+		return false
+	}
+	p := s.closeErr.Load()
+	return p == nil || *p != ErrSessionClosed
 }
 
 func (s *Session) open(ctx context.Context) (*streamConn, error) {
@@ -375,11 +393,13 @@ func cloneURL(u *url.URL) *url.URL {
 }
 
 // recordingConn remembers the first I/O error on the underlying connection, so that
-// a session can say why it ended.
+// a session can say why it ended, and counts the bytes it moves, so that a Client
+// can tell a busy session from an idle one.
 type recordingConn struct {
 	net.Conn
-	mu  sync.Mutex
-	err error
+	moved atomic.Int64
+	mu    sync.Mutex
+	err   error
 }
 
 func (c *recordingConn) record(err error) {
@@ -401,12 +421,14 @@ func (c *recordingConn) firstErr() error {
 
 func (c *recordingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	c.moved.Add(int64(n))
 	c.record(err)
 	return n, err
 }
 
 func (c *recordingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
+	c.moved.Add(int64(n))
 	c.record(err)
 	return n, err
 }

@@ -626,47 +626,76 @@ func TestHTTP2ToTargets(t *testing.T) {
 }
 
 // TestBurstSharesOneConnectAttempt: requests arriving while there is no session
-// wait for one connection attempt between them, rather than each dialling.
+// wait for one connection attempt between them, rather than each dialling; once
+// the server answers, the client's other sessions come up, one attempt each.
 func TestBurstSharesOneConnectAttempt(t *testing.T) {
-	var dials atomic.Int32
-	h := newHarnessWith(t, overTCP, nil, func(c *ClientConfig) {
-		dial := c.Dial
-		c.Dial = func(ctx context.Context) (net.Conn, error) {
-			dials.Add(1)
-			time.Sleep(50 * time.Millisecond) // a slow link: the burst piles up meanwhile
-			return dial(ctx)
-		}
-	})
-	tgt := target(t)
-	burst := func() {
-		var wg sync.WaitGroup
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
-				if err != nil {
-					t.Error(err)
-					return
+	for _, sessions := range []int{1, 2, 3} {
+		t.Run(fmt.Sprint(sessions), func(t *testing.T) {
+			var dials atomic.Int32
+			h := newHarnessWith(t, overTCP, nil, func(c *ClientConfig) {
+				c.Sessions = sessions
+				dial := c.Dial
+				c.Dial = func(ctx context.Context) (net.Conn, error) {
+					dials.Add(1)
+					time.Sleep(50 * time.Millisecond) // a slow link: the burst piles up meanwhile
+					return dial(ctx)
 				}
-				resp.Body.Close()
-			}()
-		}
-		wg.Wait()
-	}
-	burst()
-	if n := dials.Load(); n != 1 {
-		t.Fatalf("%d connection attempts for a burst of 50 requests, want 1", n)
-	}
-	// The session dies; the next burst again makes a single attempt.
-	sess, err := h.client.Session(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = sess.mux.Close()
-	<-sess.Done()
-	burst()
-	if n := dials.Load(); n != 2 {
-		t.Fatalf("%d connection attempts after the session died, want 2", n)
+			})
+			tgt := target(t)
+			burst := func() {
+				var wg sync.WaitGroup
+				for i := 0; i < 50; i++ {
+					wg.Go(func() {
+						resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						resp.Body.Close()
+					})
+				}
+				wg.Wait()
+			}
+			allLive := func() {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+					h.client.mu.Lock()
+					live := 0
+					for _, l := range h.client.lanes {
+						if l.live() {
+							live++
+						}
+					}
+					h.client.mu.Unlock()
+					if live == sessions {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%d of %d sessions up", live, sessions)
+					}
+				}
+			}
+			burst()
+			allLive()
+			if n := dials.Load(); n != int32(sessions) {
+				t.Fatalf("%d connection attempts for a burst of 50 requests, want %d (one per session)", n, sessions)
+			}
+			// Every session dies; the next burst again makes one attempt per session.
+			h.client.mu.Lock()
+			var dead []*Session
+			for _, l := range h.client.lanes {
+				dead = append(dead, l.sess)
+			}
+			h.client.mu.Unlock()
+			for _, s := range dead {
+				_ = s.mux.Close()
+				<-s.Done()
+			}
+			burst()
+			allLive()
+			if n := dials.Load(); n != int32(2*sessions) {
+				t.Fatalf("%d connection attempts after the sessions died, want %d", n, 2*sessions)
+			}
+		})
 	}
 }

@@ -34,6 +34,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"log_format", func(c *Config) { c.LogFormat = "xml" }},
 		{"dial_timeout", func(c *Config) { c.DialTimeout = 0 }},
 		{"shutdown_timeout", func(c *Config) { c.ShutdownTimeout = -time.Second }},
+		{"sessions", func(c *Config) { c.Sessions = 0 }},
+		{"sessions", func(c *Config) { c.Sessions = 9 }},
+		{"gc_percent", func(c *Config) { c.GCPercent = 5 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key, func(t *testing.T) {

@@ -48,6 +48,7 @@ type Config struct {
 	CertReload      time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes; 0 turns reloading off"`
 	MaxHeaderBytes  int           `koanf:"max_request_header_bytes" help:"cap on a local client's request headers; larger requests get 431"`
 	IdleTimeout     time.Duration `koanf:"idle_timeout" help:"WebSocket relays idle this long are closed"`
+	Sessions        int           `koanf:"sessions" help:"connections (yamux sessions) kept to the server; each new request takes the least busy, so a download does not hold up interactive requests"`
 	StreamWindow    uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow download may hold, and the cap on one stream's speed (window / round-trip time)"`
 	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
 	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
@@ -71,6 +72,7 @@ func defaultConfig() Config {
 		CertReload:      10 * time.Second,
 		MaxHeaderBytes:  proxy.DefaultConfig().MaxHeaderBytes,
 		IdleTimeout:     proxy.DefaultConfig().IdleTimeout,
+		Sessions:        tunnel.DefaultClientConfig().Sessions,
 		StreamWindow:    tunnel.DefaultSessionConfig().StreamWindow,
 		RetryInterval:   5 * time.Second,
 		RetryTimeout:    90 * time.Second,
@@ -116,6 +118,8 @@ func (c *Config) Validate() error {
 		return bad("max_request_header_bytes", "must be at least 4096")
 	case c.IdleTimeout < 0:
 		return bad("idle_timeout", "must not be negative")
+	case c.Sessions < 1 || c.Sessions > tunnel.MaxSessions:
+		return bad("sessions", "must be between 1 and %d", tunnel.MaxSessions)
 	case c.StreamWindow < 256<<10:
 		return bad("stream_window", "must be at least 262144 (256 KiB)")
 	case c.RetryInterval <= 0:
@@ -192,6 +196,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	ccfg.Session.WriteTimeout = cfg.WriteTimeout
 	ccfg.Session.StreamWindow = cfg.StreamWindow
 	ccfg.ReconnectMax = cfg.ReconnectMax
+	ccfg.Sessions = cfg.Sessions
 	ccfg.DialTimeout = cfg.DialTimeout
 	if d.waker != nil {
 		// One attempt may include the whole wake-up and the server's start.

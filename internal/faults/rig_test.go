@@ -135,8 +135,10 @@ type agent struct {
 	px       *proxy.Proxy
 	addr     string
 	proxyURL *url.URL
-	// dials counts connection attempts to the server (the first session included).
+	// dials counts connection attempts to the server (the first sessions included).
 	dials atomic.Int64
+	// sessions is how many sessions the agent's client keeps.
+	sessions int64
 
 	stopOnce sync.Once
 	stopFn   func()
@@ -160,6 +162,7 @@ func startAgent(t testing.TB, serverAddr string, mod func(*tunnel.ClientConfig))
 	if mod != nil {
 		mod(&ccfg)
 	}
+	a.sessions = int64(ccfg.Sessions)
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		t.Fatal(err)

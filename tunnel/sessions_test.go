@@ -1,0 +1,202 @@
+package tunnel
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// liveSessions returns the client's live sessions, lane by lane (nil for a lane
+// that is down).
+func liveSessions(c *Client) []*Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Session, len(c.lanes))
+	for i, l := range c.lanes {
+		if l.live() {
+			out[i] = l.sess
+		}
+	}
+	return out
+}
+
+func waitSessionsUp(t *testing.T, c *Client) []*Session {
+	t.Helper()
+	if _, err := c.Session(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		ss := liveSessions(c)
+		up := 0
+		for _, s := range ss {
+			if s != nil {
+				up++
+			}
+		}
+		if up == len(ss) {
+			return ss
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sessions up", up, len(ss))
+		}
+	}
+}
+
+// TestNewStreamAvoidsBusySession: with two sessions, a stream opened while a bulk
+// download runs goes to the other session, so its bytes never queue behind the
+// download's in one connection; with the download over, streams spread again.
+func TestNewStreamAvoidsBusySession(t *testing.T) {
+	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+		sessions := waitSessionsUp(t, h.client)
+		if len(sessions) != 2 {
+			t.Fatalf("%d sessions, want the default 2", len(sessions))
+		}
+		ln := listen(t)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer ln.Close()
+		defer close(stop)
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					<-stop
+					c.Close()
+				})
+				// A stream that sends "b" is a download; the others stay idle.
+				wg.Go(func() {
+					var first [1]byte
+					if _, err := io.ReadFull(c, first[:]); err != nil || first[0] != 'b' {
+						return
+					}
+					buf := make([]byte, 32<<10)
+					for {
+						if _, err := c.Write(buf); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dial := func() net.Conn {
+			t.Helper()
+			c, err := h.client.DialContext(ctx, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		// Both sessions idle: the first stream takes the first session, the
+		// download the other (fewer streams).
+		dial()
+		bulk := dial()
+		if n := sessions[1].NumStreams(); n != 1 {
+			t.Fatalf("the second stream went to the busier session (%d/%d streams)", sessions[0].NumStreams(), n)
+		}
+		if _, err := bulk.Write([]byte("b")); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _, _ = io.Copy(io.Discard, bulk) })
+		// Once the download shows in a load sample, new streams go to the first
+		// session even as it holds more streams (idle ones) than the second.
+		time.Sleep(3 * sampleEvery)
+		for i := 2; i <= 4; i++ {
+			dial()
+			time.Sleep(sampleEvery / 2)
+			if n := sessions[0].NumStreams(); n != i {
+				t.Fatalf("stream %d went next to the download: %d streams on the idle session, want %d", i+1, n, i)
+			}
+		}
+		if n := sessions[1].NumStreams(); n != 1 {
+			t.Errorf("the download's session carries %d streams, want 1", n)
+		}
+	})
+}
+
+// blackHoleConn swallows writes once hole is set, like a path that went dead
+// without a reset: no ping gets through, so none is answered.
+type blackHoleConn struct {
+	net.Conn
+	hole *atomic.Bool
+}
+
+func (c blackHoleConn) Write(p []byte) (int, error) {
+	if c.hole.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// TestFailedSessionPingsSiblings: when one session fails, the others are checked at
+// once; one that does not answer is closed within a write timeout, not left until
+// its next keepalive (an hour here).
+func TestFailedSessionPingsSiblings(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		raws  []net.Conn
+		holes []*atomic.Bool
+	)
+	h := newHarnessWith(t, overTCP, func(c *ServerConfig) {
+		c.Session.KeepAliveInterval = time.Hour
+	}, func(c *ClientConfig) {
+		c.Session.KeepAliveInterval = time.Hour
+		c.Session.WriteTimeout = 300 * time.Millisecond
+		dial := c.Dial
+		c.Dial = func(ctx context.Context) (net.Conn, error) {
+			conn, err := dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			hole := new(atomic.Bool)
+			mu.Lock()
+			raws, holes = append(raws, conn), append(holes, hole)
+			mu.Unlock()
+			return blackHoleConn{Conn: conn, hole: hole}, nil
+		}
+	})
+	sessions := waitSessionsUp(t, h.client)
+	mu.Lock()
+	if len(raws) != 2 {
+		mu.Unlock()
+		t.Fatalf("%d connections, want 2", len(raws))
+	}
+	// Which connection is which session's does not matter: one breaks outright,
+	// the other goes silent.
+	holes[1].Store(true)
+	broken := time.Now()
+	_ = raws[0].Close()
+	mu.Unlock()
+	for i, s := range sessions {
+		select {
+		case <-s.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("session %d still up 5s after its sibling failed", i)
+		}
+	}
+	took := time.Since(broken)
+	t.Logf("both sessions down %v after one failed", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("the silent session was closed after %v, want about the write timeout (300ms)", took)
+	}
+	var pinged bool
+	for _, s := range sessions {
+		if err := s.Err(); err != nil && strings.Contains(err.Error(), "ping after a sibling session failed") {
+			pinged = true
+		}
+	}
+	if !pinged {
+		t.Errorf("no session ended for want of a ping answer: %v / %v", sessions[0].Err(), sessions[1].Err())
+	}
+}
