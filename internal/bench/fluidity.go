@@ -54,8 +54,8 @@ func FindFluidity(dir string) (*FluidityBins, error) {
 
 // StartFluidityServer creates certificates in dir and starts the server on a
 // free loopback port, allowing loopback targets and enough streams for the
-// idle-stream figure.
-func StartFluidityServer(ctx context.Context, bins *FluidityBins, dir string) (*FluidityServer, error) {
+// idle-stream figure. extra flags are appended to the server's command line.
+func StartFluidityServer(ctx context.Context, bins *FluidityBins, dir string, extra ...string) (*FluidityServer, error) {
 	certDir := filepath.Join(dir, "certs")
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -68,14 +68,14 @@ func StartFluidityServer(ctx context.Context, bins *FluidityBins, dir string) (*
 	if err != nil {
 		return nil, err
 	}
-	proc, err := StartProc("fluidity-server", bins.Server,
+	proc, err := StartProc("fluidity-server", bins.Server, append([]string{
 		"--listen-addr", "127.0.0.1", "--listen-port", strconv.Itoa(port),
 		"--cert-file", filepath.Join(certDir, "server.crt"),
 		"--key-file", filepath.Join(certDir, "server.key"),
 		"--ca-cert-file", filepath.Join(certDir, "ca.crt"),
 		"--allow-cidrs", "127.0.0.0/8",
 		"--max-connections", "100000",
-		"--log-level", "warn")
+		"--log-level", "warn"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -98,20 +98,20 @@ type FluidityAgent struct {
 
 // StartAgent starts an agent whose tunnel goes to serverAddr (the server,
 // or a delay proxy in front of it) and waits until a request to target
-// succeeds through it.
-func (s *FluidityServer) StartAgent(ctx context.Context, serverAddr, target string) (*FluidityAgent, error) {
+// succeeds through it. extra flags are appended to the agent's command line.
+func (s *FluidityServer) StartAgent(ctx context.Context, serverAddr, target string, extra ...string) (*FluidityAgent, error) {
 	host, sport, _ := net.SplitHostPort(serverAddr)
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	proc, err := StartProc("fluidity-agent", s.bins.Agent,
+	proc, err := StartProc("fluidity-agent", s.bins.Agent, append([]string{
 		"--server-ip", host, "--server-port", sport, "--server-name", "fluidity-server",
 		"--listen-addr", "127.0.0.1", "--local-proxy-port", strconv.Itoa(port),
 		"--cert-file", filepath.Join(s.certDir, "agent.crt"),
 		"--key-file", filepath.Join(s.certDir, "agent.key"),
 		"--ca-cert-file", filepath.Join(s.certDir, "ca.crt"),
-		"--log-level", "warn")
+		"--log-level", "warn"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,10 @@ var rowDefs = []rowDef{
 	{1, "bulk.down.tls", figBulk, "download ÷ TLS stream", true},
 	{2, "wan.down", figWAN, "download MB/s", true},
 	{2, "wan.up", figWAN, "upload MB/s", true},
+	{2, "wan.peak", figWAN, "peak RSS MB during these transfers (both sides)", false},
+	{2, "wan.down.wide", figWAN, "download MB/s, stream_window 32 MiB (opt-in)", true},
+	{2, "wan.up.wide", figWAN, "upload MB/s, stream_window 32 MiB (opt-in)", true},
+	{2, "wan.peak.wide", figWAN, "peak RSS MB, stream_window 32 MiB (both sides)", false},
 	{3, "small.rps", figSmall, "requests/s", true},
 	{3, "small.p50", figSmall, "p50 ms", false},
 	{3, "small.p99", figSmall, "p99 ms", false},
@@ -277,25 +281,73 @@ func (b *Bench) wanBulk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	wide, err := b.rig.WANWidePath(ctx)
+	if err != nil {
+		return err
+	}
+	if wide != nil {
+		paths = append(paths, wide)
+	}
 	t := b.rig.Target
-	down, up := medians{}, medians{}
+	down, up, peak := medians{}, medians{}, medians{}
 	err = b.rounds(ctx, "wan bulk", paths, func(p *Path) error {
+		stop := peakRSS(p.Procs)
 		d, err := Download(ctx, p, t.Addr, b.sz.WANBulk, b.sz.WANLimit)
 		if err != nil {
+			stop()
 			return err
 		}
 		u, err := Upload(ctx, p, t, b.sz.WANBulk, b.sz.WANLimit)
+		rss := stop()
 		if err != nil {
 			return err
 		}
-		b.cfg.Log("wan bulk: %-8s down %7.1f MB/s  up %7.1f MB/s", p.Name, d.MBps(), u.MBps())
+		b.cfg.Log("wan bulk: %-8s down %7.1f MB/s  up %7.1f MB/s  peak RSS %.0f MB", p.Name, d.MBps(), u.MBps(), float64(rss)/mb)
 		down.add(p.Name, d.MBps())
 		up.add(p.Name, u.MBps())
+		if rss > 0 {
+			peak.add(p.Name, float64(rss)/mb)
+		}
 		return nil
 	})
-	b.setMedians("wan.down", down)
-	b.setMedians("wan.up", up)
+	// The wide-window path has rows of its own; ssh -D's figures sit next to it
+	// for the ratio.
+	for key, m := range map[string]medians{"wan.down": down, "wan.up": up, "wan.peak": peak} {
+		if xs, ok := m[FluidityWide]; ok {
+			b.set(key+".wide", Fluidity, Median(xs))
+			if ys, ok := m[SSH]; ok {
+				b.set(key+".wide", SSH, Median(ys))
+			}
+			delete(m, FluidityWide)
+		}
+		b.setMedians(key, m)
+	}
 	return err
+}
+
+// peakRSS samples the summed RSS of procs() until the returned function is
+// called, which returns the highest sample (0 for a path without processes).
+func peakRSS(procs func() []int) func() int64 {
+	var peak int64
+	done, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, SumRSS(procs()))
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-sampled
+		return peak
+	}
 }
 
 func (b *Bench) small(ctx context.Context) error {
@@ -438,20 +490,7 @@ func (b *Bench) memoryOf(ctx context.Context, p *Path, pids []int) error {
 
 	// Peak RSS and CPU while moving bulk data both ways.
 	time.Sleep(500 * time.Millisecond) // let the streams close
-	var peak int64
-	sctx, stop := context.WithCancel(ctx)
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			peak = max(peak, SumRSS(p.Procs()))
-			select {
-			case <-sctx.Done():
-				return
-			case <-time.After(25 * time.Millisecond):
-			}
-		}
-	}()
+	stopSampling := peakRSS(p.Procs)
 	cpu0 := SumCPU(p.Procs())
 	d, err := Download(ctx, p, b.rig.Target.Addr, b.sz.Bulk, b.sz.BulkLimit)
 	var u Transfer
@@ -459,8 +498,7 @@ func (b *Bench) memoryOf(ctx context.Context, p *Path, pids []int) error {
 		u, err = Upload(ctx, p, b.rig.Target, b.sz.Bulk, b.sz.BulkLimit)
 	}
 	cpu := SumCPU(p.Procs()) - cpu0
-	stop()
-	<-sampled
+	peak := stopSampling()
 	b.quiesce(ctx, "memory", p)
 	if err != nil {
 		return err
