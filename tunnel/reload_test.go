@@ -157,3 +157,101 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestSessionResumption: a second connection from the same agent resumes the TLS
+// session (a handshake without certificate verification on either side), and the
+// resumed session still carries the client's certificate, which the deny list and
+// the logs rely on.
+func TestSessionResumption(t *testing.T) {
+	dir := t.TempDir()
+	writePKI(t, dir, "carol")
+	log := zerolog.Nop()
+	srv, err := NewCertReloader(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.crt"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := NewCertReloader(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), filepath.Join(dir, "ca.crt"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCfg := srv.ServerTLSConfig([]string{"someone-else"})
+	for i, wantResumed := range []bool{false, true, true} {
+		client, server, err := handshakeStates(serverCfg, cli.ClientTLSConfig(DefaultServerName))
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i+1, err)
+		}
+		if client.DidResume != wantResumed || server.DidResume != wantResumed {
+			t.Errorf("handshake %d: resumed client %v server %v, want %v", i+1, client.DidResume, server.DidResume, wantResumed)
+		}
+		if len(server.PeerCertificates) == 0 || server.PeerCertificates[0].Subject.CommonName != "carol" {
+			t.Errorf("handshake %d: the server does not see the client certificate (resumed %v)", i+1, server.DidResume)
+		}
+	}
+	// A denied client is refused on resumption too (VerifyConnection runs on every
+	// handshake): share the accepting config's ticket keys with a denying one.
+	denying := srv.ServerTLSConfig([]string{"carol"})
+	keys := [32]byte{1, 2, 3}
+	serverCfg.SetSessionTicketKeys([][32]byte{keys})
+	denying.SetSessionTicketKeys([][32]byte{keys})
+	if _, _, err := handshakeStates(serverCfg, cli.ClientTLSConfig(DefaultServerName)); err != nil {
+		t.Fatal(err)
+	}
+	// With shared keys another accepting config resumes, so the denying one below
+	// is offered a resumption too.
+	accepting := srv.ServerTLSConfig(nil)
+	accepting.SetSessionTicketKeys([][32]byte{keys})
+	if client, _, err := handshakeStates(accepting, cli.ClientTLSConfig(DefaultServerName)); err != nil || !client.DidResume {
+		t.Fatalf("no resumption across configs sharing ticket keys: resumed %v, %v", client.DidResume, err)
+	}
+	client, _, err := handshakeStates(denying, cli.ClientTLSConfig(DefaultServerName))
+	if err == nil {
+		t.Fatalf("denied client accepted (resumed %v)", client.DidResume)
+	}
+}
+
+// handshakeStates is handshake returning both sides' view of the connection. It
+// runs over loopback TCP: a refusal on resumption has both sides writing at once,
+// which net.Pipe (unbuffered) would deadlock.
+func handshakeStates(serverCfg, clientCfg *tls.Config) (client, server tls.ConnectionState, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return client, server, err
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return client, server, err
+	}
+	defer a.Close()
+	b, err := ln.Accept()
+	if err != nil {
+		return client, server, err
+	}
+	defer b.Close()
+	type result struct {
+		cs  tls.ConnectionState
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s := tls.Server(b, serverCfg)
+		err := s.HandshakeContext(context.Background())
+		if err == nil {
+			_, err = s.Write([]byte{1})
+		}
+		done <- result{s.ConnectionState(), err}
+		b.Close()
+	}()
+	c := tls.Client(a, clientCfg)
+	err = c.HandshakeContext(context.Background())
+	if err == nil {
+		// Reading also takes in the session ticket the server sends after its
+		// handshake.
+		_, err = c.Read(make([]byte, 1))
+	}
+	r := <-done
+	if err == nil {
+		err = r.err
+	}
+	return c.ConnectionState(), r.cs, err
+}
