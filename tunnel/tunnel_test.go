@@ -625,6 +625,32 @@ func TestHTTP2ToTargets(t *testing.T) {
 	}
 }
 
+// TestTLSResumptionToTargets: the server's connections to an https target resume
+// their TLS session, so a new connection to a known site skips the full handshake.
+func TestTLSResumptionToTargets(t *testing.T) {
+	tgt := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A fresh connection for every request: only resumption can help.
+		w.Header().Set("Connection", "close")
+		fmt.Fprintf(w, "resumed=%v", r.TLS.DidResume)
+	}))
+	tgt.StartTLS()
+	defer tgt.Close()
+	h := newHarness(t, overTCP, func(c *ServerConfig) {
+		c.TargetTLSConfig = &tls.Config{RootCAs: poolOf(tgt)}
+	})
+	for i, want := range []string{"resumed=false", "resumed=true", "resumed=true"} {
+		resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("request %d: target saw %q, want %q", i+1, b, want)
+		}
+	}
+}
+
 // TestBurstSharesOneConnectAttempt: requests arriving while there is no session
 // wait for one connection attempt between them, rather than each dialling; once
 // the server answers, the client's other sessions come up, one attempt each.
