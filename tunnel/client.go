@@ -91,7 +91,8 @@ type lane struct {
 	id      int
 	sess    *Session
 	attempt *dialAttempt
-	// The load estimate: bytes per second moved over the last sample.
+	// The load estimate: bytes per second, averaged over recent samples so that a
+	// transfer pausing for one sample still counts as busy.
 	sampledAt time.Time
 	sampled   int64
 	rate      float64
@@ -110,7 +111,7 @@ func (l *lane) load(now time.Time) float64 {
 	case l.sampledAt.IsZero() || moved < l.sampled:
 		l.sampledAt, l.sampled, l.rate = now, moved, 0
 	case dt >= sampleEvery:
-		l.rate = float64(moved-l.sampled) / dt.Seconds()
+		l.rate = (l.rate + float64(moved-l.sampled)/dt.Seconds()) / 2
 		l.sampledAt, l.sampled = now, moved
 	}
 	return l.rate
