@@ -177,7 +177,12 @@ func (s *Service) Kill(ctx context.Context) (Status, error) {
 
 // Status reads the service and, when it wants a task, its tasks and the
 // public IP of the first running one. See [State] for the exact rules.
-func (s *Service) Status(ctx context.Context) (Status, error) {
+func (s *Service) Status(ctx context.Context) (Status, error) { return s.status(ctx, true) }
+
+// status is Status. Without withIP it skips the EC2 lookup of the public IP,
+// for the idle policy, which needs only the counts and Since: a task that ECS
+// reports RUNNING then counts as StateRunning, with PublicIP empty.
+func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 	out, err := s.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{
 		Cluster:  aws.String(s.cfg.Cluster),
 		Services: []string{s.cfg.Service},
@@ -224,6 +229,11 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 		}
 		if aws.ToString(t.LastStatus) != "RUNNING" {
 			continue
+		}
+		if !withIP {
+			st.State = StateRunning
+			st.TaskARN, st.TaskStatus = aws.ToString(t.TaskArn), aws.ToString(t.LastStatus)
+			break
 		}
 		eni := taskENI(t)
 		if eni == "" {

@@ -153,6 +153,32 @@ func TestServiceStatus(t *testing.T) {
 	}
 }
 
+// failEC2 fails the test if the EC2 API is called at all.
+type failEC2 struct{ t *testing.T }
+
+func (f failEC2) DescribeNetworkInterfaces(context.Context, *ec2.DescribeNetworkInterfacesInput, ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
+	f.t.Error("EC2 called for a status without the public IP")
+	return nil, errors.New("unexpected call")
+}
+
+// TestStatusWithoutIP: the idle policy's read of the service (status without the
+// IP) makes no EC2 call, which is why the Sleep role has no EC2 permission.
+func TestStatusWithoutIP(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+	fe := &fakeECS{svc: svc(1, 1, 0), tasks: []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)}}
+	s, err := NewService(ServiceConfig{Cluster: "c", Service: "srv"}, fe, failEC2{t}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.status(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateRunning || st.PublicIP != "" || !st.Since.Equal(t0) || st.DesiredCount != 1 {
+		t.Fatalf("status %+v, want running since %v without an IP", st, t0)
+	}
+}
+
 func TestServiceWakeKill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -98,7 +98,7 @@ func (p IdlePolicy) Apply(ctx context.Context, svc *Service, metrics *MetricsRea
 	if err := p.Validate(); err != nil {
 		return Decision{}, err
 	}
-	st, err := svc.Status(ctx)
+	st, err := svc.status(ctx, false)
 	if err != nil {
 		return Decision{}, err
 	}

@@ -1,8 +1,8 @@
 // Command kill is the Kill Lambda: API Gateway POST /kill and the nightly
 // EventBridge schedule both set the Fluidity ECS service's desired count to 0.
 //
-// Environment: CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT (8443),
-// LOG_LEVEL (info); AWS settings come from the standard SDK chain.
+// Environment: CLUSTER_NAME, SERVICE_NAME (required), LOG_LEVEL (info); AWS
+// settings come from the standard SDK chain.
 package main
 
 import (
@@ -18,6 +18,6 @@ func main() {
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("start-up")
 	}
-	h := &handler.Kill{Service: env.Service, TunnelPort: env.Config.TunnelPort, Log: env.Log}
+	h := &handler.Kill{Service: env.Service, Log: env.Log}
 	lambda.Start(h.Handle)
 }

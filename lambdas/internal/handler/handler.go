@@ -123,9 +123,8 @@ func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (e
 
 // Kill serves POST /kill and the nightly EventBridge schedule.
 type Kill struct {
-	Service    Controller
-	TunnelPort int
-	Log        zerolog.Logger
+	Service Controller
+	Log     zerolog.Logger
 }
 
 // Handle tells the event shapes apart from the raw JSON: API Gateway proxy
@@ -161,6 +160,10 @@ func (h *Kill) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	return nil, errors.New("kill: unrecognised event: neither an api gateway request nor an eventbridge event")
 }
 
+// killPort is the port given to ResultFromStatus for Kill's answers: a killed
+// service is sleeping or stopping, and only a running one has an address.
+const killPort = 0
+
 // HandleAPI serves POST /kill.
 func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
 	log := requestLogger(ctx, h.Log, req)
@@ -173,7 +176,7 @@ func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest)
 		return awsFailure(log, "kill", err), nil
 	}
 	log.Info().Str("trigger", "api").Str("state", string(st.State)).Msg("kill: desired count 0")
-	return jsonResponse(http.StatusOK, lifecycle.ResultFromStatus(st, h.TunnelPort)), nil
+	return jsonResponse(http.StatusOK, lifecycle.ResultFromStatus(st, killPort)), nil
 }
 
 // HandleScheduled serves the nightly schedule.
@@ -185,7 +188,7 @@ func (h *Kill) HandleScheduled(ctx context.Context, ev events.EventBridgeEvent) 
 		return lifecycle.WakeResult{}, fmt.Errorf("kill: %w", err)
 	}
 	log.Info().Str("trigger", "schedule").Str("state", string(st.State)).Msg("kill: desired count 0")
-	return lifecycle.ResultFromStatus(st, h.TunnelPort), nil
+	return lifecycle.ResultFromStatus(st, killPort), nil
 }
 
 // Sleep serves the rate(5 minutes) schedule.

@@ -131,7 +131,7 @@ func TestKillHandlerEventShapes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := &fakeController{}
-			h := &Kill{Service: c, TunnelPort: 8443, Log: zerolog.Nop()}
+			h := &Kill{Service: c, Log: zerolog.Nop()}
 			out, err := h.Handle(context.Background(), tc.event)
 			if (err != nil) != tc.wantErr || c.kills != tc.kills {
 				t.Fatalf("Handle = %v, %v (kills %d)", out, err, c.kills)
