@@ -200,3 +200,54 @@ func TestFailedSessionPingsSiblings(t *testing.T) {
 		t.Errorf("no session ended for want of a ping answer: %v / %v", sessions[0].Err(), sessions[1].Err())
 	}
 }
+
+// TestStalledStreamHoldsUpNothing: a stream whose reader stops (its window full,
+// its sender blocked) leaves the other streams of the same session moving; yamux
+// flow control is per stream (the package documentation says so).
+func TestStalledStreamHoldsUpNothing(t *testing.T) {
+	for _, kind := range allTransports {
+		t.Run(string(kind), func(t *testing.T) {
+			h := newHarnessWith(t, kind, nil, func(c *ClientConfig) { c.Sessions = 1 })
+			ln := listen(t)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer ln.Close()
+			defer close(stop)
+			wg.Go(func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() { <-stop; c.Close() })
+				buf := make([]byte, 32<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stalled, err := h.client.DialContext(ctx, "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stalled.Close()
+			// Never read stalled: give the target time to fill its window.
+			time.Sleep(200 * time.Millisecond)
+			tgt := target(t)
+			for i := range 20 {
+				resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello").WithContext(ctx))
+				if err != nil {
+					t.Fatalf("request %d next to a stalled stream: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "hello" {
+					t.Fatalf("request %d: %q", i, b)
+				}
+			}
+		})
+	}
+}
