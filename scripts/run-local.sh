@@ -18,14 +18,18 @@ mkdir -p "$STATE"
 bin/fluidity certs --dir "$STATE/certs" --san 127.0.0.1 --client agent >/dev/null
 
 pids=()
+# cleanup stops both daemons and exits with $1: 0 after Ctrl-C (the normal way to
+# stop), the failing status when the script ends on an error.
 cleanup() {
+	local rc=$1
 	trap - INT TERM EXIT
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	echo "fluidity: stopped"
-	exit 0
+	exit "$rc"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup 0' INT TERM
+trap 'cleanup $?' EXIT
 
 bin/fluidity-server \
 	--listen-addr 127.0.0.1 --listen-port "$SERVER_PORT" \
@@ -48,12 +52,14 @@ bin/fluidity-agent \
 pids+=($!)
 
 # Ready means the proxy answers and the tunnel session is up.
+ready=
 for _ in $(seq 1 100); do
 	if curl -fsS "http://127.0.0.1:$PROXY_PORT/healthz" >/dev/null 2>&1; then
 		echo
 		echo "fluidity: proxy ready on http://127.0.0.1:$PROXY_PORT (tunnel to 127.0.0.1:$SERVER_PORT over mTLS)"
 		echo "fluidity: try   curl -x http://127.0.0.1:$PROXY_PORT http://example.com/"
 		echo "fluidity: Ctrl-C stops both"
+		ready=1
 		break
 	fi
 	for pid in "${pids[@]}"; do
@@ -61,4 +67,12 @@ for _ in $(seq 1 100); do
 	done
 	sleep 0.1
 done
-wait -n "${pids[@]}"
+if [ -z "$ready" ]; then
+	echo "fluidity: the proxy was not ready within 10 s; see the logs above" >&2
+	exit 1
+fi
+# Until Ctrl-C: a daemon that ends by itself ends the run as a failure.
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "fluidity: a daemon exited (status $status); see its log above" >&2
+exit 1
