@@ -40,6 +40,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"metrics_interval", func(c *Config) { c.EmitMetrics, c.MetricsInterval = true, 0 }},
 		{"allow_cidrs", func(c *Config) { c.AllowCIDRs = []string{"10.0.0.0/33"} }},
 		{"deny_cidrs", func(c *Config) { c.DenyCIDRs = []string{"nope"} }},
+		{"allow_hosts", func(c *Config) { c.AllowHosts = []string{"example.com:443"} }},
+		{"deny_hosts", func(c *Config) { c.DenyHosts = []string{"bad host"} }},
 		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
 		{"log_format", func(c *Config) { c.LogFormat = "xml" }},
 	}
@@ -56,6 +58,11 @@ func TestValidateNamesTheKey(t *testing.T) {
 	c := validServerConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
+	}
+	// As the egress policy reads it, a bare address is a one-address range.
+	c.AllowCIDRs, c.AllowHosts = []string{"10.1.2.3", "fd00::/8"}, []string{"*.corp.example"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid egress settings refused: %v", err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
+	"github.com/fluidity-tunnel/fluidity/internal/egress"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -113,13 +114,19 @@ func (c *Config) Validate() error {
 	case c.EmitMetrics && c.MetricsService == "":
 		return bad("metrics_service", "required when emit_metrics is on")
 	}
-	for _, cidr := range append(append([]string{}, c.AllowCIDRs...), c.DenyCIDRs...) {
-		if _, _, err := net.ParseCIDR(cidr); err != nil {
-			key := "allow_cidrs"
-			if contains(c.DenyCIDRs, cidr) {
-				key = "deny_cidrs"
-			}
-			return bad(key, "%q is not a CIDR", cidr)
+	// The egress policy's own parser, one key at a time so that the error names it:
+	// a bare address is a one-address range there, and host patterns are checked.
+	for _, f := range []struct {
+		key    string
+		policy egress.Config
+	}{
+		{"allow_cidrs", egress.Config{AllowCIDRs: c.AllowCIDRs}},
+		{"deny_cidrs", egress.Config{DenyCIDRs: c.DenyCIDRs}},
+		{"allow_hosts", egress.Config{AllowHosts: c.AllowHosts}},
+		{"deny_hosts", egress.Config{DenyHosts: c.DenyHosts}},
+	} {
+		if err := f.policy.Validate(); err != nil {
+			return &config.FieldError{Key: f.key, Err: err}
 		}
 	}
 	if err := c.CheckLogging(); err != nil {
@@ -129,15 +136,6 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 var command = daemon.Command{
