@@ -89,11 +89,19 @@ type RetryConfig struct {
 	Max time.Duration
 }
 
-// retryJitter spreads retries of many streams failing together.
-const retryJitter = 0.2
-
 func (c RetryConfig) internal() retry.Policy {
-	return retry.Policy{Attempts: c.Attempts, Initial: c.Initial, Multiplier: c.Multiplier, Max: c.Max, Jitter: retryJitter}
+	// The jitter, which spreads retries of many streams failing together, is
+	// the retry package's default.
+	p := retry.DefaultPolicy()
+	p.Attempts, p.Initial, p.Multiplier, p.Max = c.Attempts, c.Initial, c.Multiplier, c.Max
+	return p
+}
+
+func (c BreakerConfig) internal() breaker.Config {
+	b := breaker.DefaultConfig()
+	b.ConsecutiveFailures, b.OpenTimeout, b.HalfOpenMaxRequests = c.ConsecutiveFailures, c.OpenTimeout, c.HalfOpenMaxRequests
+	b.IsFailure = targetFault
+	return b
 }
 
 // Resolver looks up a target's addresses for the egress check. *net.Resolver
@@ -103,21 +111,18 @@ type Resolver interface {
 }
 
 func defaultBreakerConfig() BreakerConfig {
-	return BreakerConfig{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second, HalfOpenMaxRequests: 1}
+	d := breaker.DefaultConfig()
+	return BreakerConfig{ConsecutiveFailures: d.ConsecutiveFailures, OpenTimeout: d.OpenTimeout, HalfOpenMaxRequests: d.HalfOpenMaxRequests}
 }
 
 func defaultRetryConfig() RetryConfig {
-	return RetryConfig{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second}
+	d := retry.DefaultPolicy()
+	return RetryConfig{Attempts: d.Attempts, Initial: d.Initial, Multiplier: d.Multiplier, Max: d.Max}
 }
 
 func (c BreakerConfig) validate() error {
-	switch {
-	case c.ConsecutiveFailures == 0:
-		return errors.New("tunnel: server: breaker consecutive failures must be at least 1")
-	case c.OpenTimeout <= 0:
-		return errors.New("tunnel: server: breaker open timeout must be positive")
-	case c.HalfOpenMaxRequests == 0:
-		return errors.New("tunnel: server: breaker half-open max requests must be at least 1")
+	if err := c.internal().Validate(); err != nil {
+		return fmt.Errorf("tunnel: server: %w", err)
 	}
 	return nil
 }
@@ -148,12 +153,7 @@ func newGuards(cfg *ServerConfig, log zerolog.Logger) (*guards, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: server: %w", err)
 	}
-	bcfg := breaker.DefaultConfig()
-	bcfg.ConsecutiveFailures = cfg.Breaker.ConsecutiveFailures
-	bcfg.OpenTimeout = cfg.Breaker.OpenTimeout
-	bcfg.HalfOpenMaxRequests = cfg.Breaker.HalfOpenMaxRequests
-	bcfg.IsFailure = targetFault
-	set := breaker.New(bcfg, breaker.WithOnStateChange(func(host string, from, to breaker.State) {
+	set := breaker.New(cfg.Breaker.internal(), breaker.WithOnStateChange(func(host string, from, to breaker.State) {
 		log.Warn().Str("target", host).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
 	}))
 	return &guards{policy: policy, breakers: set, retry: cfg.Retry.internal()}, nil

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
 )
 
 // DefaultServerName is the name the server certificate carries and the agent
 // verifies. The server's IP changes on every start, so the name, not the address,
 // is what identifies it.
-const DefaultServerName = "fluidity-server"
+const DefaultServerName = pki.DefaultServerName // one name for the issuer and the verifier
 
 // NewServerTLSConfig returns the server side of the tunnel's mutual TLS: TLS 1.3
 // only, client certificates required and verified against clientCAs.
