@@ -119,8 +119,10 @@ func Upload(ctx context.Context, p *Path, t *Target, n int64, limit time.Duratio
 }
 
 // SmallLoad runs conns keep-alive connections issuing small GETs through
-// the path for dur. It returns requests per second and every latency.
-func SmallLoad(ctx context.Context, p *Path, target string, conns int, dur time.Duration) (float64, []time.Duration, error) {
+// the path for dur. It returns requests per second and every latency (one per
+// request measured). measuring, if not nil, is called once the warm-up is over,
+// as the measured requests start.
+func SmallLoad(ctx context.Context, p *Path, target string, conns int, dur time.Duration, measuring func()) (float64, []time.Duration, error) {
 	tr := p.Transport(conns)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -153,6 +155,9 @@ func SmallLoad(ctx context.Context, p *Path, target string, conns int, dur time.
 	}
 	lats := make([][]time.Duration, conns)
 	var failed atomic.Int64
+	if measuring != nil {
+		measuring()
+	}
 	start := time.Now()
 	end := start.Add(dur)
 	for i := range conns {

@@ -109,7 +109,7 @@ func TestPathsAgainstFakes(t *testing.T) {
 		if err != nil || u.Bytes != 3<<20 {
 			t.Errorf("%s upload: %+v, %v", p.Name, u, err)
 		}
-		rps, lats, err := SmallLoad(ctx, p, target.Addr, 4, 50*time.Millisecond)
+		rps, lats, err := SmallLoad(ctx, p, target.Addr, 4, 50*time.Millisecond, nil)
 		if err != nil || rps <= 0 || len(lats) == 0 {
 			t.Errorf("%s small load: %v req/s, %d samples, %v", p.Name, rps, len(lats), err)
 		}

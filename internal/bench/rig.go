@@ -36,8 +36,9 @@ type Rig struct {
 // WANDelay is the one-way delay of the WAN figures (40 ms round trip).
 const WANDelay = 20 * time.Millisecond
 
-// StartRig starts the target and the selected paths. A path whose software
-// is missing is skipped with a note instead of failing the run.
+// StartRig starts the target and the selected paths. Missing Fluidity binaries
+// skip that path with a note; a missing OpenSSH is installed when the harness
+// runs as root (FindSSH), and failing that fails the run.
 func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 	r := &Rig{opts: opts}
 	defer func() {

@@ -355,18 +355,20 @@ func (b *Bench) small(ctx context.Context) error {
 	err := b.rounds(ctx, "small", b.rig.Paths, func(p *Path) error {
 		pids := p.Procs()
 		before := make([]time.Duration, len(pids))
-		for i, pid := range pids {
-			before[i], _ = CPUTime(pid)
-		}
-		r, l, err := SmallLoad(ctx, p, b.rig.Target.Addr, b.sz.SmallConns, b.sz.SmallDur)
+		r, l, err := SmallLoad(ctx, p, b.rig.Target.Addr, b.sz.SmallConns, b.sz.SmallDur, func() {
+			for i, pid := range pids {
+				before[i], _ = CPUTime(pid)
+			}
+		})
 		if err != nil {
 			return err
 		}
-		// Where the CPU goes, per process, explains a throughput gap.
+		// Where the CPU goes, per process, explains a throughput gap: CPU time of
+		// the measured requests (not the warm-up) over their number.
 		var perReq []string
 		for i, pid := range pids {
 			after, _ := CPUTime(pid)
-			perReq = append(perReq, fmt.Sprintf("%.0f", float64((after-before[i]).Microseconds())/(r*b.sz.SmallDur.Seconds())))
+			perReq = append(perReq, fmt.Sprintf("%.0f", float64((after-before[i]).Microseconds())/float64(max(len(l), 1))))
 		}
 		b.cfg.Log("small: %-8s %7.0f req/s  p99 %.2f ms  cpu µs/req %v", p.Name, r, Ms(Percentile(l, 99)), perReq)
 		rps.add(p.Name, r)

@@ -31,6 +31,10 @@ func run() error {
 	pathList := flag.String("paths", "direct,fluidity,ssh", "paths to measure (direct, fluidity, ssh)")
 	rounds := flag.Int("rounds", 3, "interleaved rounds per figure")
 	flag.Parse()
+	if *rounds < 1 {
+		// The report says how many rounds it took its medians over.
+		return fmt.Errorf("-rounds %d: need at least 1", *rounds)
+	}
 
 	figures, err := bench.ParseFigures(*only)
 	if err != nil {
