@@ -41,6 +41,12 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"allow_cidrs", func(c *Config) { c.AllowCIDRs = []string{"10.0.0.0/33"} }},
 		{"deny_cidrs", func(c *Config) { c.DenyCIDRs = []string{"nope"} }},
 		{"allow_hosts", func(c *Config) { c.AllowHosts = []string{"example.com:443"} }},
+		{"cert_pem", func(c *Config) { c.CertFile, c.CertPEM = "", "pem" }},
+		{"deny_clients", func(c *Config) {
+			c.CertFile, c.KeyFile, c.CACertFile = "", "", ""
+			c.CertPEM, c.KeyPEM, c.CACertPEM = "pem", "pem", "pem"
+			c.DenyClients = []string{"lost-laptop"}
+		}},
 		{"deny_hosts", func(c *Config) { c.DenyHosts = []string{"bad host"} }},
 		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
 		{"log_format", func(c *Config) { c.LogFormat = "xml" }},

@@ -91,6 +91,11 @@ func (c *Config) Validate() error {
 		return bad("key_file", "set exactly one of key_file and key_pem")
 	case (c.CACertFile == "") == (c.CACertPEM == ""):
 		return bad("ca_cert_file", "set exactly one of ca_cert_file and ca_cert_pem")
+	case (c.CertPEM == "") != (c.KeyPEM == "") || (c.CertPEM == "") != (c.CACertPEM == ""):
+		return bad("cert_pem", "cert_pem, key_pem and ca_cert_pem go together")
+	case len(c.DenyClients) > 0 && c.CertPEM != "":
+		// Only the file-based reloader applies the deny list.
+		return bad("deny_clients", "needs certificate files (cert_file, key_file, ca_cert_file)")
 	case c.CertReload < 0:
 		return bad("cert_reload_interval", "must not be negative")
 	case c.MaxConnections < 1:

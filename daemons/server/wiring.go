@@ -18,10 +18,9 @@ import (
 // serverTLS builds the tunnel's TLS configuration from files (reloaded when they
 // change) or from PEM text (set once, as secrets passed in the environment are).
 func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
-	if cfg.CertPEM != "" || cfg.KeyPEM != "" || cfg.CACertPEM != "" {
-		if cfg.CertPEM == "" || cfg.KeyPEM == "" || cfg.CACertPEM == "" {
-			return nil, nil, errors.New("cert_pem, key_pem and ca_cert_pem go together")
-		}
+	// Validate has checked that the PEM settings come together and without
+	// deny_clients.
+	if cfg.CertPEM != "" {
 		cert, err := tls.X509KeyPair([]byte(cfg.CertPEM), []byte(cfg.KeyPEM))
 		if err != nil {
 			return nil, nil, fmt.Errorf("cert_pem/key_pem: %w", err)
@@ -30,11 +29,7 @@ func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
 		if !pool.AppendCertsFromPEM([]byte(cfg.CACertPEM)) {
 			return nil, nil, errors.New("ca_cert_pem: no certificate found")
 		}
-		static := tunnel.NewServerTLSConfig(cert, pool)
-		if len(cfg.DenyClients) > 0 {
-			return nil, nil, errors.New("deny_clients needs certificate files (cert_file, key_file, ca_cert_file)")
-		}
-		return static, func() {}, nil
+		return tunnel.NewServerTLSConfig(cert, pool), func() {}, nil
 	}
 	r, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, log)
 	if err != nil {
