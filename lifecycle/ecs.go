@@ -109,9 +109,6 @@ func NewService(cfg ServiceConfig, ecsAPI ECSAPI, ec2API EC2API, log zerolog.Log
 	return &Service{cfg: cfg, ecs: ecsAPI, ec2: ec2API, log: log}, nil
 }
 
-// Config returns the service's configuration.
-func (s *Service) Config() ServiceConfig { return s.cfg }
-
 // SetDesiredCount sets the service's desired count. Setting the current value
 // again is harmless (ECS treats it as a no-op).
 func (s *Service) SetDesiredCount(ctx context.Context, n int32) error {

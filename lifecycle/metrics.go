@@ -44,7 +44,8 @@ type MetricsGetAPI interface {
 
 // PublisherConfig configures a [Publisher].
 type PublisherConfig struct {
-	// Namespace of the metrics; the control-plane stack's IAM condition expects "Fluidity".
+	// Namespace of the metrics; the server task role in infra/fargate.yaml may only
+	// publish to "Fluidity" (its cloudwatch:namespace condition).
 	Namespace string
 	// Service is the value of the Service dimension: the ECS service name.
 	Service string
@@ -204,9 +205,6 @@ type Snapshot struct {
 	// LastActivityAt is the timestamp of the period it came from.
 	LastActivityAt time.Time
 }
-
-// Empty reports whether no datapoint at all was found.
-func (s Snapshot) Empty() bool { return s.ActiveAt.IsZero() && s.LastActivityAt.IsZero() }
 
 // MetricsReader reads the server's activity metrics back from CloudWatch.
 type MetricsReader struct {

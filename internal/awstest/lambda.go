@@ -23,16 +23,6 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
-// ModuleRoot returns the directory holding go.mod.
-func ModuleRoot(t testing.TB) string {
-	t.Helper()
-	root, err := testbin.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 // BuildLambda builds ./lambdas/<name> exactly as for deployment
 // (CGO_ENABLED=0, GOOS=linux, -tags lambda.norpc) into a temporary
 // directory and returns the path of the "bootstrap" binary.
@@ -53,15 +43,8 @@ type RIE struct {
 	logs      *syncBuffer
 }
 
-// StartRIE runs bootstrapPath under aws-lambda-rie with exactly env (plus
-// PATH and HOME) and returns the invocation URL.
-func StartRIE(t testing.TB, bootstrapPath string, env []string) (invokeURL string) {
-	t.Helper()
-	return StartEmulator(t, bootstrapPath, env).InvokeURL
-}
-
-// StartEmulator is StartRIE returning the emulator, whose Invoke serialises
-// calls (the emulator runs one invocation at a time) and whose Logs show the
+// StartEmulator runs bootstrapPath under aws-lambda-rie with exactly env (plus
+// PATH and HOME) and returns the emulator, whose Invoke serialises calls (the emulator runs one invocation at a time) and whose Logs show the
 // function's output.
 func StartEmulator(t testing.TB, bootstrapPath string, env []string) *RIE {
 	t.Helper()
@@ -163,12 +146,6 @@ type APIGatewayAdapter struct {
 	APIKey string
 	// Stage is reported in the request context; default "test".
 	Stage string
-}
-
-// NewAPIGatewayAdapter routes both /wake and /kill to one emulator (a
-// handler can serve both); use APIGatewayAdapter.Routes for one per path.
-func NewAPIGatewayAdapter(rieURL string) http.Handler {
-	return &APIGatewayAdapter{Routes: map[string]string{"/wake": rieURL, "/kill": rieURL}}
 }
 
 func writeGatewayError(w http.ResponseWriter, status int, msg string) {

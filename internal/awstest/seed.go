@@ -39,15 +39,8 @@ type Fargate struct {
 	PublicIP string
 }
 
-// SeedFargateService creates a cluster, a Fargate task definition and
-// service, and a RUNNING task of that service with a public IP.
-func SeedFargateService(t testing.TB, endpoint string) (cluster, service string) {
-	t.Helper()
-	f := Seed(t, endpoint, SeedConfig{})
-	return f.Cluster, f.Service
-}
-
-// Seed is SeedFargateService with options and the full description returned.
+// Seed creates a cluster, a Fargate task definition and service, and a RUNNING
+// task of that service with a public IP, and returns their description.
 //
 // moto never starts tasks for a service, so the task is started with RunTask
 // in the service's group ("service:<name>", what ECS gives a service's tasks)
