@@ -104,7 +104,7 @@ func Upload(ctx context.Context, p *Path, t *Target, n int64, limit time.Duratio
 		left -= int64(len(chunk))
 	}
 	if err == nil {
-		_, err = readResponse(bufio.NewReader(c), http.MethodPost)
+		err = readResponse(bufio.NewReader(c), http.MethodPost)
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -246,7 +246,7 @@ func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) 
 		if err := request(c, http.MethodGet, target, "/small", false, false, -1); err != nil {
 			return nil, 0, err
 		}
-		if _, err := readResponse(br, http.MethodGet); err != nil {
+		if err := readResponse(br, http.MethodGet); err != nil {
 			return nil, 0, err
 		}
 		lats = append(lats, time.Since(s))

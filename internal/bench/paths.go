@@ -173,22 +173,21 @@ func request(w io.Writer, method, host, path string, proxy, closeConn bool, cont
 	return err
 }
 
-// readResponse reads one response from br and discards its body, returning
-// the body length.
-func readResponse(br *bufio.Reader, method string) (int64, error) {
+// readResponse reads one response from br, discards its body and fails on a
+// status other than 200.
+func readResponse(br *bufio.Reader, method string) error {
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer resp.Body.Close()
-	n, err := drain(resp.Body)
-	if err != nil {
-		return n, err
+	if _, err := drain(resp.Body); err != nil {
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return n, fmt.Errorf("status %s", resp.Status)
+		return fmt.Errorf("status %s", resp.Status)
 	}
-	return n, nil
+	return nil
 }
 
 // drain reads r to the end with a pooled buffer and counts the bytes.
@@ -230,6 +229,6 @@ func (p *Path) OneShot(ctx context.Context, target string, plain bool) error {
 	if err := request(c, http.MethodGet, target, "/small", viaProxy, true, -1); err != nil {
 		return err
 	}
-	_, err = readResponse(bufio.NewReader(c), http.MethodGet)
+	err = readResponse(bufio.NewReader(c), http.MethodGet)
 	return err
 }
