@@ -234,7 +234,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// Frames the client sent right behind its handshake sit in brw's buffer.
 	res := relay.Run(relay.AsConn(client), tc, relay.Options{
 		IdleTimeout: p.cfg.IdleTimeout,
-		AReader:     bufferedThen(brw.Reader, client),
+		AReader:     relay.Prefixed(relay.Buffered(brw.Reader), client),
 	})
 	p.log.Debug().Str("target", host).Int64("sent", res.AtoB).Int64("received", res.BtoA).Msg("websocket closed")
 }
@@ -247,17 +247,6 @@ func writeSwitchingProtocols(w io.Writer, resp *http.Response) error {
 	}
 	_, _ = bw.WriteString("\r\n")
 	return bw.Flush()
-}
-
-// bufferedThen reads what br already holds, then conn directly, so that the bufio
-// reader does not stay in the data path (or keep growing) for the life of the relay.
-func bufferedThen(br *bufio.Reader, conn io.Reader) io.Reader {
-	n := br.Buffered()
-	if n == 0 {
-		return conn
-	}
-	b, _ := br.Peek(n)
-	return io.MultiReader(strings.NewReader(string(b)), conn)
 }
 
 // nonProxy answers requests addressed to the proxy itself: a health check for

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -625,7 +624,7 @@ func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, sc 
 		_ = target.Close()
 		return host, err
 	}
-	res := relay.Run(sc, relay.AsConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc)})
+	res := relay.Run(sc, relay.AsConn(target), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: relay.Prefixed(early, sc)})
 	return host, res.Err
 }
 
@@ -710,17 +709,10 @@ func (s *Server) serveWebSocket(ctx context.Context, abort context.CancelFunc, s
 		_ = conn.Close()
 		return host, err
 	}
-	// br may already hold the target's first frames: read through it.
-	res := relay.Run(sc, relay.AsConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout, AReader: earlyReader(early, sc), BReader: br})
+	// br may already hold the target's first frames: they go first.
+	res := relay.Run(sc, relay.AsConn(conn), relay.Options{IdleTimeout: s.cfg.IdleTimeout,
+		AReader: relay.Prefixed(early, sc), BReader: relay.Prefixed(relay.Buffered(br), conn)})
 	return host, res.Err
-}
-
-// earlyReader reads the bytes the agent sent before the answer, then the stream.
-func earlyReader(early []byte, sc *streamConn) io.Reader {
-	if len(early) == 0 {
-		return nil
-	}
-	return io.MultiReader(bytes.NewReader(early), sc)
 }
 
 // validRequest refuses a method, Host or header the HTTP client would refuse anyway,

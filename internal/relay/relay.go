@@ -3,6 +3,8 @@
 package relay
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -48,6 +50,24 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 	b := GetBuffer()
 	defer PutBuffer(b)
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *b)
+}
+
+// Prefixed reads prefix, then r: the bytes read ahead of a relay (while a
+// request or handshake was parsed) and then the connection itself, so that no
+// parsing buffer stays in the data path. prefix is not copied.
+func Prefixed(prefix []byte, r io.Reader) io.Reader {
+	if len(prefix) == 0 {
+		return r
+	}
+	return io.MultiReader(bytes.NewReader(prefix), r)
+}
+
+// Buffered returns what br holds unread, without reading more: with Prefixed,
+// the rest of a connection after a header parsed through br. It aliases br's
+// buffer, so br must not be used afterwards.
+func Buffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
 }
 
 // Options tune one relay.

@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,3 +155,21 @@ func (s *stringsReader) Read(p []byte) (int, error) {
 }
 
 func newStringsReader(s string) *stringsReader { r := stringsReader(s); return &r }
+
+// TestPrefixed: bytes read ahead (a bufio reader's leftovers) come first, then the
+// connection, and an empty prefix leaves the reader as it was.
+func TestPrefixed(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("HEAD\nahead-"))
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	r := Prefixed(Buffered(br), strings.NewReader("rest"))
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "ahead-rest" {
+		t.Fatalf("got %q, %v; want the buffered bytes, then the reader", got, err)
+	}
+	conn := strings.NewReader("x")
+	if Prefixed(nil, conn) != io.Reader(conn) {
+		t.Error("an empty prefix wraps the reader")
+	}
+}
