@@ -25,9 +25,11 @@ func ModuleRoot() (string, error) {
 }
 
 // Build compiles each package (a path relative to the module root, such as
-// "./daemons/agent") into dir under the given file name, as a static binary the
-// way the Makefile builds it: without the race detector even when the tests run
-// with it, so that measured memory and timings are those of shipped binaries.
+// "./daemons/agent") into dir under the given file name, as a static binary
+// (CGO_ENABLED=0, as the Makefile builds it, though without its -ldflags: the
+// version stays "dev" and symbols stay in) and without the race detector even
+// when the tests run with it, so that measured memory and timings are those of
+// shipped code.
 // extraEnv and extraArgs (e.g. GOOS, -tags) apply to every build.
 func Build(dir string, binaries map[string]string, extraEnv []string, extraArgs ...string) error {
 	root, err := ModuleRoot()
