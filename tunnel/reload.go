@@ -134,9 +134,8 @@ func checkDenied(cs tls.ConnectionState, denied map[string]bool) error {
 		return nil
 	}
 	leaf := cs.PeerCertificates[0]
-	serial := strings.ToLower(leaf.SerialNumber.Text(16))
-	if denied[serial] || denied[strings.ToLower(leaf.Subject.CommonName)] {
-		return fmt.Errorf("%w: %s (serial %s)", ErrClientDenied, leaf.Subject.CommonName, serial)
+	if denied[strings.ToLower(leaf.SerialNumber.Text(16))] || denied[strings.ToLower(leaf.Subject.CommonName)] {
+		return fmt.Errorf("%w: %s", ErrClientDenied, certIdentity(leaf))
 	}
 	return nil
 }

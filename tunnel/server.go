@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -343,7 +344,13 @@ func PeerIdentity(conn net.Conn) string {
 	if len(certs) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s (serial %s)", certs[0].Subject.CommonName, certs[0].SerialNumber.Text(16))
+	return certIdentity(certs[0])
+}
+
+// certIdentity names a client certificate the way logs and the deny list's
+// refusals do: common name and serial (hex, which is what deny_clients takes).
+func certIdentity(c *x509.Certificate) string {
+	return fmt.Sprintf("%s (serial %s)", c.Subject.CommonName, c.SerialNumber.Text(16))
 }
 
 // streamRegistry maps a session's stream IDs to what aborts their work, for the
