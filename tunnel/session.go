@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,7 +363,7 @@ func requestPayload(req *http.Request, websocket bool) (HTTPRequest, error) {
 		schemes = [2]string{"ws", "wss"}
 		if u.Scheme == "http" || u.Scheme == "https" {
 			u = cloneURL(u)
-			u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
+			u.Scheme = "ws" + strings.TrimPrefix(u.Scheme, "http") // http→ws, https→wss
 		}
 	}
 	if u.Scheme != schemes[0] && u.Scheme != schemes[1] {
