@@ -118,3 +118,13 @@ func TestPathsAgainstFakes(t *testing.T) {
 		t.Errorf("%d transfers left open: %v", open, err)
 	}
 }
+
+// TestTLSStream: the ceiling row's in-process TLS 1.3 stream moves what it is asked.
+func TestTLSStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mbps, err := TLSStream(ctx, 8<<20)
+	if err != nil || mbps <= 0 {
+		t.Fatalf("TLSStream: %v MB/s, %v", mbps, err)
+	}
+}

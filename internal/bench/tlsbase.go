@@ -2,46 +2,30 @@ package bench
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"io"
-	"math/big"
 	"time"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
 )
 
 // TLSStream measures one in-process Go TLS 1.3 stream over loopback moving
 // n bytes server → client: the ceiling a single-connection tunnel can reach.
 func TLSStream(ctx context.Context, n int64) (float64, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA(pki.CAOptions{})
 	if err != nil {
 		return 0, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "bench"},
-		DNSNames:     []string{"bench"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kp, err := ca.IssueServer(pki.ServerOptions{})
 	if err != nil {
 		return 0, err
 	}
-	leaf, err := x509.ParseCertificate(der)
+	cert, err := kp.TLSCertificate()
 	if err != nil {
 		return 0, err
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
-	})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		return 0, err
 	}
@@ -64,7 +48,7 @@ func TLSStream(ctx context.Context, n int64) (float64, error) {
 			left -= int64(len(chunk))
 		}
 	}()
-	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: "bench"}}
+	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.CertPool(), ServerName: pki.DefaultServerName}}
 	c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		return 0, err
