@@ -23,14 +23,15 @@ type Rig struct {
 	Paths  []*Path // loopback paths in column order
 	Notes  []string
 
-	opts     RigOptions
-	dir      string
-	fserver  *FluidityServer
-	sshd     *SSHServer
-	wan      *WAN
-	wanPaths []*Path
-	wanWide  *Path
-	stops    []func() // run in reverse by Close
+	opts       RigOptions
+	dir        string
+	fserver    *FluidityServer
+	sshd       *SSHServer
+	wan        *WAN // the delay proxies, started by wanLink
+	wanStarted bool // WANPaths has run
+	wanPaths   []*Path
+	wanWide    *Path
+	stops      []func() // run in reverse by Close
 }
 
 // WANDelay is the one-way delay of the WAN figures (40 ms round trip).
@@ -112,15 +113,14 @@ func (r *Rig) onClose(f func()) { r.stops = append(r.stops, f) }
 // agent and server, between ssh and sshd, and in front of the target for
 // direct. They are started on first use.
 func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
-	if r.wan != nil {
+	if r.wanStarted {
 		return r.wanPaths, nil
 	}
-	r.wan = NewWAN()
-	r.onClose(r.wan.Close)
+	r.wanStarted = true
 	for _, p := range r.Paths {
 		switch p.Name {
 		case Direct:
-			addr, err := r.wan.Add("direct", r.Target.Addr, WANDelay)
+			addr, err := r.wanLink().Add("direct", r.Target.Addr, WANDelay)
 			if err != nil {
 				return nil, err
 			}
@@ -130,7 +130,7 @@ func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
 				Procs: func() []int { return nil },
 			})
 		case Fluidity:
-			addr, err := r.wan.Add("fluidity", r.fserver.Addr, WANDelay)
+			addr, err := r.wanLink().Add("fluidity", r.fserver.Addr, WANDelay)
 			if err != nil {
 				return nil, err
 			}
@@ -141,7 +141,7 @@ func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
 			r.onClose(agent.Stop)
 			r.wanPaths = append(r.wanPaths, agent.Path(r.fserver))
 		case SSH:
-			addr, err := r.wan.Add("ssh", r.sshd.Addr, WANDelay)
+			addr, err := r.wanLink().Add("ssh", r.sshd.Addr, WANDelay)
 			if err != nil {
 				return nil, err
 			}
@@ -168,17 +168,13 @@ func (r *Rig) WANWidePath(ctx context.Context) (*Path, error) {
 	if r.fserver == nil || r.wanWide != nil {
 		return r.wanWide, nil
 	}
-	if r.wan == nil {
-		r.wan = NewWAN()
-		r.onClose(r.wan.Close)
-	}
 	window := fmt.Sprint(WideWindow)
 	srv, err := StartFluidityServer(ctx, r.fserver.bins, filepath.Join(r.dir, "wide"), "--stream-window", window)
 	if err != nil {
 		return nil, err
 	}
 	r.onClose(srv.Stop)
-	addr, err := r.wan.Add("fluidity-wide", srv.Addr, WANDelay)
+	addr, err := r.wanLink().Add("fluidity-wide", srv.Addr, WANDelay)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +186,15 @@ func (r *Rig) WANWidePath(ctx context.Context) (*Path, error) {
 	r.wanWide = agent.Path(srv)
 	r.wanWide.Name = FluidityWide
 	return r.wanWide, nil
+}
+
+// wanLink returns the rig's delay proxies, starting them on first use.
+func (r *Rig) wanLink() *WAN {
+	if r.wan == nil {
+		r.wan = NewWAN()
+		r.onClose(r.wan.Close)
+	}
+	return r.wan
 }
 
 // Close stops everything the rig started, newest first, and removes its
