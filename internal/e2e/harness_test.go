@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -25,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // Timeouts of the harness. Generous: they only bound failures.
@@ -449,31 +449,8 @@ func freePort(t *testing.T) int {
 }
 
 // vmHWM returns the peak resident set size of pid, from /proc/PID/status.
-func vmHWM(pid int) (int64, error) {
-	return procStatusKB(pid, "VmHWM:")
-}
+func vmHWM(pid int) (int64, error) { return testbin.ProcStatusBytes(pid, "VmHWM") }
 
-func vmRSS(pid int) (int64, error) {
-	return procStatusKB(pid, "VmRSS:")
-}
-
-func procStatusKB(pid int, field string) (int64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New(field + " not found")
-}
+func vmRSS(pid int) (int64, error) { return testbin.ProcStatusBytes(pid, "VmRSS") }
 
 const mib = 1 << 20
