@@ -1,82 +1,13 @@
 package tunnel
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 
 	"github.com/fluidity-tunnel/fluidity/internal/relay"
 )
-
-var benchRequest = HTTPRequest{
-	Method: "GET",
-	URL:    "https://www.example.com/some/path?query=value",
-	Header: http.Header{
-		"Accept":          {"text/html,application/xhtml+xml"},
-		"Accept-Encoding": {"gzip, deflate, br"},
-		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"},
-		"Cookie":          {"session=0123456789abcdef0123456789abcdef"},
-	},
-}
-
-func BenchmarkAppendFrame(b *testing.B) {
-	b.ReportAllocs()
-	buf := make([]byte, 0, 1024)
-	for b.Loop() {
-		var err error
-		buf, err = AppendFrame(buf[:0], TypeHTTP, benchRequest)
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.SetBytes(int64(len(buf)))
-}
-
-func BenchmarkReadFrame(b *testing.B) {
-	b.ReportAllocs()
-	raw, err := AppendFrame(nil, TypeHTTP, benchRequest)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(raw)))
-	r := bytes.NewReader(raw)
-	for b.Loop() {
-		r.Reset(raw)
-		env, err := ReadFrame(r, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var p HTTPRequest
-		if err := env.Decode(&p); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkWriteChunked encodes 1 MiB bodies arriving in 32 KiB reads.
-func BenchmarkWriteChunked(b *testing.B) {
-	b.ReportAllocs()
-	body := patterned(1 << 20)
-	b.SetBytes(int64(len(body)))
-	r := bytes.NewReader(body)
-	for b.Loop() {
-		r.Reset(body)
-		if _, err := writeChunked(io.Discard, io.LimitReader(readSizer{r, 32 << 10}, int64(len(body)))); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// readSizer caps the size of each read, like a network source.
-type readSizer struct {
-	r io.Reader
-	n int
-}
-
-func (s readSizer) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.n)]) }
 
 // BenchmarkRoundTrip measures one small HTTP request through the tunnel, target
 // and all in-process.
@@ -144,7 +75,7 @@ func BenchmarkConnectThroughput(b *testing.B) {
 	}
 }
 
-var _ net.Conn = (*streamConn)(nil)
+var _ net.Conn = (*stream)(nil)
 
 // BenchmarkRoundTripParallel is BenchmarkRoundTrip with concurrent requests, the
 // shape of a browser's load.

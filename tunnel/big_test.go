@@ -265,3 +265,10 @@ func bigUpload(hc *http.Client, base string, n int64) error {
 	}
 	return nil
 }
+
+// patterned returns n deterministic bytes.
+func patterned(n int) []byte {
+	b := make([]byte, n)
+	fillPattern(b, 0)
+	return b
+}

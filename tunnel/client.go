@@ -7,62 +7,93 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/rs/zerolog"
 )
 
-// ClientConfig configures a Client.
+// ClientConfig configures a Client. Only Dial is required: zero fields take
+// their defaults (DefaultClientConfig).
 type ClientConfig struct {
 	Session SessionConfig
-	Logger  zerolog.Logger
+	// Logger receives session events; the zero value logs nothing.
+	Logger zerolog.Logger
 	// Dial establishes an authenticated connection to the server, for instance with
 	// DialTLS. It is called for the first session and for every reconnect.
 	Dial func(ctx context.Context) (net.Conn, error)
-	// DialTimeout bounds one connection attempt.
+	// DialTimeout bounds one connection attempt. Default 15 s.
 	DialTimeout time.Duration
 	// ReconnectMin and ReconnectMax bound the exponential backoff (with jitter) that
 	// Run waits between failed attempts. Work arriving while the session is down does
-	// not wait for the backoff: it triggers an attempt at once.
+	// not wait for the backoff: it triggers an attempt at once. Defaults 250 ms, 30 s.
 	ReconnectMin, ReconnectMax time.Duration
 	// Sessions is how many sessions, each its own connection, the client keeps to
 	// the server. Every new stream goes to the one moving the fewest bytes, so a
 	// request opened next to a bulk download does not queue behind the download's
 	// bytes in one TCP connection (head-of-line blocking); see BENCHMARKS.md.
+	// Default 2, at most MaxSessions.
 	Sessions int
+	// ReceiveBudget bounds the receive-window memory of all the client's streams
+	// together: past it, no stream's window grows (see SessionConfig.StreamWindow).
+	// Default 128 MiB.
+	ReceiveBudget int64
 }
 
 // MaxSessions bounds ClientConfig.Sessions.
 const MaxSessions = 8
 
-// DefaultClientConfig returns the defaults; Dial must still be set.
-func DefaultClientConfig() ClientConfig {
-	return ClientConfig{
-		Session:      DefaultSessionConfig(),
-		Logger:       zerolog.Nop(),
-		DialTimeout:  15 * time.Second,
-		ReconnectMin: 250 * time.Millisecond,
-		ReconnectMax: 30 * time.Second,
-		Sessions:     2,
+// Client defaults; see ClientConfig.
+const (
+	defaultDialTimeout   = 15 * time.Second
+	defaultReconnectMin  = 250 * time.Millisecond
+	defaultReconnectMax  = 30 * time.Second
+	defaultSessions      = 2
+	defaultReceiveBudget = 128 << 20
+)
+
+// DefaultClientConfig returns what a zero ClientConfig stands for; Dial must
+// still be set.
+func DefaultClientConfig() ClientConfig { return ClientConfig{}.withDefaults() }
+
+func (c ClientConfig) withDefaults() ClientConfig {
+	c.Session = c.Session.withDefaults()
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
 	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = defaultReconnectMin
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = max(defaultReconnectMax, c.ReconnectMin)
+	}
+	if c.Sessions == 0 {
+		c.Sessions = defaultSessions
+	}
+	if c.ReceiveBudget == 0 {
+		c.ReceiveBudget = defaultReceiveBudget
+	}
+	return c
 }
 
-// Validate reports the first unusable setting.
-func (c *ClientConfig) Validate() error {
+// Validate reports the first unusable setting. Zero fields take their defaults.
+func (c ClientConfig) Validate() error {
 	if err := c.Session.Validate(); err != nil {
 		return err
 	}
+	c = c.withDefaults()
 	switch {
 	case c.Dial == nil:
 		return errors.New("tunnel: client: Dial is required")
-	case c.DialTimeout <= 0:
-		return errors.New("tunnel: client: dial timeout must be positive")
-	case c.ReconnectMin <= 0 || c.ReconnectMax < c.ReconnectMin:
+	case c.DialTimeout < 0:
+		return errors.New("tunnel: client: dial timeout must not be negative")
+	case c.ReconnectMin < 0 || c.ReconnectMax < c.ReconnectMin:
 		return errors.New("tunnel: client: need 0 < reconnect min <= reconnect max")
 	case c.Sessions < 1 || c.Sessions > MaxSessions:
 		return fmt.Errorf("tunnel: client: sessions must be between 1 and %d", MaxSessions)
+	case c.ReceiveBudget < minStreamWindow:
+		return fmt.Errorf("tunnel: client: receive budget %d below one stream window (256 KiB)", c.ReceiveBudget)
 	}
 	return nil
 }
@@ -72,15 +103,16 @@ func (c *ClientConfig) Validate() error {
 // busy live session, and is safe for concurrent use. Its DialContext fits
 // http.Transport.DialContext.
 type Client struct {
-	cfg ClientConfig
-	log zerolog.Logger
+	cfg    ClientConfig
+	log    zerolog.Logger
+	budget *receiveBudget
 
 	ctx    context.Context // cancelled by Close; bounds dial attempts
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	lanes   []*lane
-	retired []*Session
+	retired []*session // draining sessions still serving their streams
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -89,7 +121,7 @@ type Client struct {
 // fields are guarded by Client.mu.
 type lane struct {
 	id      int
-	sess    *Session
+	sess    *session
 	attempt *dialAttempt
 	// The load estimate: bytes per second, averaged over recent samples so that a
 	// transfer pausing for one sample still counts as busy.
@@ -119,32 +151,54 @@ func (l *lane) load(now time.Time) float64 {
 
 type dialAttempt struct {
 	done chan struct{}
-	sess *Session
+	sess *session
 	err  error
 }
 
-// NewClient returns a client; it connects on first use or when Run starts.
+// NewClient returns a client; it connects on first use or when Run starts. It
+// does not keep cfg.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	c := &Client{cfg: cfg, log: cfg.Logger, budget: newReceiveBudget(cfg.ReceiveBudget), ctx: ctx, cancel: cancel}
 	for i := range cfg.Sessions {
 		c.lanes = append(c.lanes, &lane{id: i})
 	}
 	return c, nil
 }
 
-// Session returns the least busy live session, connecting if there is none.
-// Concurrent callers share one connection attempt.
-func (c *Client) Session(ctx context.Context) (*Session, error) {
-	return c.session(ctx, nil)
+// Ping checks the tunnel end to end: it connects if no session is up, then
+// measures one round trip to the server on the least busy session.
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	sess, err := c.session(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	return sess.ping(ctx)
+}
+
+// ActiveStreams reports the streams open now on all the client's sessions.
+func (c *Client) ActiveStreams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.lanes {
+		if l.live() {
+			n += l.sess.NumStreams()
+		}
+	}
+	for _, s := range c.retired {
+		n += s.NumStreams()
+	}
+	return n
 }
 
 // session returns want's session, or the least busy one when want is nil,
-// connecting as needed.
-func (c *Client) session(ctx context.Context, want *lane) (*Session, error) {
+// connecting as needed. Concurrent callers share one connection attempt.
+func (c *Client) session(ctx context.Context, want *lane) (*session, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -181,7 +235,7 @@ func (c *Client) pickLocked(now time.Time) *lane {
 		}
 		load := l.load(now)
 		if best == nil || load < bestLoad ||
-			(load == bestLoad && l.sess.mux.NumStreams() < best.sess.mux.NumStreams()) {
+			(load == bestLoad && l.sess.NumStreams() < best.sess.NumStreams()) {
 			best, bestLoad = l, load
 		}
 	}
@@ -212,9 +266,9 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	defer cancel()
 	start := time.Now()
 	conn, err := c.cfg.Dial(ctx)
-	var sess *Session
+	var sess *session
 	if err == nil {
-		sess, err = NewSession(conn, c.cfg.Session, c.log)
+		sess, err = newSession(conn, c.cfg.Session, c.budget, c.log.With().Int("session", l.id).Logger())
 	}
 	c.mu.Lock()
 	l.attempt = nil
@@ -222,7 +276,7 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 		_ = sess.mux.Close()
 		sess, err = nil, ErrSessionClosed
 	}
-	var old *Session
+	var old *session
 	if err == nil {
 		old, l.sess = l.sess, sess
 		l.sampledAt = time.Time{}
@@ -250,25 +304,26 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	close(a.done)
 }
 
-// watch waits for sess to end. A session that failed, rather than being closed,
-// suggests that the path to the server broke, which breaks its sibling sessions
-// too: they are pinged at once instead of at their next keepalive, so that their
-// work fails and reconnects together with sess's, not up to a keepalive later.
-func (c *Client) watch(sess *Session) {
+// watch waits for sess to end, then forgets it if it was retired, and says why
+// it ended. A session that failed, rather than being closed, suggests that the
+// path to the server broke, which breaks its sibling sessions too: they are
+// pinged at once instead of at their next keepalive, so that their work fails
+// and reconnects together with sess's, not up to a keepalive later.
+func (c *Client) watch(sess *session) {
 	defer c.wg.Done()
 	<-sess.Done()
-	if !sess.failed() {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	c.retired = slices.DeleteFunc(c.retired, func(s *session) bool { return s == sess })
+	if c.closed || !sess.failed() {
 		return
 	}
 	for _, l := range c.lanes {
 		if other := l.sess; l.live() && other != sess {
 			c.wg.Go(func() {
-				if _, err := other.mux.Ping(); err != nil {
+				ctx, cancel := context.WithTimeout(c.ctx, 2*c.cfg.Session.WriteTimeout)
+				defer cancel()
+				if _, err := other.ping(ctx); err != nil && c.ctx.Err() == nil {
 					_ = other.closeWith(fmt.Errorf("%w: no answer to a ping after a sibling session failed: %w", ErrSessionClosed, err))
 				}
 			})
@@ -332,34 +387,38 @@ func (c *Client) isClosed() bool {
 	return c.closed
 }
 
-// withSession runs fn on the current session; if that session turns out to be dead
-// before fn's stream could be opened (nothing was sent), it retries once on a fresh one.
-func withSession[T any](c *Client, ctx context.Context, fn func(*Session) (T, error)) (T, error) {
+// withSession runs fn on the least busy session; if the server did no work on
+// fn's stream (it could not be opened, or was refused or answered shutting_down),
+// it tries once more on a fresh session.
+func withSession[T any](c *Client, ctx context.Context, fn func(*session) (T, error)) (T, error) {
 	var zero T
 	for attempt := 0; ; attempt++ {
-		sess, err := c.Session(ctx)
+		sess, err := c.session(ctx, nil)
 		if err != nil {
 			return zero, err
 		}
 		v, err := fn(sess)
-		if err == nil || attempt > 0 || !errors.Is(err, errNotOpened) {
-			return v, err
+		var no *notOpenedError
+		if err == nil || attempt > 0 || !errors.As(err, &no) {
+			return v, keepOpened(err)
 		}
-		c.retire(sess, isGoAway(err))
+		if no.sessionDown {
+			c.retire(sess, errors.Is(err, ErrServerDraining))
+		}
 	}
 }
 
-// retire forgets sess if it is still the current session, so the next call
+// retire forgets sess if it is still a lane's session, so the next call
 // reconnects. A draining session keeps serving its streams in flight until the
 // server ends it; Close ends it too.
-func (c *Client) retire(sess *Session, draining bool) {
+func (c *Client) retire(sess *session, draining bool) {
 	c.mu.Lock()
 	for _, l := range c.lanes {
 		if l.sess == sess {
 			l.sess = nil
 		}
 	}
-	if draining {
+	if draining && !c.closed && !slices.Contains(c.retired, sess) {
 		c.retired = append(c.retired, sess)
 	}
 	c.mu.Unlock()
@@ -368,14 +427,19 @@ func (c *Client) retire(sess *Session, draining bool) {
 	}
 }
 
-// RoundTrip implements http.RoundTripper through the tunnel.
+// RoundTrip implements http.RoundTripper through the tunnel. It closes
+// req.Body, on errors too.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	return withSession(c, req.Context(), func(s *Session) (*http.Response, error) { return s.RoundTrip(req) })
+	resp, err := withSession(c, req.Context(), func(s *session) (*http.Response, error) { return s.RoundTrip(req) })
+	if err != nil && req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return resp, err
 }
 
 // DialContext opens a CONNECT stream to addr through the tunnel.
 func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return withSession(c, ctx, func(s *Session) (net.Conn, error) { return s.DialContext(ctx, network, addr) })
+	return withSession(c, ctx, func(s *session) (net.Conn, error) { return s.DialContext(ctx, network, addr) })
 }
 
 type wsResult struct {
@@ -383,16 +447,20 @@ type wsResult struct {
 	conn net.Conn
 }
 
-// DialWebSocket performs a WebSocket handshake through the tunnel (see Session.DialWebSocket).
+// DialWebSocket performs a WebSocket opening handshake through the tunnel. On
+// 101 it returns the response and a conn carrying the raw WebSocket frames; on
+// any other status it returns the response (with its body) and a nil conn.
 func (c *Client) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
-	r, err := withSession(c, ctx, func(s *Session) (wsResult, error) {
+	r, err := withSession(c, ctx, func(s *session) (wsResult, error) {
 		resp, conn, err := s.DialWebSocket(ctx, req)
 		return wsResult{resp, conn}, err
 	})
 	return r.resp, r.conn, err
 }
 
-// Close ends every session and connection attempt, and waits for them.
+// Close ends every session and connection attempt, and waits for the goroutines
+// the client started. It does not wait for request bodies being read from
+// callers. It is idempotent.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
@@ -413,8 +481,33 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// errNotOpened marks failures that happened before a stream was opened: the work
-// can safely be retried on another session.
+// errNotOpened marks failures before the server did any work on a stream: the
+// work can safely be sent again on another session.
 var errNotOpened = errors.New("tunnel: stream not opened")
 
-func isGoAway(err error) bool { return errors.Is(err, yamux.ErrRemoteGoAway) }
+type notOpenedError struct {
+	err error
+	// sessionDown: the session takes no more work (it ended, or the server
+	// drains it), not just this stream.
+	sessionDown bool
+}
+
+func (e *notOpenedError) Error() string   { return e.err.Error() }
+func (e *notOpenedError) Unwrap() error   { return e.err }
+func (e *notOpenedError) Is(t error) bool { return t == errNotOpened }
+
+// notOpened marks err as a failure before any work was done, because the
+// session takes no more work.
+func notOpened(err error) error { return &notOpenedError{err: err, sessionDown: true} }
+
+// streamRefused marks err as a refusal of one stream before any work was done.
+func streamRefused(err error) error { return &notOpenedError{err: err} }
+
+// keepOpened drops the mark: the work must not be sent again.
+func keepOpened(err error) error {
+	var n *notOpenedError
+	if errors.As(err, &n) {
+		return n.err
+	}
+	return err
+}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -296,54 +295,6 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 	return resp, nil
 }
 
-// bodyWatch records whether reading the agent's request body failed, which is the
-// agent's fault, not the target's.
-type bodyWatch struct {
-	r   io.Reader
-	bad atomic.Bool
-}
-
-func (b *bodyWatch) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		b.bad.Store(true)
-	}
-	return n, err
-}
-
-func (b *bodyWatch) failed() bool { return b.bad.Load() }
-
-// watchPeer watches a stream the agent keeps silent until the server answers
-// (connect, websocket): if the agent ends or resets it, abort cancels the server's
-// work at once, retries and backoff included. stop ends the watch and returns the
-// byte read meanwhile, if the agent did send one, so that it can still be forwarded.
-func (s *Server) watchPeer(sc *streamConn, abort context.CancelFunc) (stop func() []byte) {
-	done := make(chan struct{})
-	var (
-		buf [1]byte
-		n   int
-	)
-	go func() {
-		defer close(done)
-		var err error
-		n, err = sc.Read(buf[:])
-		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
-			abort()
-		}
-	}()
-	stopped := false
-	return func() []byte {
-		if !stopped {
-			stopped = true
-			_ = sc.SetReadDeadline(past)
-			<-done
-			_ = sc.SetReadDeadline(time.Time{})
-		}
-		return buf[:n]
-	}
-}
-
 // refusalMessage describes a policy refusal for the agent: the host and the rule,
 // not the addresses the name resolved to.
 func refusalMessage(err error) string {
@@ -352,4 +303,35 @@ func refusalMessage(err error) string {
 		return fmt.Sprintf("egress policy refuses %q: %s", re.Host, re.Reason)
 	}
 	return "egress policy refuses the target"
+}
+
+func (c BreakerConfig) withDefaults() BreakerConfig {
+	d := defaultBreakerConfig()
+	if c.ConsecutiveFailures == 0 {
+		c.ConsecutiveFailures = d.ConsecutiveFailures
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = d.OpenTimeout
+	}
+	if c.HalfOpenMaxRequests == 0 {
+		c.HalfOpenMaxRequests = d.HalfOpenMaxRequests
+	}
+	return c
+}
+
+func (c RetryConfig) withDefaults() RetryConfig {
+	d := defaultRetryConfig()
+	if c.Attempts == 0 {
+		c.Attempts = d.Attempts
+	}
+	if c.Initial == 0 {
+		c.Initial = d.Initial
+	}
+	if c.Multiplier == 0 {
+		c.Multiplier = d.Multiplier
+	}
+	if c.Max == 0 {
+		c.Max = max(d.Max, c.Initial)
+	}
+	return c
 }

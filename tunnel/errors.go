@@ -94,19 +94,34 @@ func (e *RemoteError) Is(target error) bool {
 var _ net.Error = (*RemoteError)(nil)
 
 // HTTPStatus is the status a proxy should answer its client with for this failure.
+// Unknown codes answer as unreachable does.
 func (e *RemoteError) HTTPStatus() int {
-	switch e.Code {
-	case CodeBadRequest:
-		return http.StatusBadRequest
-	case CodeRefused:
-		return http.StatusForbidden
-	case CodeTimeout:
-		return http.StatusGatewayTimeout
-	case CodeBreakerOpen, CodeOverCapacity, CodeShuttingDown:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusBadGateway
+	for _, c := range codeTable {
+		if c.Code == e.Code {
+			return c.Status
+		}
 	}
+	return http.StatusBadGateway
+}
+
+// codeTable is the one list of error codes: PROTOCOL.md's table is checked
+// against it (TestProtocolErrorTable).
+var codeTable = []struct {
+	Code    ErrorCode
+	Meaning string
+	Status  int
+}{
+	{CodeBadRequest, "malformed frame or request", http.StatusBadRequest},
+	{CodeRefused, "the server's egress policy refuses the target", http.StatusForbidden},
+	{CodeDNS, "the target name does not resolve", http.StatusBadGateway},
+	{CodeConnectionRefused, "the target refused the connection", http.StatusBadGateway},
+	{CodeUnreachable, "any other dial or upstream failure", http.StatusBadGateway},
+	{CodeTimeout, "dial or upstream timeout", http.StatusGatewayTimeout},
+	{CodeBreakerOpen, "the circuit breaker for that target is open", http.StatusServiceUnavailable},
+	{CodeOverCapacity, "the server is at `max_connections`", http.StatusServiceUnavailable},
+	{CodeShuttingDown, "the server is draining; nothing was done, the agent may retry elsewhere", http.StatusServiceUnavailable},
+	{CodeUnsupportedVersion, "the frame's protocol version is unknown to the server", http.StatusBadGateway},
+	{CodeInternal, "a bug on the server", http.StatusBadGateway},
 }
 
 // HTTPStatus maps any error from this package to the status a proxy should answer

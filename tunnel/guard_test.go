@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/tunnel/internal/wire"
 )
 
 // recordingDialer stands in for the network under the egress policy: it records
@@ -546,13 +549,18 @@ func TestServerConfigValidate(t *testing.T) {
 		"bad CIDR":      func(c *ServerConfig) { c.Egress.AllowCIDRs = []string{"10.0.0.0/33"} },
 		"bad host":      func(c *ServerConfig) { c.Egress.DenyHosts = []string{"http://x"} },
 		"bad port":      func(c *ServerConfig) { c.Egress.AllowPorts = []int{70000} },
-		"no failures":   func(c *ServerConfig) { c.Breaker.ConsecutiveFailures = 0 },
-		"open timeout":  func(c *ServerConfig) { c.Breaker.OpenTimeout = 0 },
-		"half open":     func(c *ServerConfig) { c.Breaker.HalfOpenMaxRequests = 0 },
-		"no attempts":   func(c *ServerConfig) { c.Retry.Attempts = 0 },
-		"initial":       func(c *ServerConfig) { c.Retry.Initial = 0 },
+		"open timeout":  func(c *ServerConfig) { c.Breaker.OpenTimeout = -time.Second },
+		"no attempts":   func(c *ServerConfig) { c.Retry.Attempts = -1 },
+		"initial":       func(c *ServerConfig) { c.Retry.Initial = -time.Second },
 		"multiplier":    func(c *ServerConfig) { c.Retry.Multiplier = 0.5 },
 		"max < initial": func(c *ServerConfig) { c.Retry.Max = time.Millisecond },
+		"max streams":   func(c *ServerConfig) { c.MaxStreams = -1 },
+		"pending":       func(c *ServerConfig) { c.MaxPendingStreams = -1 },
+		"header":        func(c *ServerConfig) { c.HeaderTimeout = -time.Second },
+		"budget":        func(c *ServerConfig) { c.ReceiveBudget = 1 << 10 },
+		"window":        func(c *ServerConfig) { c.Session.StreamWindow = 64 << 10 },
+		"keepalive":     func(c *ServerConfig) { c.Session.KeepAliveInterval = -time.Second },
+		"header size":   func(c *ServerConfig) { c.Session.MaxHeaderSize = 100 },
 	}
 	for name, mod := range cases {
 		c := DefaultServerConfig()
@@ -563,6 +571,19 @@ func TestServerConfigValidate(t *testing.T) {
 		if _, err := NewServer(c); err == nil {
 			t.Errorf("%s: NewServer accepted", name)
 		}
+	}
+	// The zero value is the defaults, and never changes the caller's copy.
+	var zero ServerConfig
+	if err := zero.Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	srv, err := NewServer(zero)
+	if err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	_ = srv.Close()
+	if !reflect.DeepEqual(zero, ServerConfig{}) {
+		t.Fatal("NewServer changed its config")
 	}
 	c := DefaultServerConfig()
 	if err := c.Validate(); err != nil {
@@ -587,7 +608,7 @@ func TestConnectEarlyBytes(t *testing.T) {
 		defer c.Close()
 		_, _ = io.Copy(c, c)
 	}()
-	sess, err := h.client.Session(context.Background())
+	sess, err := h.client.session(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,14 +617,14 @@ func TestConnectEarlyBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	raw, _ := AppendFrame(nil, TypeConnect, ConnectRequest{Addr: ln.Addr().String()})
+	raw, _ := wire.Append(nil, wire.TypeConnect, wire.ConnectRequest{Addr: ln.Addr().String()})
 	if _, err := st.Write(append(raw, "early bytes"...)); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	env, err := ReadFrame(st, 0)
-	if err != nil || env.Type != TypeConnected {
-		t.Fatalf("answer %q %v", env.Type, err)
+	var ans wire.Answer
+	if err := wire.Read(st, 0, &ans); err != nil || ans.Type != wire.TypeConnected {
+		t.Fatalf("answer %q %v", ans.Type, err)
 	}
 	got := make([]byte, len("early bytes"))
 	if _, err := io.ReadFull(st, got); err != nil || string(got) != "early bytes" {

@@ -13,68 +13,47 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/libp2p/go-yamux/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/relay"
+	"github.com/fluidity-tunnel/fluidity/tunnel/internal/wire"
 )
 
-// Session is the agent's end of one tunnel connection: one yamux session over an
+// session is the agent's end of one tunnel connection: one yamux session over an
 // established (normally mutually authenticated TLS) connection. Every method opens
 // its own stream, so they are safe for concurrent use.
-type Session struct {
+type session struct {
 	mux  *yamux.Session
 	conn *recordingConn
 	cfg  SessionConfig
 	log  zerolog.Logger
 
-	wg        sync.WaitGroup // request-body pumps
-	ctrlMu    sync.Mutex     // serialises writes to ctrl
-	ctrl      *streamConn    // control stream (PROTOCOL.md)
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[error] // first reason the session ended
 }
 
-// NewSession starts the client side of a session over conn, which it then owns.
-func NewSession(conn net.Conn, cfg SessionConfig, log zerolog.Logger) (*Session, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// newSession starts the client side of a session over conn, which it then owns.
+func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, log zerolog.Logger) (*session, error) {
+	cfg = cfg.withDefaults()
 	rc := &recordingConn{Conn: conn}
-	mux, err := yamux.Client(newBatchConn(rc), cfg.yamux(log))
+	// The server never opens streams: any it tries is reset.
+	mux, err := newMux(rc, true, cfg.yamuxConfig(log, 0), budget)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}
-	s := &Session{mux: mux, conn: rc, cfg: cfg, log: log}
-	// The control stream carries aborts: yamux has no way to reset one stream.
-	st, err := mux.OpenStream()
-	if err == nil {
-		s.ctrl = newStreamConn(st)
-		err = WriteFrame(s.ctrl, TypeControl, struct{}{})
-	}
-	if err != nil {
-		_ = mux.Close()
-		return nil, fmt.Errorf("tunnel: open control stream: %w", err)
-	}
-	return s, nil
-}
-
-// abort asks the server to stop the work of stream id at once. It is best effort:
-// on a dead session there is nothing left to stop.
-func (s *Session) abort(id uint32) {
-	s.ctrlMu.Lock()
-	defer s.ctrlMu.Unlock()
-	_ = s.ctrl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	_ = WriteFrame(s.ctrl, TypeAbort, AbortRequest{Stream: id})
+	return &session{mux: mux, conn: rc, cfg: cfg, log: log}, nil
 }
 
 // Done is closed when the session has ended, for whatever reason.
-func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+func (s *session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
 // moved is the bytes the session has sent and received on its connection.
-func (s *Session) moved() int64 { return s.conn.moved.Load() }
+func (s *session) moved() int64 { return s.conn.moved.Load() }
 
 // Err returns why the session ended, or nil while it is alive.
-func (s *Session) Err() error {
+func (s *session) Err() error {
 	if !s.mux.IsClosed() {
 		return nil
 	}
@@ -87,28 +66,26 @@ func (s *Session) Err() error {
 	return fmt.Errorf("%w: peer closed or keepalive failed", ErrSessionClosed)
 }
 
-// NumStreams reports the streams currently open (not counting the control stream).
-func (s *Session) NumStreams() int { return max(0, s.mux.NumStreams()-1) }
+// NumStreams reports the streams currently open.
+func (s *session) NumStreams() int { return s.mux.NumStreams() }
 
-// Close ends the session and every stream in it, and waits for the goroutines it owns.
-func (s *Session) Close() error {
-	return s.closeWith(ErrSessionClosed)
-}
+// Close ends the session and every stream in it. It does not wait for request
+// bodies being read from callers: their pumps end at their next write.
+func (s *session) Close() error { return s.closeWith(ErrSessionClosed) }
 
 // closeWith is Close, recording reason as why the session ended unless an
 // earlier reason was recorded.
-func (s *Session) closeWith(reason error) error {
+func (s *session) closeWith(reason error) error {
 	s.closeOnce.Do(func() {
 		s.closeErr.CompareAndSwap(nil, &reason)
 		_ = s.mux.Close()
 	})
-	s.wg.Wait()
 	return nil
 }
 
 // failed reports whether the session ended on its own (connection error,
 // keepalive, peer), rather than by Close.
-func (s *Session) failed() bool {
+func (s *session) failed() bool {
 	if !s.mux.IsClosed() {
 		return false
 	}
@@ -116,69 +93,96 @@ func (s *Session) failed() bool {
 	return p == nil || *p != ErrSessionClosed
 }
 
-func (s *Session) open(ctx context.Context) (*streamConn, error) {
+// ping measures one round trip on the session, within ctx.
+func (s *session) ping(ctx context.Context) (time.Duration, error) {
+	type result struct {
+		rtt time.Duration
+		err error
+	}
+	// yamux's Ping takes no context; it gives up within two write timeouts.
+	ch := make(chan result, 1)
+	go func() {
+		rtt, err := s.mux.Ping()
+		ch <- result{rtt, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return 0, fmt.Errorf("tunnel: ping: %w", r.err)
+		}
+		return r.rtt, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (s *session) open(ctx context.Context) (*stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st, err := s.mux.OpenStream()
+	st, err := s.mux.OpenStream(ctx)
 	if err != nil {
-		if isGoAway(err) {
-			// The server is draining: this session takes no new work, but its
-			// streams in flight carry on.
-			return nil, fmt.Errorf("%w: %w: %w", errNotOpened, ErrServerDraining, err)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
 		}
-		if errors.Is(err, yamux.ErrSessionShutdown) || s.mux.IsClosed() {
-			return nil, fmt.Errorf("%w: %w", errNotOpened, s.Err())
+		if s.mux.IsClosed() {
+			return nil, notOpened(s.Err())
 		}
-		return nil, fmt.Errorf("tunnel: open stream: %w", err)
+		return nil, notOpened(fmt.Errorf("tunnel: open stream: %w", err))
 	}
-	sc := newStreamConn(st)
-	sc.onAbort = func() { s.abort(st.StreamID()) }
-	return sc, nil
+	return newStream(st), nil
 }
 
-// exchange opens a stream, sends the request frame and waits for the answer frame.
-// Cancelling ctx aborts the stream, until the caller calls the returned release.
-// beforeAnswer runs after the request frame is written (it starts a body pump).
-func (s *Session) exchange(ctx context.Context, typ string, payload any, beforeAnswer func(*streamConn)) (*streamConn, Envelope, func() bool, error) {
-	sc, err := s.open(ctx)
+// exchange opens a stream, sends the request frame and waits for the answer.
+// Cancelling ctx aborts the stream until the caller calls the returned release.
+// afterFrame runs once the request frame is written (it starts a body pump).
+func (s *session) exchange(ctx context.Context, typ string, payload any, afterFrame func(*stream)) (*stream, *wire.Answer, func() bool, error) {
+	st, err := s.open(ctx)
 	if err != nil {
-		return nil, Envelope{}, nil, err
+		return nil, nil, nil, err
 	}
-	release := context.AfterFunc(ctx, func() { _ = sc.Close() })
-	fail := func(err error) (*streamConn, Envelope, func() bool, error) {
+	release := context.AfterFunc(ctx, func() { _ = st.Close() })
+	fail := func(err error) (*stream, *wire.Answer, func() bool, error) {
 		release()
-		_ = sc.Close()
-		return nil, Envelope{}, nil, err
+		_ = st.Close()
+		return nil, nil, nil, err
 	}
-	if err := WriteFrame(sc, typ, payload); err != nil {
+	if err := wire.Write(st, typ, payload); err != nil {
 		return fail(s.streamErr(ctx, err))
 	}
-	if beforeAnswer != nil {
-		beforeAnswer(sc)
+	if afterFrame != nil {
+		afterFrame(st)
 	}
-	env, err := ReadFrame(sc, s.cfg.MaxHeaderSize)
-	if err != nil {
+	var ans wire.Answer
+	if err := wire.Read(st, s.cfg.MaxHeaderSize, &ans); err != nil {
+		var re *ResetError
+		if errors.As(err, &re) && (re.Code == wire.ResetRefused || re.Code == wire.ResetNoError) && ctx.Err() == nil {
+			// Refused before any answer, by the server or by yamux itself (past
+			// its stream limit, with code 0): no work was done, so it may be sent
+			// again.
+			return fail(streamRefused(err))
+		}
 		return fail(s.streamErr(ctx, err))
 	}
-	if env.Type == TypeError {
+	if ans.Type == wire.TypeError {
 		if err := ctx.Err(); err != nil {
-			// The caller gave up; the server's answer to the abort is moot.
 			return fail(err)
 		}
-		sc.finished.Store(true) // the server has closed the stream after its answer
-		re := &RemoteError{}
-		if err := env.Decode(re); err != nil {
-			return fail(err)
+		p := ans.Err()
+		re := &RemoteError{Code: ErrorCode(p.Code), Message: p.Message}
+		if re.Code == CodeShuttingDown {
+			// The server did nothing with this stream and takes no more work on
+			// this session: it is safe to send it again on a fresh one.
+			return fail(notOpened(re))
 		}
 		return fail(re)
 	}
-	return sc, env, release, nil
+	return st, &ans, release, nil
 }
 
 // streamErr explains a failed stream operation: the caller's cancellation, the end of
 // the session, or the stream's own error, in that order.
-func (s *Session) streamErr(ctx context.Context, err error) error {
+func (s *session) streamErr(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
 	}
@@ -192,8 +196,9 @@ func (s *Session) streamErr(ctx context.Context, err error) error {
 }
 
 // DialContext opens a CONNECT stream to addr ("host:port") through the server. The
-// returned conn carries raw bytes; CloseWrite half-closes it. Only TCP is supported.
-func (s *Session) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+// returned conn carries raw bytes; CloseWrite half-closes it, and Close before
+// both sides have half-closed is an abort the server acts on at once.
+func (s *session) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
@@ -202,107 +207,166 @@ func (s *Session) DialContext(ctx context.Context, network, addr string) (net.Co
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("tunnel: dial %q: %w", addr, err)
 	}
-	sc, env, release, err := s.exchange(ctx, TypeConnect, ConnectRequest{Addr: addr}, nil)
+	st, ans, release, err := s.exchange(ctx, wire.TypeConnect, wire.ConnectRequest{Addr: addr}, nil)
 	if err != nil {
 		return nil, err
 	}
 	if !release() {
-		_ = sc.Close()
+		_ = st.Close()
 		return nil, ctx.Err()
 	}
-	if env.Type != TypeConnected {
-		_ = sc.Close()
-		return nil, fmt.Errorf("%w: unexpected %q answer to connect", ErrMalformedHeader, env.Type)
+	if ans.Type != wire.TypeConnected {
+		_ = st.Close()
+		return nil, fmt.Errorf("%w: unexpected %q answer to connect", wire.ErrMalformed, ans.Type)
 	}
-	return sc, nil
+	return st, nil
 }
 
 // RoundTrip sends one HTTP request through the server, which makes it with its own
 // pooled client. req.URL must be absolute (http or https). The response body streams
-// from the server; closing it early aborts the upstream request.
-func (s *Session) RoundTrip(req *http.Request) (*http.Response, error) {
+// from the server; closing it early aborts the upstream request. As an
+// http.RoundTripper must, it closes req.Body, on errors too.
+func (s *session) RoundTrip(req *http.Request) (*http.Response, error) {
 	payload, err := requestPayload(req, false)
 	if err != nil {
 		return nil, err
 	}
 	ctx := req.Context()
-	var answered atomic.Bool
-	startPump := func(sc *streamConn) {
-		if payload.ContentLength == 0 {
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if _, err := writeBody(sc, req.Body, payload.ContentLength); err != nil && !answered.Load() {
-				// Without its whole body the request is meaningless; once the answer
-				// is in, the server no longer needs the rest.
-				s.log.Debug().Err(err).Msg("request body aborted")
-				_ = sc.Close()
-			}
-		}()
-	}
-	sc, env, release, err := s.exchange(ctx, TypeHTTP, payload, startPump)
-	answered.Store(true)
+	pump := &bodyPump{body: req.Body, n: payload.ContentLength}
+	st, ans, release, err := s.exchange(ctx, wire.TypeHTTP, payload, pump.start)
 	if err != nil {
+		if perr := pump.failure(); perr != nil {
+			// The stream failed because the caller's body did: say so.
+			return nil, perr
+		}
+		if pump.started() && pump.n != 0 {
+			// Some of the body may be gone: this request cannot be sent again.
+			err = keepOpened(err)
+		}
 		return nil, err
 	}
-	// The request's context keeps governing the stream until the body is closed, as
-	// with net/http: cancelling it aborts a download in progress.
-	resp, err := s.response(req, sc, env, release)
+	// The request's context keeps governing the stream until the body is closed,
+	// as with net/http: cancelling it aborts a download in progress.
+	resp, err := s.response(req, st, ans, release, pump)
 	if err != nil {
 		release()
-		_ = sc.Close()
+		_ = st.Close()
 		return nil, err
 	}
 	return resp, nil
 }
 
+// bodyPump sends a request body after its frame (PROTOCOL.md): n bytes, or for
+// n = -1 everything up to the body's end followed by FIN. A body that fails, or
+// delivers other than n bytes, resets the stream: the server must not take a
+// truncated body for a whole one.
+type bodyPump struct {
+	body io.ReadCloser
+	n    int64
+	st   *stream
+	done chan struct{}
+	err  atomic.Pointer[error]
+}
+
+// start runs the pump for st; it returns at once.
+func (p *bodyPump) start(st *stream) {
+	p.st = st
+	p.done = make(chan struct{})
+	if p.n == 0 {
+		close(p.done)
+		closeBodyOf(p.body)
+		return
+	}
+	// The pump's owner is the exchange: it ends when the body does, or at its
+	// next write once the stream is closed. It reads the caller's body, which
+	// nothing can interrupt, so no Close waits for it.
+	go p.run()
+}
+
+func closeBodyOf(b io.ReadCloser) {
+	if b != nil {
+		_ = b.Close()
+	}
+}
+
+func (p *bodyPump) run() {
+	defer close(p.done)
+	defer closeBodyOf(p.body)
+	var (
+		written int64
+		err     error
+	)
+	if p.n > 0 {
+		written, err = relay.Copy(p.st, io.LimitReader(p.body, p.n))
+		if err == nil && written < p.n {
+			err = errShortBody
+		}
+	} else {
+		_, err = relay.Copy(p.st, p.body)
+		if err == nil {
+			err = p.st.CloseWrite()
+		}
+	}
+	if err == nil {
+		return
+	}
+	var re *ResetError
+	if errors.As(err, &re) || errors.Is(err, net.ErrClosed) {
+		// The server answered early, or the stream was aborted: the rest of the
+		// body is not wanted.
+		return
+	}
+	err = fmt.Errorf("tunnel: request body: %w", err)
+	p.err.Store(&err)
+	_ = p.st.reset(wire.ResetCancel)
+}
+
+// started reports whether the pump has taken the body over.
+func (p *bodyPump) started() bool { return p.st != nil }
+
+func (p *bodyPump) failure() error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // DialWebSocket sends a WebSocket opening handshake through the server. On 101 it
 // returns the response and a conn carrying the raw WebSocket frames; on any other
 // status it returns the response (with its body) and a nil conn.
-func (s *Session) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
+func (s *session) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
 	payload, err := requestPayload(req, true)
 	if err != nil {
 		return nil, nil, err
 	}
 	payload.ContentLength = 0
-	sc, env, release, err := s.exchange(ctx, TypeWebSocket, payload, nil)
+	st, ans, release, err := s.exchange(ctx, wire.TypeWebSocket, payload, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !release() {
-		_ = sc.Close()
+		_ = st.Close()
 		return nil, nil, ctx.Err()
 	}
-	resp, err := s.response(req, sc, env, func() bool { return true })
+	resp, err := s.response(req, st, ans, func() bool { return true }, nil)
 	if err != nil {
-		_ = sc.Close()
+		_ = st.Close()
 		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return resp, nil, nil
 	}
 	resp.Body = http.NoBody
-	return resp, sc, nil
+	return resp, st, nil
 }
 
-// response builds the http.Response for an answer frame; release is called when the
+// response builds the http.Response for an answer; release is called when the
 // stream is done with.
-func (s *Session) response(req *http.Request, sc *streamConn, env Envelope, release func() bool) (*http.Response, error) {
-	if env.Type != TypeResponse {
-		return nil, fmt.Errorf("%w: unexpected %q answer to %s", ErrMalformedHeader, env.Type, TypeHTTP)
+func (s *session) response(req *http.Request, st *stream, ans *wire.Answer, release func() bool, pump *bodyPump) (*http.Response, error) {
+	if ans.Type != wire.TypeResponse {
+		return nil, fmt.Errorf("%w: unexpected %q answer to %s", wire.ErrMalformed, ans.Type, wire.TypeHTTP)
 	}
-	var p HTTPResponse
-	if err := env.Decode(&p); err != nil {
-		return nil, err
-	}
-	if p.Status < 100 || p.Status > 999 {
-		return nil, fmt.Errorf("%w: status %d", ErrMalformedHeader, p.Status)
-	}
-	if p.Header == nil {
-		p.Header = make(http.Header)
-	}
+	p := ans.Response()
 	resp := &http.Response{
 		Status:        fmt.Sprintf("%d %s", p.Status, http.StatusText(p.Status)),
 		StatusCode:    p.Status,
@@ -313,50 +377,81 @@ func (s *Session) response(req *http.Request, sc *streamConn, env Envelope, rele
 		ContentLength: p.ContentLength,
 		Request:       req,
 	}
+	if p.Status == http.StatusSwitchingProtocols && pump != nil {
+		// Only a WebSocket handshake (DialWebSocket) may switch protocols.
+		return nil, fmt.Errorf("%w: 101 answer to a request that did not ask to upgrade", wire.ErrMalformed)
+	}
+	body := &responseBody{st: st, release: release, pump: pump}
 	if !bodyAllowed(req.Method, p.Status) {
 		if req.Method != http.MethodHead {
 			resp.ContentLength = 0
 		}
 		resp.Body = http.NoBody
 		if p.Status != http.StatusSwitchingProtocols {
-			sc.finished.Store(true)
-			release()
-			_ = sc.Close()
+			// Nothing follows but the server's FIN.
+			body.r = newBodyReader(st, 0, true)
+			_, _ = body.Read(nil)
+			_ = body.Close()
 		}
 		return resp, nil
 	}
 	if p.ContentLength < 0 {
 		resp.TransferEncoding = []string{"chunked"}
 	}
-	resp.Body = &responseBody{sc: sc, r: bodyReader(sc, p.ContentLength), release: release}
+	body.r = newBodyReader(st, p.ContentLength, true)
+	resp.Body = body
 	return resp, nil
 }
 
 // responseBody ends its stream on Close: cleanly after EOF, as an abort before it.
 type responseBody struct {
-	sc      *streamConn
-	r       io.Reader
+	st      *stream
+	r       *bodyReader
 	release func() bool
+	pump    *bodyPump
+	eof     bool
+	once    sync.Once
 }
 
 func (b *responseBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err == io.EOF {
-		b.sc.finished.Store(true)
+		b.eof = true
 	}
 	return n, err
 }
 
 func (b *responseBody) Close() error {
-	b.release()
-	return b.sc.Close()
+	b.once.Do(func() {
+		b.release()
+		if b.eof && (b.pump == nil || b.pump.finished()) {
+			// The whole response is in and nothing more will be sent: end the
+			// stream cleanly (FIN), not as an abort.
+			_ = b.st.CloseWrite()
+		}
+		_ = b.st.Close()
+	})
+	return nil
+}
+
+// finished reports whether the pump has nothing more to send.
+func (p *bodyPump) finished() bool {
+	if p.done == nil {
+		return true
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // requestPayload describes req for an "http" or "websocket" frame.
-func requestPayload(req *http.Request, websocket bool) (HTTPRequest, error) {
+func requestPayload(req *http.Request, websocket bool) (wire.HTTPRequest, error) {
 	u := req.URL
 	if u == nil || !u.IsAbs() || u.Host == "" {
-		return HTTPRequest{}, fmt.Errorf("%w: request URL must be absolute", ErrBadRequest)
+		return wire.HTTPRequest{}, fmt.Errorf("%w: request URL must be absolute", ErrBadRequest)
 	}
 	schemes := [2]string{"http", "https"}
 	if websocket {
@@ -367,7 +462,7 @@ func requestPayload(req *http.Request, websocket bool) (HTTPRequest, error) {
 		}
 	}
 	if u.Scheme != schemes[0] && u.Scheme != schemes[1] {
-		return HTTPRequest{}, fmt.Errorf("%w: unsupported scheme %q", ErrBadRequest, u.Scheme)
+		return wire.HTTPRequest{}, fmt.Errorf("%w: unsupported scheme %q", ErrBadRequest, u.Scheme)
 	}
 	h := req.Header.Clone()
 	if h == nil {
@@ -385,7 +480,7 @@ func requestPayload(req *http.Request, websocket bool) (HTTPRequest, error) {
 	if host == u.Host {
 		host = ""
 	}
-	return HTTPRequest{Method: req.Method, URL: u.String(), Host: host, Header: h, ContentLength: n}, nil
+	return wire.HTTPRequest{Method: req.Method, URL: u.String(), Host: host, Header: h, ContentLength: n}, nil
 }
 
 func cloneURL(u *url.URL) *url.URL {

@@ -13,10 +13,10 @@ import (
 
 // liveSessions returns the client's live sessions, lane by lane (nil for a lane
 // that is down).
-func liveSessions(c *Client) []*Session {
+func liveSessions(c *Client) []*session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]*Session, len(c.lanes))
+	out := make([]*session, len(c.lanes))
 	for i, l := range c.lanes {
 		if l.live() {
 			out[i] = l.sess
@@ -25,9 +25,9 @@ func liveSessions(c *Client) []*Session {
 	return out
 }
 
-func waitSessionsUp(t *testing.T, c *Client) []*Session {
+func waitSessionsUp(t *testing.T, c *Client) []*session {
 	t.Helper()
-	if _, err := c.Session(context.Background()); err != nil {
+	if _, err := c.session(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {

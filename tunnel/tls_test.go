@@ -69,7 +69,8 @@ func serverAnswer(t *testing.T, addr string, cfg *tls.Config) error {
 		return nil
 	}
 	if err == nil {
-		return errors.New("server sent data before the client spoke")
+		// The session is up: yamux measures the round trip at once.
+		return nil
 	}
 	return err
 }

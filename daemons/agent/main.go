@@ -218,7 +218,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if onDemand {
 			return nil // the tunnel comes up with the first request
 		}
-		_, err := client.Session(ctx)
+		_, err := client.Ping(ctx)
 		return err
 	}
 	px, err := proxy.New(client, pcfg)

@@ -59,12 +59,13 @@ func TestMTLSRefusals(t *testing.T) {
 	}
 
 	t.Run("ValidClientAccepted", func(t *testing.T) {
-		// The control: with the right certificate the connection stays up.
+		// The control: with the right certificate the connection stays up (the
+		// server's multiplexer may speak first: it measures the round trip).
 		cfg := base()
 		cfg.Certificates = []tls.Certificate{good}
 		hs, rd := attempt(cfg, 500*time.Millisecond)
-		if hs != nil || !isTimeout(rd) {
-			t.Fatalf("valid client: handshake %v, read %v; want success and a read timeout", hs, rd)
+		if hs != nil || (rd != nil && !isTimeout(rd)) {
+			t.Fatalf("valid client: handshake %v, read %v; want success and data or a read timeout", hs, rd)
 		}
 	})
 

@@ -6,32 +6,6 @@ import (
 	"strings"
 )
 
-// HTTPRequest is the payload of "http" and "websocket" frames.
-type HTTPRequest struct {
-	Method        string      `json:"method"`
-	URL           string      `json:"url"`
-	Host          string      `json:"host,omitempty"`
-	Header        http.Header `json:"header,omitempty"`
-	ContentLength int64       `json:"content_length"`
-}
-
-// HTTPResponse is the payload of "response" frames.
-type HTTPResponse struct {
-	Status        int         `json:"status"`
-	Header        http.Header `json:"header,omitempty"`
-	ContentLength int64       `json:"content_length"`
-}
-
-// ConnectRequest is the payload of "connect" frames.
-type ConnectRequest struct {
-	Addr string `json:"addr"`
-}
-
-// AbortRequest is the payload of "abort" frames on the control stream.
-type AbortRequest struct {
-	Stream uint32 `json:"stream"`
-}
-
 // hopHeaders are meaningful only for a single transport-level connection (RFC 9110
 // §7.6.1) and must not be forwarded by a proxy. "Proxy-Connection" is not standard but
 // clients still send it.
@@ -49,7 +23,8 @@ var hopHeaders = []string{
 
 // removeHopHeaders deletes hop-by-hop headers, including those named by Connection,
 // in place. With keepUpgrade the Connection/Upgrade pair survives so that a WebSocket
-// handshake can be replayed to the target.
+// handshake can be replayed to the target. Names must be canonical, as the frame
+// decoder and net/http make them.
 func removeHopHeaders(h http.Header, keepUpgrade bool) {
 	for _, v := range h["Connection"] {
 		for _, name := range strings.Split(v, ",") {
@@ -64,7 +39,7 @@ func removeHopHeaders(h http.Header, keepUpgrade bool) {
 		if keepUpgrade && (name == "Connection" || name == "Upgrade") {
 			continue
 		}
-		h.Del(name)
+		delete(h, name)
 	}
 	if keepUpgrade {
 		h.Set("Connection", "Upgrade")

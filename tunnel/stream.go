@@ -1,0 +1,111 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+
+	"github.com/libp2p/go-yamux/v5"
+
+	"github.com/fluidity-tunnel/fluidity/tunnel/internal/wire"
+)
+
+// ErrStreamReset reports a stream that the peer reset: an abort or a truncation
+// (PROTOCOL.md). Errors matching it also carry the reset code in a *ResetError.
+var ErrStreamReset = errors.New("tunnel: stream reset")
+
+// ResetError is a stream reset by the peer, with the code it sent.
+type ResetError struct {
+	Code uint32
+}
+
+func (e *ResetError) Error() string {
+	return fmt.Sprintf("tunnel: stream reset by peer (%s)", wire.ResetName(e.Code))
+}
+
+// Is makes a ResetError match ErrStreamReset.
+func (e *ResetError) Is(target error) bool { return target == ErrStreamReset }
+
+// stream is a yamux stream as a net.Conn with the tunnel's close semantics
+// (PROTOCOL.md): CloseWrite sends FIN, the end of what this side sends; Close
+// after both sides have sent FIN is a clean end, and any other Close is an
+// abort, a reset the peer sees at once, whatever it was doing.
+type stream struct {
+	*yamux.Stream
+	wroteFIN atomic.Bool
+	readEOF  atomic.Bool
+	closed   atomic.Bool
+}
+
+func newStream(s *yamux.Stream) *stream { return &stream{Stream: s} }
+
+func (s *stream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if err == io.EOF {
+		s.readEOF.Store(true)
+		return n, err
+	}
+	return n, s.mapErr(err)
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	return n, s.mapErr(err)
+}
+
+// mapErr turns yamux's errors into the tunnel's: a reset by the peer is a
+// *ResetError, a use after Close is net.ErrClosed; timeouts stay net.Errors.
+func (s *stream) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if s.closed.Load() {
+		return net.ErrClosed
+	}
+	var se *yamux.StreamError
+	if errors.As(err, &se) && se.Remote {
+		return &ResetError{Code: se.ErrorCode}
+	}
+	return err
+}
+
+// CloseWrite sends FIN: the peer reads EOF and may keep sending.
+func (s *stream) CloseWrite() error {
+	s.wroteFIN.Store(true)
+	return s.mapErr(s.Stream.CloseWrite())
+}
+
+// CloseRead stops reading; the peer is not told.
+func (s *stream) CloseRead() error { return s.Stream.CloseRead() }
+
+// done reports whether both sides have sent FIN.
+func (s *stream) done() bool { return s.wroteFIN.Load() && s.readEOF.Load() }
+
+// Close ends the stream: cleanly once both sides have sent FIN, as an abort
+// (reset with the cancel code) otherwise. It wakes every goroutine blocked on
+// the stream and is idempotent.
+func (s *stream) Close() error {
+	if s.done() {
+		if !s.closed.Swap(true) {
+			_ = s.Stream.Close()
+		}
+		return nil
+	}
+	return s.reset(wire.ResetCancel)
+}
+
+// reset aborts the stream with code.
+func (s *stream) reset(code uint32) error {
+	if !s.closed.Swap(true) {
+		_ = s.Stream.ResetWithError(code)
+	}
+	return nil
+}
+
+var _ interface {
+	net.Conn
+	CloseWrite() error
+	CloseRead() error
+} = (*stream)(nil)
