@@ -390,12 +390,16 @@ func (p *Policy) checkAddr(a netip.Addr, hostAllowed bool) (netip.Addr, string) 
 		// avoids reasoning about interface scopes.
 		return a, "ipv6 zone not allowed"
 	}
+	// An IPv4-mapped address is judged, and dialled, as the IPv4 address it
+	// carries.
 	a = a.Unmap()
 	// Also judge the IPv4 address embedded in NAT64 / 6to4 forms, which a
-	// translator on the path would turn back into that IPv4 destination.
+	// translator on the path would turn back into that IPv4 destination. It
+	// comes first so that a refusal names it ("loopback address (embedded in
+	// 2002:7f00:1::)") rather than the wrapper's own row.
 	cands := []netip.Addr{a}
 	if e, ok := embeddedIPv4(a); ok {
-		cands = append(cands, e)
+		cands = []netip.Addr{e, a}
 	}
 	for _, c := range cands {
 		if containsAny(p.rules.denyCIDRs, c) {
@@ -411,13 +415,11 @@ func (p *Policy) checkAddr(a netip.Addr, hostAllowed bool) (netip.Addr, string) 
 		}
 	}
 	for _, c := range cands {
-		for _, b := range p.builtin {
-			if b.prefix.Contains(c) {
-				if c != a {
-					return a, b.reason + " (embedded in " + a.String() + ")"
-				}
-				return a, b.reason
+		if reason := p.builtinReason(c); reason != "" {
+			if c != a {
+				return a, reason + " (embedded in " + a.String() + ")"
 			}
+			return a, reason
 		}
 	}
 	return a, ""

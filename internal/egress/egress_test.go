@@ -114,6 +114,8 @@ func TestResolveBuiltinDenyList(t *testing.T) {
 		{"255.255.255.255:80", "broadcast"},
 		{"[64:ff9b::a9fe:a9fe]:80", "embedded"}, // NAT64 of 169.254.169.254
 		{"[2002:7f00:1::]:80", "embedded"},      // 6to4 of 127.0.0.1
+		{"[2002:5db8:d822::]:443", "6to4"},      // 6to4 of a public address: refused whole
+		{"[2001:0:4136:e378::1]:443", "teredo"}, // Teredo
 		{"[::127.0.0.1]:80", "ipv4-compatible"}, // deprecated form
 		{"127.0.0.1.:80", "loopback"},           // trailing dot
 		{":80", "empty host"},                   // dialer would pick localhost
