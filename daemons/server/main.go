@@ -46,7 +46,7 @@ type Config struct {
 	DialTimeout      time.Duration `koanf:"dial_timeout" help:"bound on each dial to a target"`
 	IdleTimeout      time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed"`
 	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout" help:"how long streams in flight may finish after SIGINT/SIGTERM"`
-	AllowCIDRs       []string      `koanf:"allow_cidrs" help:"target networks opened despite the default refusal of loopback, link-local and private ranges"`
+	AllowCIDRs       []string      `koanf:"allow_cidrs" help:"target networks opened despite the default refusal of loopback, link-local, private and other special-purpose ranges"`
 	AllowHosts       []string      `koanf:"allow_hosts" help:"target host names (or *.suffix) opened despite the default refusal"`
 	DenyCIDRs        []string      `koanf:"deny_cidrs" help:"target networks always refused"`
 	DenyHosts        []string      `koanf:"deny_hosts" help:"target host names (or *.suffix) always refused"`
