@@ -42,11 +42,6 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"deny_cidrs", func(c *Config) { c.DenyCIDRs = []string{"nope"} }},
 		{"allow_hosts", func(c *Config) { c.AllowHosts = []string{"example.com:443"} }},
 		{"cert_pem", func(c *Config) { c.CertFile, c.CertPEM = "", "pem" }},
-		{"deny_clients", func(c *Config) {
-			c.CertFile, c.KeyFile, c.CACertFile = "", "", ""
-			c.CertPEM, c.KeyPEM, c.CACertPEM = "pem", "pem", "pem"
-			c.DenyClients = []string{"lost-laptop"}
-		}},
 		{"deny_hosts", func(c *Config) { c.DenyHosts = []string{"bad host"} }},
 		{"log_level", func(c *Config) { c.LogLevel = "loud" }},
 		{"log_format", func(c *Config) { c.LogFormat = "xml" }},
@@ -64,6 +59,14 @@ func TestValidateNamesTheKey(t *testing.T) {
 	c := validServerConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
+	}
+	// The deny list works with PEM certificates too.
+	pem := validServerConfig()
+	pem.CertFile, pem.KeyFile, pem.CACertFile = "", "", ""
+	pem.CertPEM, pem.KeyPEM, pem.CACertPEM = "pem", "pem", "pem"
+	pem.DenyClients = []string{"lost-laptop", "a8:24:9f"}
+	if err := pem.Validate(); err != nil {
+		t.Fatalf("deny_clients with PEM certificates refused: %v", err)
 	}
 	// As the egress policy reads it, a bare address is a one-address range.
 	c.AllowCIDRs, c.AllowHosts = []string{"10.1.2.3", "fd00::/8"}, []string{"*.corp.example"}

@@ -35,7 +35,7 @@ type Config struct {
 	KeyPEM      string        `koanf:"key_pem" help:"the private key itself, instead of key_file"`
 	CACertPEM   string        `koanf:"ca_cert_pem" help:"the CA certificate itself, instead of ca_cert_file"`
 	CertReload  time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
-	DenyClients []string      `koanf:"deny_clients" help:"client certificates refused: serial numbers (hex) or common names"`
+	DenyClients []string      `koanf:"deny_clients" help:"client certificates refused, with certificate files or PEM: serial numbers in hex as openssl prints them (A8249F, a8:24:9f, 0xa8249f, serial=A8249F, leading 00 bytes allowed) or common names; doubtful entries are logged at start"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
 	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
@@ -93,9 +93,6 @@ func (c *Config) Validate() error {
 		return bad("ca_cert_file", "set exactly one of ca_cert_file and ca_cert_pem")
 	case (c.CertPEM == "") != (c.KeyPEM == "") || (c.CertPEM == "") != (c.CACertPEM == ""):
 		return bad("cert_pem", "cert_pem, key_pem and ca_cert_pem go together")
-	case len(c.DenyClients) > 0 && c.CertPEM != "":
-		// Only the file-based reloader applies the deny list.
-		return bad("deny_clients", "needs certificate files (cert_file, key_file, ca_cert_file)")
 	case c.CertReload < 0:
 		return bad("cert_reload_interval", "must not be negative")
 	case c.MaxConnections < 1:

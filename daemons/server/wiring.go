@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -16,20 +14,16 @@ import (
 )
 
 // serverTLS builds the tunnel's TLS configuration from files (reloaded when they
-// change) or from PEM text (set once, as secrets passed in the environment are).
+// change) or from PEM text (set once, as secrets passed in the environment are);
+// either way with the deny list, whose doubtful entries it logs.
 func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
-	// Validate has checked that the PEM settings come together and without
-	// deny_clients.
+	// Validate has checked that the PEM settings come together.
 	if cfg.CertPEM != "" {
-		cert, err := tls.X509KeyPair([]byte(cfg.CertPEM), []byte(cfg.KeyPEM))
+		r, err := tunnel.NewCertReloaderFromPEM([]byte(cfg.CertPEM), []byte(cfg.KeyPEM), []byte(cfg.CACertPEM), log)
 		if err != nil {
-			return nil, nil, fmt.Errorf("cert_pem/key_pem: %w", err)
+			return nil, nil, fmt.Errorf("cert_pem, key_pem, ca_cert_pem: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(cfg.CACertPEM)) {
-			return nil, nil, errors.New("ca_cert_pem: no certificate found")
-		}
-		return tunnel.NewServerTLSConfig(cert, pool), func() {}, nil
+		return r.ServerTLSConfig(cfg.DenyClients), func() {}, nil
 	}
 	r, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, log)
 	if err != nil {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +75,89 @@ func TestServeFromPEMEnvironment(t *testing.T) {
 	if code := run(context.Background(), []string{"healthcheck", "--listen-port", strconv.Itoa(port)}, nil, new(discard), new(discard)); code != 0 {
 		t.Errorf("healthcheck on a live server exited %d", code)
 	}
+}
+
+// TestServeFromPEMEnvironmentDeniesClients: with certificates in the environment,
+// deny_clients refuses a client by its serial written as openssl prints it, lets
+// others in, and logs the doubtful entry at start.
+func TestServeFromPEMEnvironmentDeniesClients(t *testing.T) {
+	ca, _ := pki.NewCA(pki.CAOptions{})
+	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	keyPEM, _ := srvKP.KeyPEM()
+	lost, _ := ca.IssueClient(pki.ClientOptions{Name: "lost-laptop"})
+	kept, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	port := freePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	env := []string{
+		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
+		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
+		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
+		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
+		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+		"FLUIDITY_SERVER_DENY_CLIENTS=CN=someone,serial=00" + strings.ToUpper(lost.Cert.SerialNumber.Text(16)),
+	}
+	logs := new(lockedBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env, new(discard), logs) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("server exited %d", code)
+		}
+	}()
+
+	dial := func(kp *pki.KeyPair) error {
+		cert, _ := kp.TLSCertificate()
+		conn, err := tunnel.DialTLS(context.Background(), addr, tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		// TLS 1.3: the server's verdict on the client certificate arrives after
+		// the client's handshake. An accepted client hears nothing until it
+		// speaks, so a short read deadline tells the two apart.
+		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err = conn.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return nil
+		}
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := dial(kept)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client not on the deny list: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := dial(lost); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("denied client: %v, want a bad certificate alert", err)
+	}
+	if !strings.Contains(logs.String(), `"entry":"CN=someone"`) {
+		t.Errorf("no warning naming the doubtful entry in the log:\n%s", logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestServerTLSRefusesBadPEM(t *testing.T) {
