@@ -20,6 +20,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 func readEvent(t *testing.T, name string) []byte {
@@ -197,9 +198,9 @@ func TestLambdas(t *testing.T) {
 			t.Parallel()
 			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-sleep-" + tc.name, Service: "svc-" + tc.name, DesiredCount: 1})
 			if tc.publish {
-				pcfg := lifecycle.DefaultPublisherConfig()
+				pcfg := fargate.DefaultPublisherConfig()
 				pcfg.Service = f.Service
-				pub, err := lifecycle.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg,
+				pub, err := fargate.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg,
 					stats{active: tc.active, last: time.Now().Add(-tc.lastAgo)}, zerolog.Nop())
 				if err != nil {
 					t.Fatal(err)

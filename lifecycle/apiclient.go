@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,16 +24,6 @@ type WakeResult struct {
 	DesiredCount int32  `json:"desired_count"`
 	RunningCount int32  `json:"running_count"`
 	PendingCount int32  `json:"pending_count"`
-}
-
-// ResultFromStatus turns a [Status] into the API's answer; port is the
-// tunnel port the server listens on.
-func ResultFromStatus(st Status, port int) WakeResult {
-	r := WakeResult{State: st.State, DesiredCount: st.DesiredCount, RunningCount: st.RunningCount, PendingCount: st.PendingCount}
-	if st.State == StateRunning && st.PublicIP != "" {
-		r.Address = net.JoinHostPort(st.PublicIP, strconv.Itoa(port))
-	}
-	return r
 }
 
 // ErrorBody is the JSON body of every error answer. API Gateway's own errors

@@ -2,7 +2,6 @@ package lifecycle_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -196,25 +195,6 @@ func TestAPIClientValidate(t *testing.T) {
 		c := &lifecycle.APIClient{Endpoint: tc.endpoint}
 		if err := c.Validate(); (err == nil) != tc.ok {
 			t.Errorf("Validate(%q) = %v, want ok=%v", tc.endpoint, err, tc.ok)
-		}
-	}
-}
-
-func TestResultFromStatus(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		st   lifecycle.Status
-		want string
-	}{
-		{lifecycle.Status{State: lifecycle.StateRunning, PublicIP: "203.0.113.5"}, "203.0.113.5:8443"},
-		{lifecycle.Status{State: lifecycle.StateRunning, PublicIP: "2001:db8::1"}, "[2001:db8::1]:8443"},
-		{lifecycle.Status{State: lifecycle.StateStarting, PublicIP: "203.0.113.5"}, ""},
-	}
-	for _, tc := range tests {
-		r := lifecycle.ResultFromStatus(tc.st, 8443)
-		b, _ := json.Marshal(r)
-		if r.Address != tc.want {
-			t.Errorf("ResultFromStatus(%+v) address %q, want %q (%s)", tc.st, r.Address, tc.want, b)
 		}
 	}
 }

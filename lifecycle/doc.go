@@ -1,17 +1,16 @@
-// Package lifecycle wakes, watches and puts to sleep the Fluidity server that
-// runs as an ECS Fargate service scaled to zero.
+// Package lifecycle is the agent's side of waking and stopping the Fluidity
+// server: a client for the Wake/Kill HTTP API (API Gateway in front of the
+// Lambdas) and the answers it understands.
 //
-// It holds everything the control plane shares between its three users:
+//   - [APIClient] calls Wake and Kill and decodes their [WakeResult] or
+//     [APIError];
+//   - [ClientConfig] is the agent's lifecycle configuration section;
+//   - [Waker] shares one wake-up among the requests waiting for the server.
 //
-//   - the Wake, Sleep and Kill Lambdas use [Service] (desired count, state,
-//     public IP) and [IdlePolicy] with [MetricsReader];
-//   - the server publishes its activity with [Publisher];
-//   - the agent talks to the Wake/Kill HTTP API with [APIClient], configured
-//     by [ClientConfig], and shares one wake-up among waiting requests with
-//     [Waker].
-//
-// AWS clients come from the standard SDK configuration chain (see
-// [NewFromConfig] and [NewCloudWatchClient]), so AWS_ENDPOINT_URL, profiles
-// and roles all work. Nothing here reads the environment: programs do that and
-// pass values in.
+// The package is plain net/http and imports no AWS SDK package, so the agent,
+// built for six platforms, links none of it. The AWS side (the ECS service,
+// the CloudWatch metrics and the idle policy the Lambdas and the server use)
+// is in package lifecycle/fargate, which imports this one for the shared
+// [State] names; never the other way round. Nothing here reads the
+// environment: programs do that and pass values in.
 package lifecycle

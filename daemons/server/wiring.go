@@ -9,7 +9,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/rs/zerolog"
 
-	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -54,10 +54,10 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 	if err != nil {
 		return nil, fmt.Errorf("metrics: aws config: %w", err)
 	}
-	pcfg := lifecycle.DefaultPublisherConfig()
+	pcfg := fargate.DefaultPublisherConfig()
 	pcfg.Service = cfg.MetricsService
 	pcfg.Interval = cfg.MetricsInterval
-	pub, err := lifecycle.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
+	pub, err := fargate.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

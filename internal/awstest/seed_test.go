@@ -9,6 +9,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 // The seeded service must look, through the product code, like a real
@@ -17,7 +18,7 @@ func TestSeedLooksRunning(t *testing.T) {
 	t.Parallel()
 	endpoint := awstest.StartMoto(t)
 	f := awstest.Seed(t, endpoint, awstest.SeedConfig{DesiredCount: 1, PublicIP: "127.0.0.1"})
-	svc, err := lifecycle.NewFromConfig(awstest.AWSConfig(endpoint), lifecycle.ServiceConfig{Cluster: f.Cluster, Service: f.Service}, zerolog.Nop())
+	svc, err := fargate.NewFromConfig(awstest.AWSConfig(endpoint), fargate.ServiceConfig{Cluster: f.Cluster, Service: f.Service}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

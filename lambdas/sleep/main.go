@@ -1,6 +1,6 @@
 // Command sleep is the Sleep Lambda, run by EventBridge every 5 minutes: it
 // reads the server's activity metrics and sets the Fluidity ECS service's
-// desired count to 0 when the idle policy says so (see lifecycle.IdlePolicy).
+// desired count to 0 when the idle policy says so (see fargate.IdlePolicy).
 //
 // Environment: CLUSTER_NAME, SERVICE_NAME (required), IDLE_THRESHOLD (15m),
 // METRICS_NAMESPACE (Fluidity), LOG_LEVEL (info); AWS settings come from the
@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fluidity-tunnel/fluidity/lambdas/internal/handler"
-	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 func main() {
@@ -21,12 +21,12 @@ func main() {
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("start-up")
 	}
-	mcfg := lifecycle.DefaultMetricsConfig()
+	mcfg := fargate.DefaultMetricsConfig()
 	mcfg.Namespace, mcfg.Service = env.Config.Namespace, env.Config.Service
-	metrics, err := lifecycle.NewMetricsReaderFromConfig(env.AWS, mcfg)
+	metrics, err := fargate.NewMetricsReaderFromConfig(env.AWS, mcfg)
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("metrics reader")
 	}
-	h := &handler.Sleep{Policy: lifecycle.IdlePolicy{Threshold: env.Config.IdleThreshold}, Service: env.Service, Metrics: metrics, Log: env.Log}
+	h := &handler.Sleep{Policy: fargate.IdlePolicy{Threshold: env.Config.IdleThreshold}, Service: env.Service, Metrics: metrics, Log: env.Log}
 	lambda.Start(h.Handle)
 }

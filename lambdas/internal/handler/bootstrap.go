@@ -9,7 +9,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/rs/zerolog"
 
-	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 // Env is what every Lambda main needs: its configuration, logger, AWS settings and
@@ -18,7 +18,7 @@ type Env struct {
 	Config  Config
 	Log     zerolog.Logger
 	AWS     aws.Config
-	Service *lifecycle.Service
+	Service *fargate.Service
 }
 
 // Bootstrap reads the environment (through getenv) and builds the Env of the
@@ -33,7 +33,7 @@ func Bootstrap(function string, getenv func(string) string, logOut io.Writer) (E
 	if err != nil {
 		return Env{Log: log}, fmt.Errorf("aws configuration: %w", err)
 	}
-	svc, err := lifecycle.NewFromConfig(awsCfg, lifecycle.ServiceConfig{Cluster: cfg.Cluster, Service: cfg.Service}, log)
+	svc, err := fargate.NewFromConfig(awsCfg, fargate.ServiceConfig{Cluster: cfg.Cluster, Service: cfg.Service}, log)
 	if err != nil {
 		return Env{Log: log}, fmt.Errorf("ecs service: %w", err)
 	}

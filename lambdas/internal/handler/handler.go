@@ -20,12 +20,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
-// Controller is what the Wake and Kill handlers need from [lifecycle.Service].
+// Controller is what the Wake and Kill handlers need from [fargate.Service].
 type Controller interface {
-	Wake(ctx context.Context) (lifecycle.Status, error)
-	Kill(ctx context.Context) (lifecycle.Status, error)
+	Wake(ctx context.Context) (fargate.Status, error)
+	Kill(ctx context.Context) (fargate.Status, error)
 }
 
 // Config is what the mains read from the environment.
@@ -42,8 +43,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		TunnelPort:    8443,
-		IdleThreshold: lifecycle.DefaultIdlePolicy().Threshold,
-		Namespace:     lifecycle.DefaultNamespace,
+		IdleThreshold: fargate.DefaultIdlePolicy().Threshold,
+		Namespace:     fargate.DefaultNamespace,
 		LogLevel:      zerolog.InfoLevel,
 	}
 }
@@ -84,13 +85,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // Validate reports missing or impossible settings.
 func (c Config) Validate() error {
-	if err := (lifecycle.ServiceConfig{Cluster: c.Cluster, Service: c.Service}).Validate(); err != nil {
+	if err := (fargate.ServiceConfig{Cluster: c.Cluster, Service: c.Service}).Validate(); err != nil {
 		return fmt.Errorf("CLUSTER_NAME/SERVICE_NAME: %w", err)
 	}
 	if c.TunnelPort < 1 || c.TunnelPort > 65535 {
 		return fmt.Errorf("TUNNEL_PORT %d out of range", c.TunnelPort)
 	}
-	if err := (lifecycle.IdlePolicy{Threshold: c.IdleThreshold}).Validate(); err != nil {
+	if err := (fargate.IdlePolicy{Threshold: c.IdleThreshold}).Validate(); err != nil {
 		return fmt.Errorf("IDLE_THRESHOLD: %w", err)
 	}
 	return nil
@@ -115,7 +116,7 @@ func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (e
 	if err != nil {
 		return awsFailure(log, "wake", err), nil
 	}
-	res := lifecycle.ResultFromStatus(st, h.TunnelPort)
+	res := fargate.ResultFromStatus(st, h.TunnelPort)
 	log.Info().Str("state", string(res.State)).Int32("desired_count", res.DesiredCount).
 		Int32("running_count", res.RunningCount).Bool("has_address", res.Address != "").Msg("wake")
 	return jsonResponse(http.StatusOK, res), nil
@@ -176,7 +177,7 @@ func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest)
 		return awsFailure(log, "kill", err), nil
 	}
 	log.Info().Str("trigger", "api").Str("state", string(st.State)).Msg("kill: desired count 0")
-	return jsonResponse(http.StatusOK, lifecycle.ResultFromStatus(st, killPort)), nil
+	return jsonResponse(http.StatusOK, fargate.ResultFromStatus(st, killPort)), nil
 }
 
 // HandleScheduled serves the nightly schedule.
@@ -188,14 +189,14 @@ func (h *Kill) HandleScheduled(ctx context.Context, ev events.EventBridgeEvent) 
 		return lifecycle.WakeResult{}, fmt.Errorf("kill: %w", err)
 	}
 	log.Info().Str("trigger", "schedule").Str("state", string(st.State)).Msg("kill: desired count 0")
-	return lifecycle.ResultFromStatus(st, killPort), nil
+	return fargate.ResultFromStatus(st, killPort), nil
 }
 
 // Sleep serves the rate(5 minutes) schedule.
 type Sleep struct {
-	Policy  lifecycle.IdlePolicy
-	Service *lifecycle.Service
-	Metrics *lifecycle.MetricsReader
+	Policy  fargate.IdlePolicy
+	Service *fargate.Service
+	Metrics *fargate.MetricsReader
 	// Now defaults to time.Now.
 	Now func() time.Time
 	Log zerolog.Logger
@@ -248,7 +249,7 @@ func onlyPost(req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse
 func awsFailure(log zerolog.Logger, op string, err error) events.APIGatewayProxyResponse {
 	log.Error().Err(err).Msg(op + " failed")
 	code, msg := lifecycle.CodeAWS, op+": the ECS service could not be updated or read"
-	if errors.Is(err, lifecycle.ErrServiceNotFound) {
+	if errors.Is(err, fargate.ErrServiceNotFound) {
 		code, msg = lifecycle.CodeServiceNotFound, op+": the ECS service does not exist (check CLUSTER_NAME/SERVICE_NAME)"
 	}
 	return jsonResponse(http.StatusInternalServerError, lifecycle.ErrorBody{Code: code, Message: msg})

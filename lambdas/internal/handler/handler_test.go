@@ -17,23 +17,24 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 type fakeController struct {
-	st    lifecycle.Status
+	st    fargate.Status
 	err   error
 	wakes int
 	kills int
 }
 
-func (f *fakeController) Wake(context.Context) (lifecycle.Status, error) {
+func (f *fakeController) Wake(context.Context) (fargate.Status, error) {
 	f.wakes++
 	return f.st, f.err
 }
 
-func (f *fakeController) Kill(context.Context) (lifecycle.Status, error) {
+func (f *fakeController) Kill(context.Context) (fargate.Status, error) {
 	f.kills++
-	return lifecycle.Status{State: lifecycle.StateSleeping}, f.err
+	return fargate.Status{State: lifecycle.StateSleeping}, f.err
 }
 
 func readEvent(t *testing.T, name string) []byte {
@@ -62,20 +63,20 @@ func TestWakeHandler(t *testing.T) {
 	tests := []struct {
 		name       string
 		method     string
-		st         lifecycle.Status
+		st         fargate.Status
 		err        error
 		wantStatus int
 		wantBody   map[string]any
 		wantWakes  int
 	}{
-		{name: "running", st: lifecycle.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
+		{name: "running", st: fargate.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
 			wantStatus: 200, wantBody: map[string]any{"state": "running", "address": "203.0.113.9:9443"}, wantWakes: 1},
-		{name: "starting", st: lifecycle.Status{State: lifecycle.StateStarting, DesiredCount: 1},
+		{name: "starting", st: fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1},
 			wantStatus: 200, wantBody: map[string]any{"state": "starting", "address": nil}, wantWakes: 1},
 		{name: "GET", method: http.MethodGet, wantStatus: 405, wantBody: map[string]any{"code": lifecycle.CodeMethodNotAllowed}},
 		{name: "aws failure", err: errors.New("AccessDeniedException: secret account detail"), wantStatus: 500,
 			wantBody: map[string]any{"code": lifecycle.CodeAWS}, wantWakes: 1},
-		{name: "missing service", err: fmt.Errorf("x: %w", lifecycle.ErrServiceNotFound), wantStatus: 500,
+		{name: "missing service", err: fmt.Errorf("x: %w", fargate.ErrServiceNotFound), wantStatus: 500,
 			wantBody: map[string]any{"code": lifecycle.CodeServiceNotFound}, wantWakes: 1},
 	}
 	for _, tc := range tests {

@@ -1,4 +1,4 @@
-package lifecycle_test
+package fargate_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
-	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 type stats struct {
@@ -24,10 +24,10 @@ func TestPublisherRoundTripMoto(t *testing.T) {
 	t.Parallel()
 	endpoint := awstest.StartMoto(t)
 	cfg := awstest.AWSConfig(endpoint)
-	pcfg := lifecycle.DefaultPublisherConfig()
+	pcfg := fargate.DefaultPublisherConfig()
 	pcfg.Service = "round-trip"
 	last := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
-	pub, err := lifecycle.NewPublisherFromConfig(cfg, pcfg, stats{active: 3, last: last}, zerolog.Nop())
+	pub, err := fargate.NewPublisherFromConfig(cfg, pcfg, stats{active: 3, last: last}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,9 @@ func TestPublisherRoundTripMoto(t *testing.T) {
 	if err := pub.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mcfg := lifecycle.DefaultMetricsConfig()
+	mcfg := fargate.DefaultMetricsConfig()
 	mcfg.Service = "round-trip"
-	r, err := lifecycle.NewMetricsReaderFromConfig(cfg, mcfg)
+	r, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +69,9 @@ func TestIdleApplyMoto(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "apply-" + tc.name, Service: "svc-" + tc.name, DesiredCount: 1})
-			pcfg := lifecycle.DefaultPublisherConfig()
+			pcfg := fargate.DefaultPublisherConfig()
 			pcfg.Service, pcfg.Interval = f.Service, 20*time.Millisecond
-			pub, err := lifecycle.NewPublisherFromConfig(cfg, pcfg, tc.src, zerolog.Nop())
+			pub, err := fargate.NewPublisherFromConfig(cfg, pcfg, tc.src, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,17 +86,17 @@ func TestIdleApplyMoto(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			svc, err := lifecycle.NewFromConfig(cfg, lifecycle.ServiceConfig{Cluster: f.Cluster, Service: f.Service}, zerolog.Nop())
+			svc, err := fargate.NewFromConfig(cfg, fargate.ServiceConfig{Cluster: f.Cluster, Service: f.Service}, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
-			mcfg := lifecycle.DefaultMetricsConfig()
+			mcfg := fargate.DefaultMetricsConfig()
 			mcfg.Service = f.Service
-			reader, err := lifecycle.NewMetricsReaderFromConfig(cfg, mcfg)
+			reader, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := lifecycle.DefaultIdlePolicy().Apply(ctx, svc, reader, time.Now())
+			d, err := fargate.DefaultIdlePolicy().Apply(ctx, svc, reader, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package lifecycle
+package fargate
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
 type fakeECS struct {
@@ -102,30 +104,30 @@ func TestServiceStatus(t *testing.T) {
 		svc    *ecstypes.Service
 		tasks  []ecstypes.Task
 		ips    fakeEC2
-		want   State
+		want   lifecycle.State
 		ip     string
 		since  time.Time
 		errIs  error
 		taskSt string
 	}{
-		{name: "sleeping", svc: svc(0, 0, 0), want: StateSleeping},
+		{name: "sleeping", svc: svc(0, 0, 0), want: lifecycle.StateSleeping},
 		{name: "stopping", svc: svc(0, 1, 0), tasks: []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)},
-			ips: fakeEC2{"eni-1": "203.0.113.1"}, want: StateStopping},
-		{name: "starting, no task yet", svc: svc(1, 0, 0), want: StateStarting},
+			ips: fakeEC2{"eni-1": "203.0.113.1"}, want: lifecycle.StateStopping},
+		{name: "starting, no task yet", svc: svc(1, 0, 0), want: lifecycle.StateStarting},
 		{name: "starting, task provisioning", svc: svc(1, 0, 1),
-			tasks: []ecstypes.Task{task("t1", "service:srv", "PROVISIONING", "eni-1", time.Time{})}, want: StateStarting, taskSt: "PROVISIONING"},
+			tasks: []ecstypes.Task{task("t1", "service:srv", "PROVISIONING", "eni-1", time.Time{})}, want: lifecycle.StateStarting, taskSt: "PROVISIONING"},
 		{name: "starting, running without public ip", svc: svc(1, 1, 0),
-			tasks: []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)}, ips: fakeEC2{}, want: StateStarting, since: t0, taskSt: "RUNNING"},
+			tasks: []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)}, ips: fakeEC2{}, want: lifecycle.StateStarting, since: t0, taskSt: "RUNNING"},
 		{name: "running", svc: svc(1, 1, 0),
 			tasks: []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)}, ips: fakeEC2{"eni-1": "203.0.113.1"},
-			want: StateRunning, ip: "203.0.113.1", since: t0, taskSt: "RUNNING"},
+			want: lifecycle.StateRunning, ip: "203.0.113.1", since: t0, taskSt: "RUNNING"},
 		{name: "stray task of another group ignored", svc: svc(1, 1, 0),
-			tasks: []ecstypes.Task{task("t9", "family:other", "RUNNING", "eni-9", t0)}, ips: fakeEC2{"eni-9": "198.51.100.9"}, want: StateStarting},
+			tasks: []ecstypes.Task{task("t9", "family:other", "RUNNING", "eni-9", t0)}, ips: fakeEC2{"eni-9": "198.51.100.9"}, want: lifecycle.StateStarting},
 		{name: "replacement: old pending, new running", svc: svc(1, 1, 1),
 			tasks: []ecstypes.Task{
 				task("t1", "service:srv", "PENDING", "eni-1", time.Time{}),
 				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
-			}, ips: fakeEC2{"eni-2": "203.0.113.2"}, want: StateRunning, ip: "203.0.113.2", since: t0.Add(time.Minute), taskSt: "RUNNING"},
+			}, ips: fakeEC2{"eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0.Add(time.Minute), taskSt: "RUNNING"},
 		{name: "missing service", svc: nil, errIs: ErrServiceNotFound},
 		{name: "inactive service", svc: &ecstypes.Service{ServiceName: aws.String("srv"), Status: aws.String("INACTIVE")}, errIs: ErrServiceNotFound},
 	}
@@ -174,7 +176,7 @@ func TestStatusWithoutIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != StateRunning || st.PublicIP != "" || !st.Since.Equal(t0) || st.DesiredCount != 1 {
+	if st.State != lifecycle.StateRunning || st.PublicIP != "" || !st.Since.Equal(t0) || st.DesiredCount != 1 {
 		t.Fatalf("status %+v, want running since %v without an IP", st, t0)
 	}
 }
@@ -188,7 +190,7 @@ func TestServiceWakeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := s.Wake(ctx)
-	if err != nil || st.State != StateStarting || st.DesiredCount != 1 {
+	if err != nil || st.State != lifecycle.StateStarting || st.DesiredCount != 1 {
 		t.Fatalf("first wake = %+v, %v", st, err)
 	}
 	if _, err := s.Wake(ctx); err != nil {

@@ -1,9 +1,11 @@
-package lifecycle
+package fargate
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,25 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/rs/zerolog"
-)
 
-// State is the coarse state of the server as the agent and the Lambdas see it.
-type State string
-
-// The four states, derived from the ECS service and its tasks (see [Service.Status]):
-const (
-	// StateSleeping: desired count 0 and no task running or pending. Costs nothing.
-	StateSleeping State = "sleeping"
-	// StateStarting: desired count ≥ 1 but no task of the service is both in
-	// lastStatus RUNNING and reachable (has a public IP) yet.
-	StateStarting State = "starting"
-	// StateRunning: desired count ≥ 1 and at least one task of the service is in
-	// lastStatus RUNNING with a public IP; [Status.PublicIP] is set. The
-	// tunnel listener may still need a moment, which the agent's dial retries cover.
-	StateRunning State = "running"
-	// StateStopping: desired count 0 but tasks are still running or pending
-	// (ECS is draining them). Waking now is allowed and simply raises the count.
-	StateStopping State = "stopping"
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
 // ErrServiceNotFound is returned when the ECS service does not exist or is not ACTIVE.
@@ -65,20 +50,20 @@ func DefaultServiceConfig() ServiceConfig {
 // Validate reports a missing cluster or service name.
 func (c ServiceConfig) Validate() error {
 	if strings.TrimSpace(c.Cluster) == "" {
-		return errors.New("lifecycle: cluster name is empty")
+		return errors.New("fargate: cluster name is empty")
 	}
 	if strings.TrimSpace(c.Service) == "" {
-		return errors.New("lifecycle: service name is empty")
+		return errors.New("fargate: service name is empty")
 	}
 	return nil
 }
 
 // Status is a snapshot of the service.
 type Status struct {
-	State State
+	State lifecycle.State
 	// DesiredCount, RunningCount and PendingCount come from the ECS service.
 	DesiredCount, RunningCount, PendingCount int32
-	// PublicIP of the task the agent should dial; set only in StateRunning.
+	// PublicIP of the task the agent should dial; set only in lifecycle.StateRunning.
 	PublicIP string
 	// TaskARN and TaskStatus (ECS lastStatus) of the task chosen for PublicIP,
 	// or of the most advanced task when none is running yet.
@@ -88,6 +73,16 @@ type Status struct {
 	// created, before it started); zero when there is no task or ECS did not
 	// say. The idle policy uses it to tell "just woke up" from "silent for long".
 	Since time.Time
+}
+
+// ResultFromStatus turns a [Status] into the Wake/Kill API's answer; port is
+// the tunnel port the server listens on.
+func ResultFromStatus(st Status, port int) lifecycle.WakeResult {
+	r := lifecycle.WakeResult{State: st.State, DesiredCount: st.DesiredCount, RunningCount: st.RunningCount, PendingCount: st.PendingCount}
+	if st.State == lifecycle.StateRunning && st.PublicIP != "" {
+		r.Address = net.JoinHostPort(st.PublicIP, strconv.Itoa(port))
+	}
+	return r
 }
 
 // Service controls one ECS service. It is safe for concurrent use.
@@ -104,7 +99,7 @@ func NewService(cfg ServiceConfig, ecsAPI ECSAPI, ec2API EC2API, log zerolog.Log
 		return nil, err
 	}
 	if ecsAPI == nil || ec2API == nil {
-		return nil, errors.New("lifecycle: nil ecs or ec2 client")
+		return nil, errors.New("fargate: nil ecs or ec2 client")
 	}
 	return &Service{cfg: cfg, ecs: ecsAPI, ec2: ec2API, log: log}, nil
 }
@@ -118,7 +113,7 @@ func (s *Service) SetDesiredCount(ctx context.Context, n int32) error {
 
 func (s *Service) update(ctx context.Context, n int32) (*ecstypes.Service, error) {
 	if n < 0 {
-		return nil, fmt.Errorf("lifecycle: negative desired count %d", n)
+		return nil, fmt.Errorf("fargate: negative desired count %d", n)
 	}
 	out, err := s.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{
 		Cluster:      aws.String(s.cfg.Cluster),
@@ -149,7 +144,7 @@ func (s *Service) Wake(ctx context.Context) (Status, error) {
 	// Report what was just asked for rather than re-reading: ECS counts lag
 	// the update by seconds and the next poll will see the real progress.
 	st.DesiredCount = 1
-	st.State = StateStarting
+	st.State = lifecycle.StateStarting
 	st.PublicIP = ""
 	return st, nil
 }
@@ -162,23 +157,23 @@ func (s *Service) Kill(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{State: StateSleeping}
+	st := Status{State: lifecycle.StateSleeping}
 	if svc != nil {
 		st.RunningCount, st.PendingCount = svc.RunningCount, svc.PendingCount
 	}
 	if st.RunningCount+st.PendingCount > 0 {
-		st.State = StateStopping
+		st.State = lifecycle.StateStopping
 	}
 	return st, nil
 }
 
 // Status reads the service and, when it wants a task, its tasks and the
-// public IP of the first running one. See [State] for the exact rules.
+// public IP of the first running one. See [lifecycle.State] for the exact rules.
 func (s *Service) Status(ctx context.Context) (Status, error) { return s.status(ctx, true) }
 
 // status is Status. Without withIP it skips the EC2 lookup of the public IP,
 // for the idle policy, which needs only the counts and Since: a task that ECS
-// reports RUNNING then counts as StateRunning, with PublicIP empty.
+// reports RUNNING then counts as lifecycle.StateRunning, with PublicIP empty.
 func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 	out, err := s.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{
 		Cluster:  aws.String(s.cfg.Cluster),
@@ -202,13 +197,13 @@ func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 		// The scheduler has already told every task to stop, so the counts are
 		// the whole story and listing tasks would only cost an API call.
 		if st.RunningCount+st.PendingCount > 0 {
-			st.State = StateStopping
+			st.State = lifecycle.StateStopping
 		} else {
-			st.State = StateSleeping
+			st.State = lifecycle.StateSleeping
 		}
 		return st, nil
 	}
-	st.State = StateStarting
+	st.State = lifecycle.StateStarting
 	tasks, err := s.liveTasks(ctx, aws.ToString(svc.ServiceName))
 	if err != nil {
 		return Status{}, err
@@ -228,7 +223,7 @@ func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 			continue
 		}
 		if !withIP {
-			st.State = StateRunning
+			st.State = lifecycle.StateRunning
 			st.TaskARN, st.TaskStatus = aws.ToString(t.TaskArn), aws.ToString(t.LastStatus)
 			break
 		}
@@ -243,7 +238,7 @@ func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 		if ip == "" {
 			continue
 		}
-		st.State, st.PublicIP = StateRunning, ip
+		st.State, st.PublicIP = lifecycle.StateRunning, ip
 		st.TaskARN, st.TaskStatus = aws.ToString(t.TaskArn), aws.ToString(t.LastStatus)
 		break
 	}

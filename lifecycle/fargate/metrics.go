@@ -1,4 +1,4 @@
-package lifecycle
+package fargate
 
 import (
 	"context"
@@ -69,16 +69,16 @@ func DefaultPublisherConfig() PublisherConfig {
 // Validate reports unusable settings.
 func (c PublisherConfig) Validate() error {
 	if strings.TrimSpace(c.Namespace) == "" {
-		return errors.New("lifecycle: metrics namespace is empty")
+		return errors.New("fargate: metrics namespace is empty")
 	}
 	if strings.TrimSpace(c.Service) == "" {
-		return errors.New("lifecycle: metrics service dimension is empty")
+		return errors.New("fargate: metrics service dimension is empty")
 	}
 	if c.Interval <= 0 {
-		return fmt.Errorf("lifecycle: metrics interval %v is not positive", c.Interval)
+		return fmt.Errorf("fargate: metrics interval %v is not positive", c.Interval)
 	}
 	if c.Timeout <= 0 {
-		return fmt.Errorf("lifecycle: metrics timeout %v is not positive", c.Timeout)
+		return fmt.Errorf("fargate: metrics timeout %v is not positive", c.Timeout)
 	}
 	return nil
 }
@@ -99,7 +99,7 @@ func NewPublisher(cfg PublisherConfig, api MetricsPutAPI, src StatsSource, log z
 		return nil, err
 	}
 	if api == nil || src == nil {
-		return nil, errors.New("lifecycle: nil cloudwatch client or stats source")
+		return nil, errors.New("fargate: nil cloudwatch client or stats source")
 	}
 	return &Publisher{cfg: cfg, api: api, src: src, log: log, now: time.Now, started: time.Now()}, nil
 }
@@ -182,13 +182,13 @@ func DefaultMetricsConfig() MetricsConfig {
 // Validate reports unusable settings.
 func (c MetricsConfig) Validate() error {
 	if strings.TrimSpace(c.Namespace) == "" {
-		return errors.New("lifecycle: metrics namespace is empty")
+		return errors.New("fargate: metrics namespace is empty")
 	}
 	if strings.TrimSpace(c.Service) == "" {
-		return errors.New("lifecycle: metrics service dimension is empty")
+		return errors.New("fargate: metrics service dimension is empty")
 	}
 	if c.Period < time.Second || c.Period%time.Second != 0 {
-		return fmt.Errorf("lifecycle: metrics period %v is not a whole number of seconds", c.Period)
+		return fmt.Errorf("fargate: metrics period %v is not a whole number of seconds", c.Period)
 	}
 	return nil
 }
@@ -218,7 +218,7 @@ func NewMetricsReader(cfg MetricsConfig, api MetricsGetAPI) (*MetricsReader, err
 		return nil, err
 	}
 	if api == nil {
-		return nil, errors.New("lifecycle: nil cloudwatch client")
+		return nil, errors.New("fargate: nil cloudwatch client")
 	}
 	return &MetricsReader{cfg: cfg, api: api}, nil
 }

@@ -1,4 +1,4 @@
-package lifecycle
+package fargate
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func DefaultIdlePolicy() IdlePolicy { return IdlePolicy{Threshold: 15 * time.Min
 // Validate rejects thresholds the metrics cannot resolve.
 func (p IdlePolicy) Validate() error {
 	if p.Threshold < time.Second {
-		return fmt.Errorf("lifecycle: idle threshold %v is shorter than one second", p.Threshold)
+		return fmt.Errorf("fargate: idle threshold %v is shorter than one second", p.Threshold)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package lifecycle
+package fargate
 
 import (
 	"github.com/aws/aws-sdk-go-v2/aws"

@@ -1,8 +1,10 @@
-package lifecycle
+package fargate
 
 import (
 	"testing"
 	"time"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
 func TestIdlePolicyDecide(t *testing.T) {
@@ -10,7 +12,7 @@ func TestIdlePolicyDecide(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	p := IdlePolicy{Threshold: 15 * time.Minute}
 	up := func(ago time.Duration) Status {
-		return Status{State: StateRunning, DesiredCount: 1, RunningCount: 1, Since: now.Add(-ago)}
+		return Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, Since: now.Add(-ago)}
 	}
 	data := func(active float64, lastAgo, pointAgo time.Duration) Snapshot {
 		return Snapshot{ActiveConnections: active, ActiveAt: now.Add(-pointAgo), LastActivity: now.Add(-lastAgo), LastActivityAt: now.Add(-pointAgo)}
@@ -21,8 +23,8 @@ func TestIdlePolicyDecide(t *testing.T) {
 		m    Snapshot
 		idle bool
 	}{
-		{"asleep already", Status{State: StateSleeping}, Snapshot{}, false},
-		{"stopping already", Status{State: StateStopping, RunningCount: 1}, data(0, time.Hour, time.Minute), false},
+		{"asleep already", Status{State: lifecycle.StateSleeping}, Snapshot{}, false},
+		{"stopping already", Status{State: lifecycle.StateStopping, RunningCount: 1}, data(0, time.Hour, time.Minute), false},
 		{"active connections", up(time.Hour), data(3, time.Hour, time.Minute), false},
 		{"long-lived connection, old activity", up(5 * time.Hour), data(1, 4*time.Hour, time.Minute), false},
 		{"recent activity", up(time.Hour), data(0, 2*time.Minute, time.Minute), false},
@@ -34,7 +36,7 @@ func TestIdlePolicyDecide(t *testing.T) {
 		{"no data, just woke", up(2 * time.Minute), Snapshot{}, false},
 		{"no data, up under threshold", up(14 * time.Minute), Snapshot{}, false},
 		{"no data, up past threshold", up(16 * time.Minute), Snapshot{}, true},
-		{"no data, uptime unknown", Status{State: StateStarting, DesiredCount: 1}, Snapshot{}, false},
+		{"no data, uptime unknown", Status{State: lifecycle.StateStarting, DesiredCount: 1}, Snapshot{}, false},
 		{"only active datapoint, zero, up past threshold", up(time.Hour),
 			Snapshot{ActiveConnections: 0, ActiveAt: now.Add(-time.Minute)}, true},
 		{"only active datapoint, zero, just woke", up(time.Minute),

@@ -1,0 +1,22 @@
+package lifecycle
+
+// State is the coarse state of the server as the agent and the Lambdas see it.
+type State string
+
+// The four states, derived from the ECS service and its tasks (see Status in
+// package lifecycle/fargate):
+const (
+	// StateSleeping: desired count 0 and no task running or pending. Costs nothing.
+	StateSleeping State = "sleeping"
+	// StateStarting: desired count ≥ 1 but no task of the service is both in
+	// lastStatus RUNNING and reachable (has a public IP) yet.
+	StateStarting State = "starting"
+	// StateRunning: desired count ≥ 1 and at least one task of the service is in
+	// lastStatus RUNNING with a public IP, which Wake reports in
+	// [WakeResult.Address]. The tunnel listener may still need a moment, which
+	// the agent's dial retries cover.
+	StateRunning State = "running"
+	// StateStopping: desired count 0 but tasks are still running or pending
+	// (ECS is draining them). Waking now is allowed and simply raises the count.
+	StateStopping State = "stopping"
+)
