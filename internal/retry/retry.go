@@ -6,8 +6,13 @@
 // to Do (or by wrapping an error with Permanent); this package never guesses.
 //
 // Delays come from github.com/cenkalti/backoff/v5, driven through its Retry
-// function; this package adds a hard cap on the jittered delay, error
-// wrapping that keeps the last attempt's error, and a retryable predicate.
+// function; this package adds a hard cap on the jittered delay, a time budget
+// measured from the first attempt, error wrapping that keeps the last
+// attempt's error, and a retryable predicate.
+//
+// Loops that are not "call until success", such as a reconnect loop that
+// waits after every lost session and starts over after a good one, take the
+// same delays one at a time from a [Backoff].
 package retry
 
 import (
@@ -57,9 +62,16 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// Unlimited, as [Policy.Attempts], sets no limit on the number of attempts:
+// the retries end with ctx or [Policy.MaxElapsed]. Zero attempts is not
+// unlimited but invalid, so that a policy built from an unset configuration
+// field is refused instead of retrying for ever.
+const Unlimited = -1
+
 // Policy describes how often and how patiently to retry.
 type Policy struct {
-	// Attempts is the total number of calls, including the first.
+	// Attempts is the total number of calls, including the first, or
+	// [Unlimited].
 	Attempts int
 	// Initial is the delay before the second attempt.
 	Initial time.Duration
@@ -70,6 +82,11 @@ type Policy struct {
 	// Jitter randomises each delay by up to ±Jitter of its value, so that
 	// many clients failing together do not retry in lock step.
 	Jitter float64
+	// MaxElapsed, if positive, bounds the whole sequence, measured from the
+	// start of the first attempt: no wait begins that would end after it, so
+	// the last attempt starts at MaxElapsed at the latest. Zero means no bound
+	// other than Attempts and ctx.
+	MaxElapsed time.Duration
 	// OnRetry, if set, is called before each wait with the 1-based number of
 	// the attempt that just failed, its error, and the delay about to be
 	// slept; useful for logging.
@@ -82,11 +99,28 @@ func DefaultPolicy() Policy {
 	return Policy{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second, Jitter: 0.2}
 }
 
+// Constant returns a policy that waits interval between attempts, without
+// growth or jitter, and makes [Unlimited] attempts: set Attempts or MaxElapsed,
+// or let ctx end it. It suits waiting for something that is known to be on its
+// way, such as a server that is starting.
+func Constant(interval time.Duration) Policy {
+	return Policy{Attempts: Unlimited, Initial: interval, Multiplier: 1, Max: interval}
+}
+
 // Validate reports the first invalid field.
 func (p Policy) Validate() error {
 	switch {
-	case p.Attempts < 1:
-		return fmt.Errorf("retry: Attempts %d must be at least 1", p.Attempts)
+	case p.Attempts < 1 && p.Attempts != Unlimited:
+		return fmt.Errorf("retry: Attempts %d must be at least 1 (or Unlimited)", p.Attempts)
+	case p.MaxElapsed < 0:
+		return fmt.Errorf("retry: MaxElapsed %v must not be negative", p.MaxElapsed)
+	}
+	return p.validateDelays()
+}
+
+// validateDelays checks the fields a [Backoff] uses.
+func (p Policy) validateDelays() error {
+	switch {
 	case p.Initial <= 0:
 		return fmt.Errorf("retry: Initial %v must be positive", p.Initial)
 	case p.Multiplier < 1:
@@ -99,15 +133,16 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Do calls fn until it succeeds, at most p.Attempts times, sleeping with
-// exponential backoff in between. retryable decides, per error, whether
+// Do calls fn until it succeeds, at most p.Attempts times and within
+// p.MaxElapsed, sleeping with exponential backoff in between. retryable decides, per error, whether
 // another attempt is safe; nil means every error is retryable.
 //
 // It returns:
 //   - nil on success;
 //   - the error unchanged (Permanent unwrapped) when retryable says no or fn
 //     returned a Permanent error;
-//   - an *ExhaustedError wrapping the last error when attempts run out;
+//   - an *ExhaustedError wrapping the last error when attempts or
+//     MaxElapsed run out;
 //   - an error wrapping both ctx.Err() and the last error when ctx ends,
 //     which cuts a backoff wait short. If ctx is done before the first
 //     attempt, fn is not called.
@@ -122,16 +157,18 @@ func (p Policy) Do(ctx context.Context, fn func(ctx context.Context) error, retr
 	}
 	// Most calls succeed at once: make the first attempt before setting up any of
 	// the backoff machinery, which costs a dozen allocations.
+	start := time.Now()
 	first := fn(ctx)
 	if first == nil {
 		return nil
 	}
-	return p.retry(ctx, fn, retryable, first)
+	return p.retry(ctx, fn, retryable, start, first)
 }
 
-// retry continues Do after a first attempt that failed with first. It runs the
-// same backoff.Retry loop as if that attempt had been made inside it.
-func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, retryable func(error) bool, first error) error {
+// retry continues Do after a first attempt, begun at start, that failed with
+// first. It runs the same backoff.Retry loop as if that attempt had been made
+// inside it.
+func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, retryable func(error) bool, start time.Time, first error) error {
 	var (
 		last     error
 		attempts int
@@ -156,20 +193,16 @@ func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, r
 		}
 		return struct{}{}, err
 	}
-	b := &cappedBackOff{
-		ExponentialBackOff: backoff.ExponentialBackOff{
-			InitialInterval:     p.Initial,
-			RandomizationFactor: p.Jitter,
-			Multiplier:          p.Multiplier,
-			MaxInterval:         p.Max,
-		},
-		max: p.Max,
-	}
+	b := p.backOff()
+	b.start, b.maxElapsed = start, p.MaxElapsed
 	opts := []backoff.RetryOption{
 		backoff.WithBackOff(b),
-		backoff.WithMaxTries(uint(p.Attempts)),
-		// The attempt count is the only budget; time is bounded by ctx.
+		// backoff.Retry's own time budget starts after the first attempt, which
+		// Do made outside it: cappedBackOff keeps MaxElapsed from the real start.
 		backoff.WithMaxElapsedTime(0),
+	}
+	if p.Attempts != Unlimited {
+		opts = append(opts, backoff.WithMaxTries(uint(p.Attempts)))
 	}
 	if p.OnRetry != nil {
 		opts = append(opts, backoff.WithNotify(func(err error, d time.Duration) { p.OnRetry(attempts, err, d) }))
@@ -192,14 +225,65 @@ func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, r
 	return &ExhaustedError{Attempts: attempts, Err: last}
 }
 
+func (p Policy) backOff() *cappedBackOff {
+	return &cappedBackOff{
+		ExponentialBackOff: backoff.ExponentialBackOff{
+			InitialInterval:     p.Initial,
+			RandomizationFactor: p.Jitter,
+			Multiplier:          p.Multiplier,
+			MaxInterval:         p.Max,
+		},
+		max: p.Max,
+	}
+}
+
 // cappedBackOff caps the jittered delay: backoff.ExponentialBackOff applies
 // MaxInterval before randomisation, so on its own a 10 s cap with 20 % jitter
-// could sleep 12 s.
+// could sleep 12 s. With maxElapsed set it also stops the sequence before a
+// wait that would end more than maxElapsed after start.
 type cappedBackOff struct {
 	backoff.ExponentialBackOff
-	max time.Duration
+	max        time.Duration
+	start      time.Time
+	maxElapsed time.Duration
 }
 
 func (c *cappedBackOff) NextBackOff() time.Duration {
-	return min(c.ExponentialBackOff.NextBackOff(), c.max)
+	d := min(c.ExponentialBackOff.NextBackOff(), c.max)
+	if c.maxElapsed > 0 && time.Since(c.start)+d > c.maxElapsed {
+		return backoff.Stop
+	}
+	return d
 }
+
+// Backoff hands out a policy's delays one at a time, for loops that decide
+// themselves when to wait and when to start over: a reconnect loop waits
+// [Backoff.Next] after each failed attempt and calls [Backoff.Reset] once a
+// connection has held. The delays grow and are jittered and capped exactly as
+// in [Policy.Do]; Attempts, MaxElapsed and OnRetry are not used.
+//
+// A Backoff is not safe for concurrent use: give each loop its own.
+type Backoff struct {
+	b *cappedBackOff
+}
+
+// NewBackoff returns a Backoff whose first delay is about p.Initial. It
+// panics if p's delay fields (Initial, Multiplier, Max, Jitter) are invalid,
+// as Validate reports: policies come from configuration validated earlier, so
+// that is a programming error.
+func NewBackoff(p Policy) *Backoff {
+	if err := p.validateDelays(); err != nil {
+		panic(err)
+	}
+	b := &Backoff{b: p.backOff()}
+	b.Reset()
+	return b
+}
+
+// Next returns the delay to wait before the next attempt and advances the
+// sequence: p.Initial, then ×Multiplier each call up to Max, each jittered by
+// up to ±Jitter and never above Max.
+func (b *Backoff) Next() time.Duration { return b.b.NextBackOff() }
+
+// Reset starts the sequence again from p.Initial.
+func (b *Backoff) Reset() { b.b.Reset() }
