@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/retry"
 )
 
 // WakeResult is the JSON body the Wake and Kill endpoints answer with.
@@ -163,34 +165,39 @@ func (c *APIClient) WaitRunning(ctx context.Context, pollInterval time.Duration,
 		pollInterval = 2 * time.Second
 	}
 	start := time.Now()
-	last := WakeResult{}
-	for {
-		r, err := c.Wake(ctx)
-		switch {
-		case err == nil:
-			last = r
-			if progress != nil {
-				progress(r, time.Since(start))
-			}
-			if r.State == StateRunning && r.Address != "" {
-				return r.Address, nil
-			}
-		case ctx.Err() != nil:
-			return "", fmt.Errorf("wait for server (last state %q): %w", last.State, ctx.Err())
-		case !temporary(err):
-			return "", err
-		default:
+	var last WakeResult
+	p := retry.Constant(pollInterval) // unlimited: ctx ends the wait
+	p.OnRetry = func(_ int, err error, _ time.Duration) {
+		if !errors.Is(err, errNotRunning) {
 			c.Log.Warn().Err(err).Dur("elapsed", time.Since(start)).Msg("wake failed, retrying")
 		}
-		t := time.NewTimer(pollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", fmt.Errorf("wait for server (last state %q): %w", last.State, ctx.Err())
-		case <-t.C:
-		}
 	}
+	err := p.Do(ctx, func(ctx context.Context) error {
+		r, err := c.Wake(ctx)
+		if err != nil {
+			return err
+		}
+		last = r
+		if progress != nil {
+			progress(r, time.Since(start))
+		}
+		if r.State == StateRunning && r.Address != "" {
+			return nil
+		}
+		return errNotRunning
+	}, func(err error) bool { return errors.Is(err, errNotRunning) || temporary(err) })
+	switch {
+	case err == nil:
+		return last.Address, nil
+	case ctx.Err() != nil:
+		return "", fmt.Errorf("wait for server (last state %q): %w", last.State, ctx.Err())
+	}
+	return "", err
 }
+
+// errNotRunning is the poll's "not yet": Wake answered, with the server not
+// running.
+var errNotRunning = errors.New("lifecycle api: server not running yet")
 
 func temporary(err error) bool {
 	var ae *APIError

@@ -1,13 +1,17 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
@@ -118,6 +122,8 @@ func TestAPIClientWaitRunning(t *testing.T) {
 	t.Run("polls until running, through temporary failures", func(t *testing.T) {
 		t.Parallel()
 		g, c := newGateway(t, answer{200, starting}, answer{503, `{"message":"Service Unavailable"}`}, answer{200, starting}, answer{200, running})
+		var logs bytes.Buffer
+		c.Log = zerolog.New(&logs)
 		var seen []lifecycle.State
 		var lastElapsed time.Duration
 		addr, err := c.WaitRunning(context.Background(), time.Millisecond, func(r lifecycle.WakeResult, elapsed time.Duration) {
@@ -132,6 +138,10 @@ func TestAPIClientWaitRunning(t *testing.T) {
 		}
 		if len(seen) != 3 || seen[2] != lifecycle.StateRunning || g.calls.Load() != 4 {
 			t.Fatalf("progress %v after %d calls, want starting, starting, running after 4", seen, g.calls.Load())
+		}
+		// Only the failure is logged as one; "starting" is progress, not a failure.
+		if n := strings.Count(logs.String(), "wake failed, retrying"); n != 1 {
+			t.Fatalf("%d retry notices, want 1 for the 503:\n%s", n, logs.String())
 		}
 	})
 	t.Run("stops on a rejected key", func(t *testing.T) {
