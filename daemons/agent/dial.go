@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fluidity-tunnel/fluidity/internal/retry"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
@@ -38,29 +40,49 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("wake the server: %w", err)
 	}
 	// ECS reports a task running before the server inside it listens: keep trying
-	// on a fixed schedule (the seed's 5 s, up to 90 s) before giving up.
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		conn, err := d.dialOnce(ctx, addr)
-		if err == nil {
-			return conn, nil
-		}
-		elapsed := time.Since(start)
-		if ctx.Err() != nil || elapsed+d.cfg.RetryInterval > d.cfg.RetryTimeout {
-			d.log.Error().Err(err).Str("server", addr).Dur("waited", elapsed.Round(time.Second)).
-				Msg("server not reachable; giving up until the next request")
-			// It may have been replaced or put to sleep: wake it again next time.
-			d.waker.Forget(addr)
-			return nil, err
-		}
-		d.log.Info().Str("server", addr).Int("attempt", attempt).Dur("elapsed", elapsed.Round(time.Second)).
-			Msg("server not accepting yet; retrying")
-		select {
-		case <-time.After(d.cfg.RetryInterval):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	// on a fixed schedule (the seed's 5 s, up to 90 s) before giving up. No wait
+	// starts that would end past RetryTimeout; 0 means a single attempt.
+	p := retry.Constant(d.cfg.RetryInterval)
+	p.MaxElapsed = d.cfg.RetryTimeout
+	if d.cfg.RetryTimeout == 0 {
+		p.Attempts = 1
 	}
+	start := time.Now()
+	p.OnRetry = func(attempt int, _ error, _ time.Duration) {
+		d.log.Info().Str("server", addr).Int("attempt", attempt).Dur("elapsed", time.Since(start).Round(time.Second)).
+			Msg("server not accepting yet; retrying")
+	}
+	var (
+		conn     net.Conn
+		cutShort bool // ctx ended during a dial
+	)
+	err = p.Do(ctx, func(ctx context.Context) error {
+		c, err := d.dialOnce(ctx, addr)
+		if err != nil && ctx.Err() != nil {
+			cutShort = true
+			return retry.Permanent(err)
+		}
+		conn = c
+		return err
+	}, nil)
+	var exhausted *retry.ExhaustedError
+	switch {
+	case err == nil:
+		return conn, nil
+	case errors.As(err, &exhausted):
+		err = exhausted.Err
+	case cutShort:
+		// ctx ended during a dial: give up as when the schedule runs out.
+	case ctx.Err() != nil:
+		return nil, ctx.Err() // cancelled while waiting between attempts
+	default:
+		return nil, err // an invalid schedule, which Config.Validate refuses
+	}
+	d.log.Error().Err(err).Str("server", addr).Dur("waited", time.Since(start).Round(time.Second)).
+		Msg("server not reachable; giving up until the next request")
+	// It may have been replaced or put to sleep: wake it again next time.
+	d.waker.Forget(addr)
+	return nil, err
 }
 
 func (d *serverDialer) dialOnce(ctx context.Context, addr string) (net.Conn, error) {
