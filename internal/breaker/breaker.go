@@ -1,11 +1,14 @@
-// Package breaker keeps one circuit breaker per target host so the server
-// stops hammering a destination that keeps failing and answers clients at
-// once instead of making each of them wait for a dial timeout.
+// Package breaker keeps one circuit breaker per target so the server stops
+// hammering a destination that keeps failing and answers clients at once
+// instead of making each of them wait for a dial timeout.
 //
-// The breakers themselves are github.com/sony/gobreaker/v2; this package adds
-// the per-host map, bounds its size (target hosts are chosen by clients, so an
-// unbounded map would be a memory-exhaustion vector), and maps the library's
-// errors to this package's typed errors.
+// A target is whatever key the caller passes: a host name, or a host:port so
+// that a closed port does not condemn the healthy ones on the same host (the
+// tunnel server's choice). The breakers themselves are
+// github.com/sony/gobreaker/v2; this package adds the map of keys, bounds its
+// size (targets are chosen by clients, so an unbounded map would be a
+// memory-exhaustion vector), and maps the library's errors to this package's
+// typed errors.
 package breaker
 
 import (
@@ -13,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +30,8 @@ var ErrOpen = errors.New("breaker: circuit open")
 // OpenError is returned, without calling the guarded function, while the
 // breaker for Host is open or half-open with its trial requests in flight.
 type OpenError struct {
+	// Host is the key the breaker is kept under, normalised: a host, or a
+	// host:port.
 	Host string
 }
 
@@ -34,7 +40,7 @@ func (e *OpenError) Error() string { return fmt.Sprintf("breaker: circuit open f
 // Is makes errors.Is(err, ErrOpen) true for every OpenError.
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 
-// State is the state of one host's breaker.
+// State is the state of one target's breaker.
 type State int
 
 // Breaker states.
@@ -68,7 +74,7 @@ func fromGobreaker(s gobreaker.State) State {
 	}
 }
 
-// Config tunes every host's breaker.
+// Config tunes every target's breaker.
 type Config struct {
 	// ConsecutiveFailures trips the breaker when reached.
 	ConsecutiveFailures uint32
@@ -83,7 +89,7 @@ type Config struct {
 	// used one) is dropped.
 	MaxHosts int
 	// IsFailure decides whether an error from the guarded function counts
-	// against the host. Errors for which it returns false are ignored
+	// against the target. Errors for which it returns false are ignored
 	// entirely (neither success nor failure), so for example a policy refusal
 	// or a client hanging up does not trip the breaker. Nil means
 	// DefaultIsFailure.
@@ -97,7 +103,7 @@ func DefaultIsFailure(err error) bool {
 }
 
 // DefaultConfig returns the seed settings: open after 5 consecutive failures,
-// stay open 30 s, allow 1 trial request, keep at most 10000 hosts.
+// stay open 30 s, allow 1 trial request, keep at most 10000 targets.
 func DefaultConfig() Config {
 	return Config{
 		ConsecutiveFailures: 5,
@@ -127,14 +133,14 @@ func (c Config) Validate() error {
 type Option func(*Set)
 
 // WithOnStateChange registers a callback, e.g. for logging, run on every
-// state transition. It is called synchronously while the host's breaker is
-// locked, so it must be quick and must not call back into the Set for the
-// same host.
+// state transition, with the target's normalised key. It is called
+// synchronously while the target's breaker is locked, so it must be quick and
+// must not call back into the Set for the same target.
 func WithOnStateChange(fn func(host string, from, to State)) Option {
 	return func(s *Set) { s.onChange = fn }
 }
 
-// Set holds one breaker per host. It is safe for concurrent use.
+// Set holds one breaker per target. It is safe for concurrent use.
 type Set struct {
 	cfg      Config
 	onChange func(host string, from, to State)
@@ -176,18 +182,20 @@ func New(cfg Config, opts ...Option) *Set {
 	return s
 }
 
-// Do runs fn through host's breaker. If the breaker rejects the call, Do
-// returns an *OpenError at once without calling fn. If ctx is already done,
-// Do returns its error without calling fn, so an abandoned request cannot
-// take a half-open trial slot. Otherwise it returns fn's error unchanged.
+// Do runs fn through the breaker of host, a host or a host:port. If the
+// breaker rejects the call, Do returns an *OpenError at once without calling
+// fn. If ctx is already done, Do returns its error without calling fn, so an
+// abandoned request cannot take a half-open trial slot. Otherwise it returns
+// fn's error unchanged.
 //
-// host is compared case-insensitively with any trailing dot removed; callers
-// choose whether to include the port.
+// The host is compared case-insensitively with any trailing dot removed, with
+// or without a port: "Example.COM.:443" and "example.com:443" share a breaker,
+// "example.com:80" and "example.com" each have their own.
 func (s *Set) Do(ctx context.Context, host string, fn func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = normalize(host)
 	cb := s.get(host)
 	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, fn(ctx) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
@@ -196,9 +204,10 @@ func (s *Set) Do(ctx context.Context, host string, fn func(ctx context.Context) 
 	return err
 }
 
-// State reports host's current state; hosts without a breaker are closed.
+// State reports the current state of host's breaker (host as for Do); targets
+// without a breaker are closed.
 func (s *Set) State(host string) State {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = normalize(host)
 	s.mu.Lock()
 	el, ok := s.hosts[host]
 	s.mu.Unlock()
@@ -208,11 +217,20 @@ func (s *Set) State(host string) State {
 	return fromGobreaker(el.Value.(*entry).cb.State())
 }
 
-// Len reports how many hosts currently have a breaker.
+// Len reports how many targets currently have a breaker.
 func (s *Set) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.hosts)
+}
+
+// normalize folds the case of a host, or of the host part of a host:port, and
+// drops its trailing dot, so that every spelling of one target shares a breaker.
+func normalize(key string) string {
+	if h, p, err := net.SplitHostPort(key); err == nil {
+		return net.JoinHostPort(strings.TrimSuffix(strings.ToLower(h), "."), p)
+	}
+	return strings.TrimSuffix(strings.ToLower(key), ".")
 }
 
 // evictScan limits how far from the LRU end eviction looks for a healthy
@@ -236,7 +254,7 @@ func (s *Set) get(host string) *gobreaker.CircuitBreaker[struct{}] {
 
 // evictLocked drops one breaker. A breaker that is closed with no recorded
 // failures carries no information, so dropping it is free; dropping a
-// tripped one would let a flood of requests to random hosts reset it, so it
+// tripped one would let a flood of requests to random targets reset it, so it
 // goes only if no healthy one is found near the LRU end.
 func (s *Set) evictLocked() {
 	victim := s.lru.Back()

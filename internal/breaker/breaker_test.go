@@ -203,6 +203,49 @@ func TestHostsIndependent(t *testing.T) {
 	}
 }
 
+// TestPortsIndependent: with host:port keys a closed port trips its own breaker
+// only; the same host's other ports, and the bare host, keep theirs.
+func TestPortsIndependent(t *testing.T) {
+	s := New(testConfig())
+	ctx := context.Background()
+	for range 5 {
+		_ = s.Do(ctx, "h.example:81", fail)
+	}
+	if err := s.Do(ctx, "h.example:81", succeed); !errors.Is(err, ErrOpen) {
+		t.Fatalf("bad port err = %v, want ErrOpen", err)
+	}
+	for _, key := range []string{"h.example:443", "h.example", "[::1]:81"} {
+		if err := s.Do(ctx, key, succeed); err != nil {
+			t.Errorf("%s: err = %v", key, err)
+		}
+	}
+}
+
+// TestKeyNormalized: case and a trailing dot on the host do not make a new
+// breaker, with or without a port, IPv6 literals included.
+func TestKeyNormalized(t *testing.T) {
+	s := New(testConfig())
+	ctx := context.Background()
+	for _, key := range []string{"a.example:443", "A.Example.:443", "a.EXAMPLE:443"} {
+		_ = s.Do(ctx, key, fail)
+	}
+	for _, key := range []string{"[FE80::1]:80", "[fe80::1]:80"} {
+		_ = s.Do(ctx, key, fail)
+	}
+	_ = s.Do(ctx, "B.Example.", fail)
+	_ = s.Do(ctx, "b.example", fail)
+	if n := s.Len(); n != 3 {
+		t.Errorf("Len = %d, want 3 breakers (a.example:443, [fe80::1]:80, b.example)", n)
+	}
+	// Three failures so far on a.example:443; two more under other spellings open it.
+	_ = s.Do(ctx, "A.EXAMPLE.:443", fail)
+	_ = s.Do(ctx, "a.example.:443", fail)
+	var oe *OpenError
+	if err := s.Do(ctx, "a.example:443", succeed); !errors.As(err, &oe) || oe.Host != "a.example:443" {
+		t.Errorf("err = %v, want *OpenError for a.example:443", err)
+	}
+}
+
 func TestMapIsBounded(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxHosts = 32
