@@ -56,7 +56,10 @@ func (c EgressConfig) internal() egress.Config {
 	}
 }
 
-// BreakerConfig tunes the circuit breaker the server keeps per target host. A
+// BreakerConfig tunes the circuit breaker the server keeps per target host and port:
+// the dialled host:port for CONNECT and WebSocket, the URL's host and port (80 or 443
+// when the URL names none) for HTTP requests, so a closed port does not make the
+// same host's healthy ports answer breaker_open. All agents share each breaker. A
 // breaker counts dial and transport failures only: an HTTP error status, a policy
 // refusal, a name that does not exist or an agent that gives up prove nothing about
 // the target and are not counted.
@@ -152,8 +155,14 @@ func newGuards(cfg *ServerConfig, log zerolog.Logger) (*guards, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: server: %w", err)
 	}
-	set := breaker.New(cfg.Breaker.internal(), breaker.WithOnStateChange(func(host string, from, to breaker.State) {
-		log.Warn().Str("target", host).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
+	set := breaker.New(cfg.Breaker.internal(), breaker.WithOnStateChange(func(key string, from, to breaker.State) {
+		// The key is host:port; "target" stays the host alone, as in every other
+		// log line, and the port says which of its breakers changed.
+		host, port, err := net.SplitHostPort(key)
+		if err != nil {
+			host, port = key, ""
+		}
+		log.Warn().Str("target", host).Str("port", port).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
 	}))
 	return &guards{policy: policy, breakers: set, retry: cfg.Retry.internal()}, nil
 }
@@ -234,8 +243,10 @@ func (s *Server) dialTarget(ctx context.Context, network, addr string) (net.Conn
 	return s.guards.policy.DialContext(ctx, network, addr)
 }
 
-// dialGuarded dials a CONNECT or WebSocket target through host's breaker, retrying
-// dial failures: nothing has been sent to the target yet, so a retry is always safe.
+// dialGuarded dials a CONNECT or WebSocket target through addr's breaker (host:port,
+// so one closed port does not condemn the host; host only names the target in the
+// log), retrying dial failures: nothing has been sent to the target yet, so a retry
+// is always safe.
 func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr string) (net.Conn, error) {
 	var conn net.Conn
 	p := s.guards.retry
@@ -244,7 +255,7 @@ func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr
 	}
 	// The breaker wraps the retries: one request that fails after all its attempts
 	// is one failure, and an open breaker answers before any attempt or backoff.
-	err := s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+	err := s.guards.breakers.Do(ctx, addr, func(ctx context.Context) error {
 		return p.Do(ctx, func(ctx context.Context) error {
 			c, err := s.dialTarget(ctx, "tcp", addr)
 			if err != nil {
@@ -260,10 +271,20 @@ func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr
 	return conn, nil
 }
 
-// roundTripGuarded makes an HTTP request through host's breaker. A request that is
-// idempotent and has no body is retried when its connection failed before any
-// response; any other request is sent once.
+// roundTripGuarded makes an HTTP request through the breaker of the host and port the
+// transport dials (the URL's; 80 or 443 by scheme when it names none), the breaker a
+// CONNECT to that host:port shares. A request that is idempotent and has no body is
+// retried when its connection failed before any response; any other request is
+// sent once.
 func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host string, req *http.Request, body *bodyWatch) (*http.Response, error) {
+	port := req.URL.Port()
+	if port == "" {
+		port = "80"
+		if req.URL.Scheme == "https" {
+			port = "443"
+		}
+	}
+	key := net.JoinHostPort(req.URL.Hostname(), port)
 	retryable := idempotentWithoutBody(req)
 	var resp *http.Response
 	attempt := 0
@@ -271,7 +292,7 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 	p.OnRetry = func(attempt int, err error, delay time.Duration) {
 		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("request failed before any response; retrying")
 	}
-	err := s.guards.breakers.Do(ctx, host, func(ctx context.Context) error {
+	err := s.guards.breakers.Do(ctx, key, func(ctx context.Context) error {
 		return p.Do(ctx, func(ctx context.Context) error {
 			r := req
 			if attempt > 0 {

@@ -325,11 +325,12 @@ func closedAddr(t testing.TB) string {
 	return addr
 }
 
-// TestBreakerOpens: after ConsecutiveFailures failed dials the host's breaker
+// TestBreakerOpens: after ConsecutiveFailures failed dials the target's breaker
 // answers breaker_open (503) at once without dialing, for every kind of stream;
 // after OpenTimeout one trial goes through and closes it again.
 func TestBreakerOpens(t *testing.T) {
-	dialer := &countingDialer{}
+	// The target refuses its first three connections, then is back.
+	dialer := &countingDialer{fail: func(n int32) bool { return n <= 3 }}
 	const openFor = 300 * time.Millisecond
 	h := newHarness(t, overPipe, func(c *ServerConfig) {
 		c.Dialer = dialer
@@ -337,9 +338,10 @@ func TestBreakerOpens(t *testing.T) {
 		c.Retry.Attempts = 1
 		c.Resolver = &fakeDNS{}
 	})
-	dead := closedAddr(t)
+	tgt := target(t)
+	hostport := strings.TrimPrefix(tgt.URL, "http://")
 	for i := 0; i < 3; i++ {
-		if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetRefused) {
+		if err := try(t, h.client, "connect", hostport); !errors.Is(err, ErrTargetRefused) {
 			t.Fatalf("dial %d: %v", i, err)
 		}
 	}
@@ -349,7 +351,7 @@ func TestBreakerOpens(t *testing.T) {
 	opened := time.Now()
 	for _, kind := range workKinds {
 		start := time.Now()
-		err := try(t, h.client, kind, dead)
+		err := try(t, h.client, kind, hostport)
 		if !errors.Is(err, ErrBreakerOpen) || HTTPStatus(err) != http.StatusServiceUnavailable {
 			t.Fatalf("%s with breaker open: %v (status %d)", kind, err, HTTPStatus(err))
 		}
@@ -363,23 +365,123 @@ func TestBreakerOpens(t *testing.T) {
 	if time.Since(opened) >= openFor {
 		t.Fatal("test too slow for the open timeout")
 	}
-	// The breaker is per host name: another name for the same address is unaffected.
-	tgt := target(t)
-	livePort := tgt.URL[strings.LastIndex(tgt.URL, ":")+1:]
+	// The breaker is per host name and port: another name for the same address is
+	// unaffected.
+	livePort := hostport[strings.LastIndex(hostport, ":")+1:]
 	if err := try(t, h.client, "connect", "loop.test:"+livePort); err != nil {
 		t.Fatalf("other host name: %v", err)
 	}
 	time.Sleep(time.Until(opened.Add(openFor + 50*time.Millisecond)))
-	// Half-open: the trial to a live port on the same host succeeds and closes it.
+	// Half-open: an HTTP request to the same host:port is the trial (HTTP and CONNECT
+	// share the breaker); it succeeds and closes the breaker.
 	resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
 	if err != nil {
 		t.Fatalf("trial request: %v", err)
 	}
 	resp.Body.Close()
 	for i := 0; i < 3; i++ {
-		if err := try(t, h.client, "connect", strings.TrimPrefix(tgt.URL, "http://")); err != nil {
+		if err := try(t, h.client, "connect", hostport); err != nil {
 			t.Fatalf("after recovery: %v", err)
 		}
+	}
+}
+
+// TestBreakerPerPort: refused connections to a closed port of 127.0.0.1 open that
+// port's breaker only; another port on the same host keeps answering, for every kind
+// of stream, and the breaker's log line names the host and the port.
+func TestBreakerPerPort(t *testing.T) {
+	var logs lockedBuffer
+	dialer := &countingDialer{}
+	h := newHarness(t, overPipe, func(c *ServerConfig) {
+		c.Dialer = dialer
+		c.Breaker = BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Minute, HalfOpenMaxRequests: 1}
+		c.Logger = zerolog.New(&logs).Level(zerolog.WarnLevel)
+	})
+	live := strings.TrimPrefix(target(t).URL, "http://")
+	dead := closedAddr(t)
+	// One refusal of each kind: all three count against the same breaker.
+	for _, kind := range workKinds {
+		if err := try(t, h.client, kind, dead); !errors.Is(err, ErrTargetRefused) {
+			t.Fatalf("%s to the closed port: %v", kind, err)
+		}
+	}
+	dials := dialer.n.Load()
+	for _, kind := range workKinds {
+		if err := try(t, h.client, kind, dead); !errors.Is(err, ErrBreakerOpen) {
+			t.Errorf("%s to the closed port: %v, want breaker_open", kind, err)
+		}
+		if err := try(t, h.client, kind, live); err != nil {
+			t.Errorf("%s to another port of the same host: %v", kind, err)
+		}
+	}
+	if n := dialer.n.Load() - dials; n != int32(len(workKinds)) {
+		t.Errorf("%d dials after the breaker opened, want %d (the live port's only)", n, len(workKinds))
+	}
+	var line string
+	waitFor(t, 5*time.Second, "the breaker's log line", func() bool {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, `"circuit breaker"`) && strings.Contains(l, `"to":"open"`) {
+				line = l
+			}
+		}
+		return line != ""
+	})
+	_, deadPort, _ := net.SplitHostPort(dead)
+	for _, want := range []string{`"target":"127.0.0.1"`, `"port":"` + deadPort + `"`, `"from":"closed"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("breaker log line lacks %s: %s", want, line)
+		}
+	}
+}
+
+// TestBreakerDefaultPort: an HTTP request is counted against its URL's host and
+// effective port, 80 or 443 by scheme when the URL names none, which is the breaker a
+// CONNECT to that host:port uses too.
+func TestBreakerDefaultPort(t *testing.T) {
+	live := strings.TrimPrefix(target(t).URL, "http://")
+	_, livePort, _ := net.SplitHostPort(live)
+	// Nothing listens on loopback's 80 or 443 in a test; refuse them without trying.
+	dialer := &recordingDialer{fn: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.HasSuffix(addr, ":80") || strings.HasSuffix(addr, ":443") {
+			return nil, refusedDial(addr)
+		}
+		return loopbackOnly(ctx, network, addr)
+	}}
+	h := newHarness(t, overPipe, func(c *ServerConfig) {
+		c.Dialer = dialer
+		c.Breaker = BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Minute, HalfOpenMaxRequests: 1}
+		c.Retry.Attempts = 1
+		c.Resolver = &fakeDNS{}
+	})
+	get := func(url string) error {
+		resp, err := h.client.RoundTrip(mustRequest("GET", url))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	for _, tc := range []struct{ url, addr string }{
+		{"http://loop.test/a", "loop.test:80"},
+		{"https://loop.test/a", "loop.test:443"},
+	} {
+		for i := 0; i < 3; i++ {
+			if err := get(tc.url); !errors.Is(err, ErrTargetRefused) {
+				t.Fatalf("%s, request %d: %v", tc.url, i, err)
+			}
+		}
+		n := len(dialer.dialed())
+		if err := try(t, h.client, "connect", tc.addr); !errors.Is(err, ErrBreakerOpen) {
+			t.Errorf("CONNECT %s after %s was refused: %v, want breaker_open", tc.addr, tc.url, err)
+		}
+		if err := get(strings.Replace(tc.url, "loop.test", tc.addr, 1)); !errors.Is(err, ErrBreakerOpen) {
+			t.Errorf("%s with the port spelt out: %v, want breaker_open", tc.url, err)
+		}
+		if d := dialer.dialed(); len(d) != n {
+			t.Errorf("open breaker dialled %v", d[n:])
+		}
+	}
+	if err := get("http://loop.test:" + livePort + "/hello"); err != nil {
+		t.Errorf("the live port of the same host: %v", err)
 	}
 }
 
