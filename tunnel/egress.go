@@ -77,8 +77,10 @@ type BreakerConfig struct {
 // RetryConfig tunes the retries the server makes where repeating cannot duplicate a
 // side effect: a CONNECT or WebSocket dial that failed (nothing was sent), and an
 // idempotent HTTP request without a body whose connection failed before any
-// response. A policy refusal, a name that does not exist or an open breaker is never
-// retried, and the whole sequence ends as soon as the agent aborts the stream or the
+// response. A policy refusal, a name that does not exist, an open breaker, a
+// connection the target refused or a host or network reported unreachable is never
+// retried (the last three are answered at once but still count against the target's
+// breaker), and the whole sequence ends as soon as the agent aborts the stream or the
 // server shuts down.
 type RetryConfig struct {
 	// Attempts is the number of tries including the first; 1 disables retries.
@@ -198,11 +200,25 @@ func targetFault(err error) bool {
 	return true
 }
 
+// refusedByTarget reports whether err is a definite no to a dial rather than a lost
+// packet: the target's host answered with a reset (ECONNREFUSED: nothing listens on
+// the port), or a router, a firewall's reject rule or the server's own routing table
+// answered that the host or network cannot be reached (EHOSTUNREACH, ENETUNREACH;
+// e.g. an IPv6-only name from a server without IPv6, or icmp-host-prohibited). What
+// caused it does not change in the seconds a retry waits, so retrying only holds the
+// agent's answer back (3 s with the seed policy, and an EHOSTUNREACH after a failed
+// ARP already costs seconds per attempt). It is still the target's fault: the breaker
+// counts it.
+func refusedByTarget(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
+}
+
 // retryableHTTP reports whether an idempotent, bodiless request that failed with err
-// may be sent again: the failure must be a dial failure or a connection that broke
-// before any response.
+// may be sent again: the failure must be a dial failure that may pass (not
+// refusedByTarget) or a connection that broke before any response.
 func retryableHTTP(err error) bool {
-	if !targetFault(err) {
+	if !targetFault(err) || refusedByTarget(err) {
 		return false
 	}
 	var (
@@ -213,8 +229,7 @@ func retryableHTTP(err error) bool {
 	case errors.As(err, &op) && op.Op == "dial",
 		errors.As(err, &dnsErr),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.EPIPE):
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return true
 	}
 	return false
@@ -245,8 +260,9 @@ func (s *Server) dialTarget(ctx context.Context, network, addr string) (net.Conn
 
 // dialGuarded dials a CONNECT or WebSocket target through addr's breaker (host:port,
 // so one closed port does not condemn the host; host only names the target in the
-// log), retrying dial failures: nothing has been sent to the target yet, so a retry
-// is always safe.
+// log), retrying dial failures that may pass: nothing has been sent to the target
+// yet, so a retry is always safe, but a refused connection or an unreachable host is
+// answered at once (refusedByTarget).
 func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr string) (net.Conn, error) {
 	var conn net.Conn
 	p := s.guards.retry
@@ -263,7 +279,7 @@ func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr
 			}
 			conn = c
 			return nil
-		}, targetFault)
+		}, func(err error) bool { return targetFault(err) && !refusedByTarget(err) })
 	})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -71,8 +72,14 @@ func echoConn(context.Context, string, string) (net.Conn, error) {
 }
 
 // refusedDial is what a dial to a closed port returns.
-func refusedDial(addr string) error {
-	return &net.OpError{Op: "dial", Net: "tcp", Addr: fakeAddr(addr), Err: &net.OpError{Op: "connect", Err: syscall.ECONNREFUSED}}
+func refusedDial(addr string) error { return errnoDial(addr, syscall.ECONNREFUSED) }
+
+// timedOutDial is what a dial whose SYNs went unanswered returns: a failure that may
+// pass, so the server retries it.
+func timedOutDial(addr string) error { return errnoDial(addr, syscall.ETIMEDOUT) }
+
+func errnoDial(addr string, errno syscall.Errno) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: fakeAddr(addr), Err: os.NewSyscallError("connect", errno)}
 }
 
 type fakeAddr string
@@ -304,15 +311,20 @@ func TestEgressRefusalLogged(t *testing.T) {
 	}
 }
 
-// countingDialer dials loopback for real and fails the dials fail says to.
+// countingDialer dials loopback for real and fails the dials fail says to, with
+// err's error (refusedDial when err is nil).
 type countingDialer struct {
 	n    atomic.Int32
 	fail func(n int32) bool
+	err  func(addr string) error
 }
 
 func (d *countingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	n := d.n.Add(1)
 	if d.fail != nil && d.fail(n) {
+		if d.err != nil {
+			return nil, d.err(addr)
+		}
 		return nil, refusedDial(addr)
 	}
 	return loopbackOnly(ctx, network, addr)
@@ -530,15 +542,15 @@ func TestBreakerIgnoresHTTPErrors(t *testing.T) {
 	}
 }
 
-// TestRetry: failed dials are retried where nothing has been sent; a request with a
-// body is sent once.
+// TestRetry: dials that failed for a reason that may pass (here a timeout) are
+// retried where nothing has been sent; a request with a body is sent once.
 func TestRetry(t *testing.T) {
 	tgt := target(t)
 	hostport := strings.TrimPrefix(tgt.URL, "http://")
 	firstFails := func(n int32) bool { return n == 1 }
 
 	t.Run("GET retried after failed dial", func(t *testing.T) {
-		dialer := &countingDialer{fail: firstFails}
+		dialer := &countingDialer{fail: firstFails, err: timedOutDial}
 		h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dialer })
 		resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
 		if err != nil {
@@ -552,7 +564,7 @@ func TestRetry(t *testing.T) {
 	})
 	t.Run("CONNECT and WebSocket retried after failed dial", func(t *testing.T) {
 		for _, kind := range []string{"connect", "websocket"} {
-			dialer := &countingDialer{fail: firstFails}
+			dialer := &countingDialer{fail: firstFails, err: timedOutDial}
 			h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dialer })
 			if err := try(t, h.client, kind, hostport); err != nil || dialer.n.Load() != 2 {
 				t.Fatalf("%s: %v after %d dials", kind, err, dialer.n.Load())
@@ -564,11 +576,11 @@ func TestRetry(t *testing.T) {
 		post := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen.Add(1) }))
 		defer post.Close()
 		for _, method := range []string{"POST", "PUT"} {
-			dialer := &countingDialer{fail: firstFails}
+			dialer := &countingDialer{fail: firstFails, err: timedOutDial}
 			h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dialer })
 			req, _ := http.NewRequest(method, post.URL, strings.NewReader("not twice"))
 			_, err := h.client.RoundTrip(req)
-			if !errors.Is(err, ErrTargetRefused) || HTTPStatus(err) != http.StatusBadGateway {
+			if !errors.Is(err, ErrTargetTimeout) || HTTPStatus(err) != http.StatusGatewayTimeout {
 				t.Fatalf("%s: %v", method, err)
 			}
 			if n := dialer.n.Load(); n != 1 {
@@ -580,11 +592,11 @@ func TestRetry(t *testing.T) {
 		}
 	})
 	t.Run("attempts exhausted", func(t *testing.T) {
-		dialer := &countingDialer{fail: func(int32) bool { return true }}
+		dialer := &countingDialer{fail: func(int32) bool { return true }, err: timedOutDial}
 		h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dialer; c.Breaker.ConsecutiveFailures = 100 })
 		for _, kind := range workKinds {
 			dialer.n.Store(0)
-			if err := try(t, h.client, kind, hostport); !errors.Is(err, ErrTargetRefused) {
+			if err := try(t, h.client, kind, hostport); !errors.Is(err, ErrTargetTimeout) {
 				t.Fatalf("%s: %v", kind, err)
 			}
 			if n := dialer.n.Load(); n != 3 {
@@ -610,7 +622,7 @@ func TestRetry(t *testing.T) {
 // TestAbortStopsRetry: an agent that gives up ends the server's retries at once,
 // backoff included.
 func TestAbortStopsRetry(t *testing.T) {
-	dialer := &countingDialer{fail: func(int32) bool { return true }}
+	dialer := &countingDialer{fail: func(int32) bool { return true }, err: timedOutDial}
 	h := newHarness(t, overPipe, func(c *ServerConfig) {
 		c.Dialer = dialer
 		c.Retry = RetryConfig{Attempts: 5, Initial: time.Minute, Multiplier: 1, Max: time.Minute}
@@ -738,7 +750,7 @@ func TestConnectEarlyBytes(t *testing.T) {
 // is one failure for the breaker, so two failed requests do not open a breaker set
 // to three consecutive failures, however many dials they made.
 func TestBreakerCountsRequestsNotAttempts(t *testing.T) {
-	dialer := &countingDialer{}
+	dialer := &countingDialer{fail: func(int32) bool { return true }, err: timedOutDial}
 	h := newHarness(t, overPipe, func(c *ServerConfig) {
 		c.Dialer = dialer
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Minute, HalfOpenMaxRequests: 1}
@@ -747,17 +759,80 @@ func TestBreakerCountsRequestsNotAttempts(t *testing.T) {
 	})
 	dead := closedAddr(t)
 	for i := 0; i < 2; i++ {
-		if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetRefused) {
-			t.Fatalf("request %d: %v, want the target's refusal (breaker still closed)", i, err)
+		if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetTimeout) {
+			t.Fatalf("request %d: %v, want the target's timeout (breaker still closed)", i, err)
 		}
 	}
 	if n := dialer.n.Load(); n != 6 {
 		t.Fatalf("%d dials, want 2 requests × 3 attempts", n)
 	}
-	if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetRefused) {
+	if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrTargetTimeout) {
 		t.Fatalf("third request: %v", err)
 	}
 	if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrBreakerOpen) {
 		t.Fatalf("fourth request: %v, want the open breaker", err)
+	}
+}
+
+// TestRetrySkipsRefused: a refused connection is not transient. With the default
+// retry policy (about 1 s before a second attempt) a refused CONNECT, HTTP request or
+// WebSocket is answered with connection_refused after one dial, well before a retry
+// could have gone out, and still counts against the target's breaker; so is a host or
+// network reported unreachable, answered with unreachable.
+func TestRetrySkipsRefused(t *testing.T) {
+	def := DefaultServerConfig().Retry
+	// The first retry waits Initial less the policy's jitter (±20 %) at the least.
+	atOnce := def.Initial * 8 / 10 / 2
+	cases := []struct {
+		name   string
+		dialer *countingDialer // nil: dial the closed port for real
+		code   ErrorCode
+	}{
+		{name: "refused", code: CodeConnectionRefused},
+		{name: "EHOSTUNREACH", code: CodeUnreachable, dialer: &countingDialer{
+			fail: func(int32) bool { return true },
+			err:  func(addr string) error { return errnoDial(addr, syscall.EHOSTUNREACH) },
+		}},
+		{name: "ENETUNREACH", code: CodeUnreachable, dialer: &countingDialer{
+			fail: func(int32) bool { return true },
+			err:  func(addr string) error { return errnoDial(addr, syscall.ENETUNREACH) },
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dialer := tc.dialer
+			if dialer == nil {
+				dialer = &countingDialer{}
+			}
+			h := newHarness(t, overPipe, func(c *ServerConfig) {
+				c.Dialer = dialer
+				c.Retry = def
+				c.Breaker.ConsecutiveFailures = uint32(len(workKinds))
+			})
+			dead := closedAddr(t)
+			for _, kind := range workKinds {
+				dialer.n.Store(0)
+				start := time.Now()
+				err := try(t, h.client, kind, dead)
+				took := time.Since(start)
+				var re *RemoteError
+				if !errors.As(err, &re) || re.Code != tc.code || HTTPStatus(err) != http.StatusBadGateway {
+					t.Errorf("%s: %v (status %d), want %s / 502", kind, err, HTTPStatus(err), tc.code)
+				}
+				if tc.code == CodeConnectionRefused && !errors.Is(err, ErrTargetRefused) {
+					t.Errorf("%s: %v does not match ErrTargetRefused", kind, err)
+				}
+				if n := dialer.n.Load(); n != 1 {
+					t.Errorf("%s: %d dials, want 1", kind, n)
+				}
+				if took >= atOnce {
+					t.Errorf("%s: answered after %v, want well under the first retry delay (%v)", kind, took, def.Initial)
+				}
+			}
+			// One failure per kind: the breaker counted each.
+			if err := try(t, h.client, "connect", dead); !errors.Is(err, ErrBreakerOpen) {
+				t.Errorf("after %d refusals: %v, want breaker_open", len(workKinds), err)
+			}
+		})
 	}
 }
