@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -16,11 +17,15 @@ var errBoom = errors.New("boom")
 func fail(context.Context) error    { return errBoom }
 func succeed(context.Context) error { return nil }
 
+// openTimeout is the seed's. Tests that wait it out, or that must not drift from
+// open to half-open between two assertions, run in a synctest bubble, where
+// gobreaker's time.Now is the fake clock: waiting costs nothing and no slow run
+// can cross the timeout by accident.
+const openTimeout = 30 * time.Second
+
 func testConfig() Config {
 	c := DefaultConfig()
-	// Long enough that a slow -race run cannot drift from open to half-open
-	// between two consecutive assertions, short enough to keep tests quick.
-	c.OpenTimeout = 200 * time.Millisecond
+	c.OpenTimeout = openTimeout
 	return c
 }
 
@@ -41,7 +46,9 @@ func (t *transitions) String() string {
 	return strings.Join(t.log, " ")
 }
 
-func TestBreakerLifecycle(t *testing.T) {
+func TestBreakerLifecycle(t *testing.T) { synctest.Test(t, testBreakerLifecycle) }
+
+func testBreakerLifecycle(t *testing.T) {
 	tr := &transitions{}
 	s := New(testConfig(), WithOnStateChange(tr.record))
 	ctx := context.Background()
@@ -66,8 +73,17 @@ func TestBreakerLifecycle(t *testing.T) {
 		t.Fatal("open breaker called fn")
 	}
 
+	// Open for exactly OpenTimeout, then half-open.
+	time.Sleep(openTimeout - time.Millisecond)
+	if got := s.State("a.example"); got != StateOpen {
+		t.Fatalf("just before OpenTimeout state = %v, want open", got)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if got := s.State("a.example"); got != StateHalfOpen {
+		t.Fatalf("just after OpenTimeout state = %v, want half-open", got)
+	}
+
 	// After OpenTimeout: exactly one trial while it is in flight.
-	time.Sleep(250 * time.Millisecond)
 	release := make(chan struct{})
 	trialStarted := make(chan struct{})
 	trialDone := make(chan error)
@@ -94,7 +110,7 @@ func TestBreakerLifecycle(t *testing.T) {
 	for range 5 {
 		_ = s.Do(ctx, "a.example", fail)
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(openTimeout + time.Millisecond)
 	if err := s.Do(ctx, "a.example", fail); !errors.Is(err, errBoom) {
 		t.Fatalf("trial err = %v, want errBoom", err)
 	}
@@ -130,16 +146,18 @@ func TestFailureClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := New(tt.cfg)
-			for range 10 {
-				err := s.Do(context.Background(), "h", func(context.Context) error { return tt.err })
-				if errors.Is(err, ErrOpen) {
-					break
+			synctest.Test(t, func(t *testing.T) {
+				s := New(tt.cfg)
+				for range 10 {
+					err := s.Do(context.Background(), "h", func(context.Context) error { return tt.err })
+					if errors.Is(err, ErrOpen) {
+						break
+					}
 				}
-			}
-			if got := s.State("h") == StateOpen; got != tt.wantOpn {
-				t.Errorf("open = %v, want %v", got, tt.wantOpn)
-			}
+				if got := s.State("h") == StateOpen; got != tt.wantOpn {
+					t.Errorf("open = %v, want %v", got, tt.wantOpn)
+				}
+			})
 		})
 	}
 }
@@ -158,13 +176,15 @@ func TestSuccessResetsConsecutiveCount(t *testing.T) {
 	}
 }
 
-func TestExcludedTrialFreesSlot(t *testing.T) {
+func TestExcludedTrialFreesSlot(t *testing.T) { synctest.Test(t, testExcludedTrialFreesSlot) }
+
+func testExcludedTrialFreesSlot(t *testing.T) {
 	s := New(testConfig())
 	ctx := context.Background()
 	for range 5 {
 		_ = s.Do(ctx, "h", fail)
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(openTimeout + time.Millisecond)
 	// A cancelled trial says nothing about the host; the next one may go.
 	_ = s.Do(ctx, "h", func(context.Context) error { return context.Canceled })
 	if err := s.Do(ctx, "h", succeed); err != nil {
@@ -186,7 +206,9 @@ func TestDoneContextDoesNotCallFn(t *testing.T) {
 	}
 }
 
-func TestHostsIndependent(t *testing.T) {
+func TestHostsIndependent(t *testing.T) { synctest.Test(t, testHostsIndependent) }
+
+func testHostsIndependent(t *testing.T) {
 	s := New(testConfig())
 	ctx := context.Background()
 	for range 5 {
@@ -205,7 +227,9 @@ func TestHostsIndependent(t *testing.T) {
 
 // TestPortsIndependent: with host:port keys a closed port trips its own breaker
 // only; the same host's other ports, and the bare host, keep theirs.
-func TestPortsIndependent(t *testing.T) {
+func TestPortsIndependent(t *testing.T) { synctest.Test(t, testPortsIndependent) }
+
+func testPortsIndependent(t *testing.T) {
 	s := New(testConfig())
 	ctx := context.Background()
 	for range 5 {
@@ -223,7 +247,9 @@ func TestPortsIndependent(t *testing.T) {
 
 // TestKeyNormalized: case and a trailing dot on the host do not make a new
 // breaker, with or without a port, IPv6 literals included.
-func TestKeyNormalized(t *testing.T) {
+func TestKeyNormalized(t *testing.T) { synctest.Test(t, testKeyNormalized) }
+
+func testKeyNormalized(t *testing.T) {
 	s := New(testConfig())
 	ctx := context.Background()
 	for _, key := range []string{"a.example:443", "A.Example.:443", "a.EXAMPLE:443"} {
