@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -38,6 +39,14 @@ func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
+// pipePair is tcpPair in memory, for the tests that run in a synctest bubble, which
+// fakes timers but not network I/O. net.Pipe has no half-close, so CloseWrite closes
+// the whole end: the tests of half-close and reset stay on tcpPair.
+func pipePair() (Conn, Conn) {
+	c1, c2 := net.Pipe()
+	return AsConn(c1), AsConn(c2)
+}
+
 // TestHalfClose: A's client shuts down its write side; B's side reads EOF, answers,
 // and the answer still reaches A's client.
 func TestHalfClose(t *testing.T) {
@@ -65,44 +74,88 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+// TestIdleTimeout: a relay where nothing moves is closed, both sides, after exactly
+// IdleTimeout (on the bubble's clock).
 func TestIdleTimeout(t *testing.T) {
-	client, a := tcpPair(t)
-	b, target := tcpPair(t)
-	defer client.Close()
-	defer target.Close()
-	start := time.Now()
-	res := Run(a, b, Options{IdleTimeout: 100 * time.Millisecond})
-	if !errors.Is(res.Err, ErrIdle) {
-		t.Fatalf("err %v, want ErrIdle", res.Err)
-	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
-		t.Fatalf("closed after %v", d)
-	}
-	// Both sides were closed: the peers see EOF.
-	_ = client.SetReadDeadline(time.Now().Add(time.Second))
-	if _, err := client.Read(make([]byte, 1)); err == nil {
-		t.Fatal("client side still open")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		client, a := pipePair()
+		b, target := pipePair()
+		defer client.Close()
+		defer target.Close()
+		start := time.Now()
+		res := Run(a, b, Options{IdleTimeout: 100 * time.Millisecond})
+		if !errors.Is(res.Err, ErrIdle) {
+			t.Fatalf("err %v, want ErrIdle", res.Err)
+		}
+		if d := time.Since(start); d != 100*time.Millisecond {
+			t.Fatalf("closed after %v, want 100ms", d)
+		}
+		// Both sides were closed: the peers see EOF.
+		_ = client.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := client.Read(make([]byte, 1)); err == nil {
+			t.Fatal("client side still open")
+		}
+		_ = target.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := target.Read(make([]byte, 1)); err == nil {
+			t.Fatal("target side still open")
+		}
+	})
 }
 
 // TestActivityDefersIdle: traffic in either direction keeps the relay alive.
 func TestActivityDefersIdle(t *testing.T) {
-	client, a := tcpPair(t)
-	b, target := tcpPair(t)
-	done := make(chan Result, 1)
-	go func() { done <- Run(a, b, Options{IdleTimeout: 150 * time.Millisecond}) }()
-	go func() { _, _ = io.Copy(io.Discard, target) }()
-	for i := 0; i < 6; i++ {
-		if _, err := client.Write([]byte("x")); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+	synctest.Test(t, func(t *testing.T) {
+		client, a := pipePair()
+		b, target := pipePair()
+		done := make(chan Result, 1)
+		go func() { done <- Run(a, b, Options{IdleTimeout: 150 * time.Millisecond}) }()
+		go func() { _, _ = io.Copy(io.Discard, target) }()
+		for i := 0; i < 6; i++ {
+			if _, err := client.Write([]byte("x")); err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	client.Close()
-	target.Close()
-	if res := <-done; errors.Is(res.Err, ErrIdle) {
-		t.Fatal("relay with steady traffic hit the idle timeout")
-	}
+		client.Close()
+		target.Close()
+		if res := <-done; errors.Is(res.Err, ErrIdle) {
+			t.Fatal("relay with steady traffic hit the idle timeout")
+		}
+	})
+}
+
+// TestIdleCountsFromLastByte: the idle timeout runs from the last byte moved, in
+// either direction, not from the start or from the timer's previous check.
+func TestIdleCountsFromLastByte(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const idle = 150 * time.Millisecond
+		client, a := pipePair()
+		b, target := pipePair()
+		defer client.Close()
+		defer target.Close()
+		done := make(chan Result, 1)
+		go func() { done <- Run(a, b, Options{IdleTimeout: idle}) }()
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		_, _ = io.WriteString(client, "x") // A→B
+		buf := make([]byte, 1)
+		if _, err := io.ReadFull(target, buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		_, _ = io.WriteString(target, "y") // B→A, read by the discarding client
+		synctest.Wait()
+		last := time.Now()
+		res := <-done
+		if !errors.Is(res.Err, ErrIdle) {
+			t.Fatalf("err %v, want ErrIdle", res.Err)
+		}
+		if d := time.Since(last); d != idle {
+			t.Fatalf("closed %v after the last byte, want %v", d, idle)
+		}
+		if res.AtoB != 1 || res.BtoA != 1 {
+			t.Fatalf("result %+v", res)
+		}
+	})
 }
 
 // TestErrorClosesBoth: a reset on one side ends the other at once.
