@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/retry"
 )
 
 // ClientConfig configures a Client. Only Dial is required: zero fields take
@@ -346,7 +347,8 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) runLane(ctx context.Context, l *lane) error {
-	delay := c.cfg.ReconnectMin
+	// Jitter spreads many agents' reconnects after one server restart.
+	backoff := retry.NewBackoff(retry.Policy{Initial: c.cfg.ReconnectMin, Multiplier: 2, Max: c.cfg.ReconnectMax, Jitter: 0.5})
 	for {
 		sess, err := c.session(ctx, l)
 		switch {
@@ -355,17 +357,18 @@ func (c *Client) runLane(ctx context.Context, l *lane) error {
 		case errors.Is(err, ErrSessionClosed) && c.isClosed():
 			return ErrSessionClosed
 		case err != nil:
-			wait := jitter(delay)
+			wait := backoff.Next()
 			c.log.Warn().Err(err).Int("session", l.id).Dur("retry_in", wait).Msg("tunnel down; will retry")
+			t := time.NewTimer(wait)
 			select {
-			case <-time.After(wait):
+			case <-t.C:
 			case <-ctx.Done():
+				t.Stop()
 				return ctx.Err()
 			}
-			delay = min(delay*2, c.cfg.ReconnectMax)
 			continue
 		}
-		delay = c.cfg.ReconnectMin
+		backoff.Reset()
 		select {
 		case <-sess.Done():
 			c.log.Warn().Err(sess.Err()).Int("session", l.id).Msg("tunnel session lost; reconnecting")
@@ -373,12 +376,6 @@ func (c *Client) runLane(ctx context.Context, l *lane) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// jitter spreads d over [d/2, d) so that many agents do not reconnect in step.
-func jitter(d time.Duration) time.Duration {
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
 }
 
 func (c *Client) isClosed() bool {

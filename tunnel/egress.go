@@ -132,6 +132,11 @@ func (c BreakerConfig) validate() error {
 }
 
 func (c RetryConfig) validate() error {
+	if c.Attempts < 1 {
+		// The retry package reads a negative count as unlimited; the server's
+		// retries are always bounded.
+		return fmt.Errorf("tunnel: server: retry attempts %d must be at least 1", c.Attempts)
+	}
 	if err := c.internal().Validate(); err != nil {
 		return fmt.Errorf("tunnel: server: %w", err)
 	}

@@ -117,7 +117,7 @@ var codeTable = []struct {
 	{CodeConnectionRefused, "the target refused the connection", http.StatusBadGateway},
 	{CodeUnreachable, "any other dial or upstream failure", http.StatusBadGateway},
 	{CodeTimeout, "dial or upstream timeout", http.StatusGatewayTimeout},
-	{CodeBreakerOpen, "the circuit breaker for that target is open", http.StatusServiceUnavailable},
+	{CodeBreakerOpen, "the circuit breaker for that host and port is open", http.StatusServiceUnavailable},
 	{CodeOverCapacity, "the server is at `max_connections`", http.StatusServiceUnavailable},
 	{CodeShuttingDown, "the server is draining; nothing was done, the agent may retry elsewhere", http.StatusServiceUnavailable},
 	{CodeUnsupportedVersion, "the frame's protocol version is unknown to the server", http.StatusBadGateway},
@@ -131,8 +131,9 @@ func HTTPStatus(err error) int {
 	if errors.As(err, &re) {
 		return re.HTTPStatus()
 	}
-	if errors.Is(err, ErrTunnelUnavailable) {
-		// A timeout reaching our own server is not the target's timeout.
+	if errors.Is(err, ErrTunnelUnavailable) || errors.Is(err, ErrSessionClosed) {
+		// A timeout reaching our own server, or its keepalive failing, is not
+		// the target's timeout.
 		return http.StatusBadGateway
 	}
 	var ne net.Error

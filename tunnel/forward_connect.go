@@ -18,7 +18,7 @@ func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, st 
 	if err != nil || host == "" || port == "" {
 		return "", s.fail(st, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("bad connect address %q", p.Addr)})
 	}
-	watch := s.watchAbort(st, abort, true)
+	watch := s.watchAbort(st, abort, true, false)
 	defer watch.stop()
 	target, err := s.dialGuarded(ctx, log, host, p.Addr)
 	if err != nil {

@@ -30,7 +30,7 @@ func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, st *st
 	// from the agent then is an abort, and must stop the upstream request at once.
 	// (After an unknown-length body the agent's FIN has ended its side, and an
 	// abort shows only when the answer is written.)
-	watch := s.watchAbort(st, abort, p.ContentLength == 0)
+	watch := s.watchAbort(st, abort, p.ContentLength == 0, true)
 	defer watch.stop()
 	var body *bodyWatch
 	if p.ContentLength != 0 {

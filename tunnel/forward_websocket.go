@@ -33,7 +33,7 @@ func (s *Server) serveWebSocket(ctx context.Context, abort context.CancelFunc, s
 	if err := validRequest(http.MethodGet, p.Host); err != nil {
 		return host, s.fail(st, err)
 	}
-	watch := s.watchAbort(st, abort, true)
+	watch := s.watchAbort(st, abort, true, false)
 	defer watch.stop()
 	conn, err := s.dialGuarded(ctx, log, host, net.JoinHostPort(host, port))
 	if err != nil {

@@ -469,7 +469,8 @@ func (s *Server) isDraining() bool {
 
 // Shutdown stops accepting connections and work: new streams are answered
 // shutting_down, which tells the agent to take its work elsewhere. It lets the
-// streams in flight finish until ctx ends, then closes everything. It returns
+// streams in flight finish until ctx ends, asks the agents to end their
+// sessions (waiting a little for them), then closes everything. It returns
 // ctx.Err() if streams had to be cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -487,8 +488,47 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	if err == nil {
+		s.endSessions(ctx)
+	}
 	_ = s.Close()
 	return err
+}
+
+// sessionLinger bounds how long a drained server waits for its agents to end
+// their sessions before it closes them itself.
+const sessionLinger = 2 * time.Second
+
+// endSessions asks every agent to end its session, once no stream is left, and
+// waits for them to do so. Closing a session from this side could drop the
+// last frames of the streams that just finished, still queued in yamux; a
+// GoAway goes out behind them, and go-yamux's client ends the session when it
+// reads it, after everything before it.
+func (s *Server) endSessions(ctx context.Context) {
+	s.mu.Lock()
+	for m := range s.sessions {
+		_ = m.GoAway()
+	}
+	s.mu.Unlock()
+	deadline := time.NewTimer(sessionLinger)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.sessions)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Close stops everything at once: listeners, handshakes, sessions, streams and

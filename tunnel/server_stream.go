@@ -167,8 +167,10 @@ type abortWatch struct {
 }
 
 // watchAbort starts a watch on st; it reads once begin is called (at once if
-// now). stop ends it.
-func (s *Server) watchAbort(st *stream, abort context.CancelFunc, now bool) *abortWatch {
+// now). stop ends it. With strict, a byte from the agent is a protocol error
+// (after a request body of known length nothing may follow); otherwise it is
+// kept (an early byte of a raw stream).
+func (s *Server) watchAbort(st *stream, abort context.CancelFunc, now, strict bool) *abortWatch {
 	w := &abortWatch{st: st, begin: make(chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
 	if now {
 		w.start()
@@ -186,6 +188,9 @@ func (s *Server) watchAbort(st *stream, abort context.CancelFunc, now bool) *abo
 		w.n = n
 		var ne net.Error
 		switch {
+		case n > 0 && strict:
+			_ = st.reset(wire.ResetProtocol)
+			abort()
 		case err == io.EOF:
 			w.fin.Store(true)
 		case err != nil && !(errors.As(err, &ne) && ne.Timeout()):

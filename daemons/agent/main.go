@@ -49,7 +49,8 @@ type Config struct {
 	MaxHeaderBytes  int           `koanf:"max_request_header_bytes" help:"cap on a local client's request headers; larger requests get 431"`
 	IdleTimeout     time.Duration `koanf:"idle_timeout" help:"WebSocket relays idle this long are closed"`
 	Sessions        int           `koanf:"sessions" help:"connections (yamux sessions) kept to the server; each new request takes the least busy, so a download does not hold up interactive requests"`
-	StreamWindow    uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow download may hold, and the cap on one stream's speed (window / round-trip time)"`
+	StreamWindow    uint32        `koanf:"stream_window" help:"largest receive window one stream may grow to, in bytes (windows start at 256 KiB and grow while the reader keeps up): the cap on one stream's speed, window / round-trip time"`
+	ReceiveBudget   int64         `koanf:"receive_budget" help:"bytes of receive window all streams together may hold; past it no window grows"`
 	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
 	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
 
@@ -74,6 +75,7 @@ func defaultConfig() Config {
 		IdleTimeout:     proxy.DefaultConfig().IdleTimeout,
 		Sessions:        tunnel.DefaultClientConfig().Sessions,
 		StreamWindow:    tunnel.DefaultSessionConfig().StreamWindow,
+		ReceiveBudget:   tunnel.DefaultClientConfig().ReceiveBudget,
 		RetryInterval:   5 * time.Second,
 		RetryTimeout:    90 * time.Second,
 		Lifecycle:       lifecycle.DefaultClientConfig(),
@@ -122,6 +124,8 @@ func (c *Config) Validate() error {
 		return bad("sessions", "must be between 1 and %d", tunnel.MaxSessions)
 	case c.StreamWindow < 256<<10:
 		return bad("stream_window", "must be at least 262144 (256 KiB)")
+	case c.ReceiveBudget < 256<<10:
+		return bad("receive_budget", "must be at least 262144 (256 KiB)")
 	case c.RetryInterval <= 0:
 		return bad("connect_retry_interval", "must be positive")
 	case c.RetryTimeout < 0:
@@ -195,6 +199,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	ccfg.Session.KeepAliveInterval = cfg.KeepAlive
 	ccfg.Session.WriteTimeout = cfg.WriteTimeout
 	ccfg.Session.StreamWindow = cfg.StreamWindow
+	ccfg.ReceiveBudget = cfg.ReceiveBudget
 	ccfg.ReconnectMax = cfg.ReconnectMax
 	ccfg.Sessions = cfg.Sessions
 	ccfg.DialTimeout = cfg.DialTimeout

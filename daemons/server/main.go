@@ -42,9 +42,12 @@ type Config struct {
 	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
 	MaxHeaderBytes   int           `koanf:"max_header_bytes" help:"cap on one stream's request header frame"`
-	StreamWindow     uint32        `koanf:"stream_window" help:"per-stream receive window in bytes: the memory a slow upload may hold, and the cap on one stream's speed (window / round-trip time)"`
+	StreamWindow     uint32        `koanf:"stream_window" help:"largest receive window one stream may grow to, in bytes (windows start at 256 KiB and grow while the reader keeps up): the cap on one stream's speed, window / round-trip time"`
+	ReceiveBudget    int64         `koanf:"receive_budget" help:"bytes of receive window all streams together may hold; past it no window grows"`
+	HeaderTimeout    time.Duration `koanf:"header_timeout" help:"how long a new stream may take to send its request header"`
+	MaxPending       int           `koanf:"max_pending_streams" help:"streams per session that may still owe their request header; more wait to be accepted"`
 	DialTimeout      time.Duration `koanf:"dial_timeout" help:"bound on each dial to a target"`
-	IdleTimeout      time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed"`
+	IdleTimeout      time.Duration `koanf:"idle_timeout" help:"CONNECT and WebSocket streams idle this long are closed; 0 turns it off"`
 	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout" help:"how long streams in flight may finish after SIGINT/SIGTERM"`
 	AllowCIDRs       []string      `koanf:"allow_cidrs" help:"target networks opened despite the default refusal of loopback, link-local, private and other special-purpose ranges"`
 	AllowHosts       []string      `koanf:"allow_hosts" help:"target host names (or *.suffix) opened despite the default refusal"`
@@ -66,6 +69,9 @@ func defaultConfig() Config {
 		HandshakeTimeout: 10 * time.Second,
 		MaxHeaderBytes:   tunnel.DefaultMaxHeaderSize,
 		StreamWindow:     tunnel.DefaultSessionConfig().StreamWindow,
+		ReceiveBudget:    tunnel.DefaultServerConfig().ReceiveBudget,
+		HeaderTimeout:    tunnel.DefaultServerConfig().HeaderTimeout,
+		MaxPending:       tunnel.DefaultServerConfig().MaxPendingStreams,
 		CertReload:       10 * time.Second,
 		DialTimeout:      10 * time.Second,
 		IdleTimeout:      10 * time.Minute,
@@ -105,6 +111,12 @@ func (c *Config) Validate() error {
 		return bad("max_header_bytes", "%d is outside [1024, 16 MiB]", c.MaxHeaderBytes)
 	case c.StreamWindow < 256<<10:
 		return bad("stream_window", "must be at least 262144 (256 KiB)")
+	case c.ReceiveBudget < 256<<10:
+		return bad("receive_budget", "must be at least 262144 (256 KiB)")
+	case c.HeaderTimeout <= 0:
+		return bad("header_timeout", "must be positive")
+	case c.MaxPending < 1:
+		return bad("max_pending_streams", "must be at least 1")
 	case c.DialTimeout <= 0:
 		return bad("dial_timeout", "must be positive")
 	case c.IdleTimeout < 0:
@@ -202,8 +214,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	scfg.HandshakeTimeout = cfg.HandshakeTimeout
 	scfg.Session.MaxHeaderSize = cfg.MaxHeaderBytes
 	scfg.Session.StreamWindow = cfg.StreamWindow
+	scfg.ReceiveBudget = cfg.ReceiveBudget
+	scfg.HeaderTimeout = cfg.HeaderTimeout
+	scfg.MaxPendingStreams = cfg.MaxPending
 	scfg.DialTimeout = cfg.DialTimeout
 	scfg.IdleTimeout = cfg.IdleTimeout
+	if cfg.IdleTimeout == 0 {
+		scfg.IdleTimeout = -1 // the library's zero means its default
+	}
 	applyEgress(&scfg, cfg)
 	srv, err := tunnel.NewServer(scfg)
 	if err != nil {
