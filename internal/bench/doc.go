@@ -141,11 +141,9 @@ func WriteDocument(w io.Writer, rep *Report, m Machine, sz Sizes, rounds int, no
 			"in-process Go TLS 1.3 connection over loopback with no tunnel.", size(sz.Bulk)),
 		fmt.Sprintf("**2. Bulk over 40 ms RTT**: a toxiproxy latency toxic adds %v each way (%v RTT) between agent and server, "+
 			"between ssh and sshd, and in front of the target for direct. Each transfer moves up to %s and stops "+
-			"after %v (throughput counts what arrived). Peak RSS is sampled during each path's transfers. The "+
-			"opt-in rows run a second Fluidity server and agent, both with `stream_window` %d MiB instead of the "+
-			"default %d MiB, over their own 40 ms link in the same rounds: what a wider window buys on a long "+
-			"link, and what it costs in memory.", WANDelay, 2*WANDelay, size(sz.WANBulk), sz.WANLimit,
-			WideWindow>>20, tunnel.DefaultSessionConfig().StreamWindow>>20),
+			"after %v (throughput counts what arrived). Peak RSS is sampled during each path's transfers. "+
+			"Fluidity runs its defaults: stream windows auto-tuned up to `stream_window` %d MiB.", WANDelay, 2*WANDelay, size(sz.WANBulk), sz.WANLimit,
+			tunnel.DefaultSessionConfig().StreamWindow>>20),
 		fmt.Sprintf("**3. Small requests**: %d keep-alive connections issue GET /small for %v after a warm-up "+
 			"(Fluidity: plain HTTP through the proxy; ssh: HTTP over SOCKS).", sz.SmallConns, sz.SmallDur),
 		fmt.Sprintf("**4. New connection**: sequentially open, one GET /small with `Connection: close`, close; "+

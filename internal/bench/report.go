@@ -13,9 +13,6 @@ const (
 	Direct   = "direct"
 	Fluidity = "fluidity"
 	SSH      = "ssh -D"
-	// FluidityWide is Fluidity with stream_window WideWindow on both sides; its
-	// figures are rows of their own, in the fluidity column.
-	FluidityWide = "fluidity, wide window"
 )
 
 // Columns is the order in which paths appear in tables.
@@ -178,8 +175,6 @@ var goalSpecs = []goalSpec{
 	{text: "Bulk download ≥ 65 % of one Go TLS 1.3 stream", key: "bulk.down.tls", path: Fluidity, limit: 0.65, unit: "×"},
 	{text: "Bulk download over 40 ms RTT ≥ 6× ssh -D", key: "wan.down", path: Fluidity, base: SSH, limit: 6, unit: "×"},
 	{text: "Bulk upload over 40 ms RTT ≥ 6× ssh -D", key: "wan.up", path: Fluidity, base: SSH, limit: 6, unit: "×"},
-	{text: wide("(opt-in stream_window %d MiB) bulk download over 40 ms RTT ≥ 6× ssh -D"), key: "wan.down.wide", path: Fluidity, base: SSH, limit: 6, unit: "×"},
-	{text: wide("(opt-in stream_window %d MiB) bulk upload over 40 ms RTT ≥ 6× ssh -D"), key: "wan.up.wide", path: Fluidity, base: SSH, limit: 6, unit: "×"},
 	{text: "Small requests at c=64 ≥ 1.2× ssh -D req/s", key: "small.rps", path: Fluidity, base: SSH, limit: 1.2, unit: "×"},
 	{text: "Head-of-line p99 ≤ 0.5× ssh -D", key: "hol.p99", path: Fluidity, base: SSH, atMost: true, limit: 0.5, unit: "×"},
 	{text: "New connection over 40 ms RTT, plain HTTP p50 ≤ 1.2 RTT", key: "wan.newhttp.rtt", path: Fluidity, atMost: true, limit: 1.2, unit: " RTT"},
@@ -187,9 +182,6 @@ var goalSpecs = []goalSpec{
 	{text: "≤ 64 KiB RSS per idle open stream (agent + server)", key: "mem.stream", path: Fluidity, atMost: true, limit: 64, unit: " KiB"},
 	{text: "Agent idle RSS ≤ 20 MB", key: "mem.agent.idle", path: Fluidity, atMost: true, limit: 20, unit: " MB"},
 }
-
-// wide fills WideWindow, in MiB, into a label.
-func wide(format string) string { return fmt.Sprintf(format, WideWindow>>20) }
 
 // Goals checks the goals for the figures in the report.
 func (rep *Report) Goals() []Goal {

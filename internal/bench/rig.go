@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -30,7 +29,6 @@ type Rig struct {
 	wan        *WAN // the delay proxies, started by wanLink
 	wanStarted bool // WANPaths has run
 	wanPaths   []*Path
-	wanWide    *Path
 	stops      []func() // run in reverse by Close
 }
 
@@ -154,38 +152,6 @@ func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
 		}
 	}
 	return r.wanPaths, nil
-}
-
-// WideWindow is the stream_window of the opt-in row of figure 2: enough for one
-// stream to move several hundred MB/s over 40 ms.
-const WideWindow = 32 << 20
-
-// WANWidePath returns a second Fluidity path over the 40 ms link whose server
-// and agent both run with stream_window WideWindow, or nil without Fluidity.
-// It shows what the default window costs on a long link, and what raising it
-// costs in memory. It is started on first use.
-func (r *Rig) WANWidePath(ctx context.Context) (*Path, error) {
-	if r.fserver == nil || r.wanWide != nil {
-		return r.wanWide, nil
-	}
-	window := fmt.Sprint(WideWindow)
-	srv, err := StartFluidityServer(ctx, r.fserver.bins, filepath.Join(r.dir, "wide"), "--stream-window", window)
-	if err != nil {
-		return nil, err
-	}
-	r.onClose(srv.Stop)
-	addr, err := r.wanLink().Add("fluidity-wide", srv.Addr, WANDelay)
-	if err != nil {
-		return nil, err
-	}
-	agent, err := srv.StartAgent(ctx, addr, r.Target.Addr, "--stream-window", window)
-	if err != nil {
-		return nil, err
-	}
-	r.onClose(agent.Stop)
-	r.wanWide = agent.Path(srv)
-	r.wanWide.Name = FluidityWide
-	return r.wanWide, nil
 }
 
 // wanLink returns the rig's delay proxies, starting them on first use.

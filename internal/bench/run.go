@@ -79,9 +79,6 @@ var rowDefs = []rowDef{
 	{2, "wan.down", figWAN, "download MB/s", true},
 	{2, "wan.up", figWAN, "upload MB/s", true},
 	{2, "wan.peak", figWAN, "peak RSS MB during these transfers (both sides)", false},
-	{2, "wan.down.wide", figWAN, wide("download MB/s, stream_window %d MiB (opt-in)"), true},
-	{2, "wan.up.wide", figWAN, wide("upload MB/s, stream_window %d MiB (opt-in)"), true},
-	{2, "wan.peak.wide", figWAN, wide("peak RSS MB, stream_window %d MiB (both sides)"), false},
 	{3, "small.rps", figSmall, "requests/s", true},
 	{3, "small.p50", figSmall, "p50 ms", false},
 	{3, "small.p99", figSmall, "p99 ms", false},
@@ -281,13 +278,6 @@ func (b *Bench) wanBulk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wide, err := b.rig.WANWidePath(ctx)
-	if err != nil {
-		return err
-	}
-	if wide != nil {
-		paths = append(paths, wide)
-	}
 	t := b.rig.Target
 	down, up, peak := medians{}, medians{}, medians{}
 	err = b.rounds(ctx, "wan bulk", paths, func(p *Path) error {
@@ -310,16 +300,7 @@ func (b *Bench) wanBulk(ctx context.Context) error {
 		}
 		return nil
 	})
-	// The wide-window path has rows of its own; ssh -D's figures sit next to it
-	// for the ratio.
 	for key, m := range map[string]medians{"wan.down": down, "wan.up": up, "wan.peak": peak} {
-		if xs, ok := m[FluidityWide]; ok {
-			b.set(key+".wide", Fluidity, Median(xs))
-			if ys, ok := m[SSH]; ok {
-				b.set(key+".wide", SSH, Median(ys))
-			}
-			delete(m, FluidityWide)
-		}
 		b.setMedians(key, m)
 	}
 	return err
