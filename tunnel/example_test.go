@@ -32,20 +32,21 @@ func ExampleClient_DialContext() {
 	defer web.Close()
 
 	// A tunnel server, joined to the client by an in-memory pipe to keep the
-	// example short (see ExampleServer_Serve for mutual TLS over TCP). Its egress
-	// policy refuses loopback targets unless told otherwise.
-	cfg := tunnel.DefaultServerConfig()
-	cfg.Egress.AllowCIDRs = []string{"127.0.0.0/8"}
-	srv := must(tunnel.NewServer(cfg))
+	// example short (see ExampleServer_Serve for mutual TLS over TCP). Zero
+	// configuration fields mean the defaults; the egress policy refuses loopback
+	// targets unless told otherwise.
+	srv := must(tunnel.NewServer(tunnel.ServerConfig{
+		Egress: tunnel.EgressConfig{AllowCIDRs: []string{"127.0.0.0/8"}},
+	}))
 	defer srv.Close()
 
-	ccfg := tunnel.DefaultClientConfig()
-	ccfg.Dial = func(ctx context.Context) (net.Conn, error) {
-		agentEnd, serverEnd := net.Pipe()
-		go func() { _ = srv.ServeConn(context.Background(), serverEnd) }()
-		return agentEnd, nil
-	}
-	client := must(tunnel.NewClient(ccfg))
+	client := must(tunnel.NewClient(tunnel.ClientConfig{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			agentEnd, serverEnd := net.Pipe()
+			go func() { _ = srv.ServeConn(context.Background(), serverEnd) }()
+			return agentEnd, nil
+		},
+	}))
 	defer client.Close()
 
 	tr := &http.Transport{DialContext: client.DialContext}
