@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +39,23 @@ type ServerConfig struct {
 	// HandshakeTimeout bounds the TLS handshake of each accepted connection.
 	// Default 10 s.
 	HandshakeTimeout time.Duration
-	// MaxPendingHandshakes caps connections still in their TLS handshake, so a port
-	// scan or slowloris cannot starve authenticated clients. Default 64.
+	// FirstByteTimeout bounds the wait for an accepted connection's first byte. A
+	// real TLS client sends its ClientHello as soon as it has connected, so a
+	// connection silent this long is closed, freeing its place long before
+	// HandshakeTimeout. Default 3 s: room for a lost and retransmitted first
+	// segment (TCP's initial retransmission timeout is 1 s) and for an upstream
+	// proxy relaying its CONNECT answer to the agent before the ClientHello leaves.
+	FirstByteTimeout time.Duration
+	// MaxPendingHandshakes caps connections still in their TLS handshake. At the
+	// cap, a new connection pushes out the stalest pending one (the one longest
+	// without progress; see handshake.go) instead of being dropped, so idle or slow
+	// connections, however many, cannot lock authenticated clients out. Default 64.
 	MaxPendingHandshakes int
+	// MaxPendingHandshakesPerSource caps the pending handshakes of one source: an
+	// IPv4 address, or an IPv6 /64. At the cap, a new connection from that source
+	// pushes out the source's stalest pending one. Default 8. Behind a proxy or
+	// load balancer that hides client addresses, set it to MaxPendingHandshakes.
+	MaxPendingHandshakesPerSource int
 	// MaxStreams caps concurrent streams over all sessions (the seed's
 	// max_connections). A stream counts from the moment it is accepted; beyond the
 	// cap it is answered with an over_capacity error. Default 100.
@@ -94,7 +109,9 @@ type ServerConfig struct {
 // Server defaults; see ServerConfig.
 const (
 	defaultHandshakeTimeout      = 10 * time.Second
+	defaultFirstByteTimeout      = 3 * time.Second
 	defaultMaxPendingHandshakes  = 64
+	defaultMaxPendingPerSource   = 8
 	defaultMaxStreams            = 100
 	defaultMaxPendingStreams     = 32
 	defaultHeaderTimeout         = 5 * time.Second
@@ -115,12 +132,16 @@ func (c ServerConfig) withDefaults() ServerConfig {
 		}
 	}
 	set(&c.HandshakeTimeout, defaultHandshakeTimeout)
+	set(&c.FirstByteTimeout, defaultFirstByteTimeout)
 	set(&c.HeaderTimeout, defaultHeaderTimeout)
 	set(&c.DialTimeout, defaultTargetDialTimeout)
 	set(&c.ResponseHeaderTimeout, defaultResponseHeaderTimeout)
 	set(&c.IdleTimeout, defaultIdleTimeout)
 	if c.MaxPendingHandshakes == 0 {
 		c.MaxPendingHandshakes = defaultMaxPendingHandshakes
+	}
+	if c.MaxPendingHandshakesPerSource == 0 {
+		c.MaxPendingHandshakesPerSource = defaultMaxPendingPerSource
 	}
 	if c.MaxStreams == 0 {
 		c.MaxStreams = defaultMaxStreams
@@ -145,8 +166,12 @@ func (c ServerConfig) Validate() error {
 	switch {
 	case c.HandshakeTimeout < 0:
 		return errors.New("tunnel: server: handshake timeout must not be negative")
+	case c.FirstByteTimeout < 0:
+		return errors.New("tunnel: server: first byte timeout must not be negative")
 	case c.MaxPendingHandshakes < 0:
 		return errors.New("tunnel: server: max pending handshakes must not be negative")
+	case c.MaxPendingHandshakesPerSource < 0:
+		return errors.New("tunnel: server: max pending handshakes per source must not be negative")
 	case c.MaxStreams < 0:
 		return errors.New("tunnel: server: max streams must not be negative")
 	case c.MaxPendingStreams < 0:
@@ -189,8 +214,9 @@ type Server struct {
 	baseCtx    context.Context // cancelled by Close: aborts every upstream operation and handshake
 	cancelBase context.CancelFunc
 
-	streams    chan struct{} // admission tokens, cap MaxStreams
-	handshakes chan struct{} // tokens for connections in their TLS handshake
+	streams  chan struct{} // admission tokens, cap MaxStreams
+	pending  *admission    // connections in their TLS handshake
+	refusals *refusalLog
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -226,7 +252,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		streams:    make(chan struct{}, cfg.MaxStreams),
-		handshakes: make(chan struct{}, cfg.MaxPendingHandshakes),
+		pending:    newAdmission(cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerSource),
+		refusals:   &refusalLog{log: cfg.Logger, every: refusalLogEvery},
 		listeners:  make(map[net.Listener]struct{}),
 		sessions:   make(map[*yamux.Session]struct{}),
 		idleCh:     make(chan struct{}, 1),
@@ -303,40 +330,60 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("tunnel: accept: %w", err)
 		}
-		select {
-		case s.handshakes <- struct{}{}:
-		default:
-			s.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("too many pending handshakes; connection dropped")
-			_ = conn.Close()
-			continue
+		p, victim := s.pending.admit(conn)
+		if victim != nil {
+			// Its goroutine sees the handshake fail and reports the refusal.
+			_ = victim.conn.Close()
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handshakeAndServe(ctx, conn)
+			s.handshakeAndServe(ctx, p)
 		}()
 	}
 }
 
-func (s *Server) handshakeAndServe(ctx context.Context, conn net.Conn) {
+func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
+	conn := p.conn
 	// Keep little unsent data queued in the kernel, so that an interactive stream's
 	// frames do not wait behind megabytes of a bulk download (head-of-line), and
 	// gather each flush's TLS records into one write (corkConn).
 	limitUnsent(conn, maxUnsent)
-	tconn := tls.Server(&corkConn{Conn: conn}, s.cfg.TLSConfig)
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.FirstByteTimeout))
+	watched := &firstByteConn{Conn: conn, onFirst: func() { s.pending.progress(p) }}
+	tconn := tls.Server(&corkConn{Conn: watched}, s.cfg.TLSConfig)
 	// Close cancels handshakes in progress rather than waiting for them.
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	stop := context.AfterFunc(s.baseCtx, cancel)
 	err := tconn.HandshakeContext(hctx)
 	stop()
 	cancel()
-	<-s.handshakes
-	if err != nil {
-		s.log.Info().Str("remote", conn.RemoteAddr().String()).Err(err).Msg("tls handshake refused")
-		_ = conn.Close()
+	out, started := s.pending.release(p)
+	if err == nil && out == notEvicted {
+		_ = s.ServeConn(ctx, tconn)
 		return
 	}
-	_ = s.ServeConn(ctx, tconn)
+	_ = conn.Close()
+	var why refusal
+	switch {
+	case s.baseCtx.Err() != nil || ctx.Err() != nil:
+		return // the server is closing: not a refusal
+	case out == evictedFull:
+		why = refusedFull
+	case out == evictedSource:
+		why = refusedSource
+	case !started && errors.Is(err, os.ErrDeadlineExceeded):
+		why = refusedSilent
+	case !started:
+		// Connected and hung up without a word: a TCP health check (Fargate's) or
+		// a port scan, not worth a line.
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		why = refusedSlow
+	default:
+		why = refusedFailed
+	}
+	s.refusals.add(why, conn.RemoteAddr(), err)
 }
 
 // ServeConn serves one session over conn, which the caller has authenticated (a
@@ -548,6 +595,7 @@ func (s *Server) Close() error {
 		s.cancelBase()
 	})
 	s.wg.Wait()
+	s.refusals.stop()
 	if s.ownedTr != nil {
 		s.ownedTr.CloseIdleConnections()
 	}
