@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -523,4 +525,250 @@ func TestHandshakeConfig(t *testing.T) {
 			t.Errorf("%s negative: accepted", name)
 		}
 	}
+}
+
+// TestHandshakeFlood is the regression test for idle connections locking clients
+// out: on loopback, with real mTLS and the default caps (64 pending, 8 per
+// source, 3 s to the first byte, 10 s to the end of the handshake), an attacker
+// holds 575 connections open — silent ones, and ones trickling a ClientHello a
+// byte every 250 ms; 200 from 127.0.0.1 and 127.0.0.2, the rest from 50
+// addresses of 127.0.1.0/24 and 127.0.2.0/24 at most 6 each, so that both the
+// per-source and the total cap are reached — and keeps opening more while 20
+// honest agents (127.0.0.3 to 127.0.0.22) connect. Every agent must get its
+// session at the first attempt and a request through it within 5 s.
+func TestHandshakeFlood(t *testing.T) {
+	raiseFileLimit(t, 4096)
+	p := sharedPKI(t)
+	var logs lockedBuffer
+	cfg := DefaultServerConfig()
+	cfg.Logger = zerolog.New(&logs).Level(zerolog.InfoLevel)
+	cfg.TLSConfig = NewServerTLSConfig(p.server, p.pool)
+	cfg.Egress.AllowCIDRs = []string{"127.0.0.0/8"}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), ln) }()
+	addr := ln.Addr().String()
+	tgt := target(t)
+	hello := clientHello(t, NewClientTLSConfig(p.client, p.pool, DefaultServerName))
+
+	var (
+		mu        sync.Mutex
+		attackers []net.Conn
+		trickles  sync.WaitGroup
+		stop      = make(chan struct{})
+	)
+	attack := func(from string, trickle bool) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Errorf("attacker from %s: %v", from, err)
+			return
+		}
+		mu.Lock()
+		attackers = append(attackers, c)
+		mu.Unlock()
+		if !trickle {
+			return
+		}
+		trickles.Add(1)
+		go func() {
+			defer trickles.Done()
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for i := range len(hello) - 1 { // never the whole ClientHello
+				if _, err := c.Write(hello[i : i+1]); err != nil {
+					return // pushed out or timed out
+				}
+				select {
+				case <-tick.C:
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		mu.Lock()
+		for _, c := range attackers {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		trickles.Wait()
+	}()
+
+	// Before the agents: the caps are full.
+	for range 150 {
+		attack("127.0.0.1", false)
+	}
+	for range 100 {
+		attack("127.0.0.2", true)
+	}
+	for i := range 150 {
+		attack(fmt.Sprintf("127.0.1.%d", 1+i%25), true)
+	}
+	pending := func() int {
+		srv.pending.mu.Lock()
+		defer srv.pending.mu.Unlock()
+		return srv.pending.byAge.Len()
+	}
+	waitFor(t, 5*time.Second, "the pending handshakes at their cap", func() bool { return pending() == cfg.MaxPendingHandshakes })
+
+	// While the agents connect: more of the same.
+	var more sync.WaitGroup
+	more.Add(2)
+	go func() {
+		defer more.Done()
+		for i := range 125 {
+			attack(fmt.Sprintf("127.0.2.%d", 1+i%25), false)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	go func() {
+		defer more.Done()
+		for range 50 {
+			attack("127.0.0.1", false)
+		}
+	}()
+
+	const agents = 20
+	const bound = 5 * time.Second
+	type result struct {
+		took     time.Duration
+		attempts int
+		err      error
+	}
+	results := make([]result, agents)
+	var wg sync.WaitGroup
+	for i := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			from := fmt.Sprintf("127.0.0.%d", 3+i)
+			ccfg := DefaultClientConfig()
+			ccfg.Logger = testLogger(t)
+			ccfg.Sessions = 1
+			ccfg.Dial = func(ctx context.Context) (net.Conn, error) {
+				mu.Lock()
+				r.attempts++
+				mu.Unlock()
+				d := tls.Dialer{
+					NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}},
+					Config:    NewClientTLSConfig(p.client, p.pool, DefaultServerName),
+				}
+				return d.DialContext(ctx, "tcp", addr)
+			}
+			client, err := NewClient(ccfg)
+			if err != nil {
+				r.err = err
+				return
+			}
+			defer client.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			began := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tgt.URL+"/hello", nil)
+			resp, err := client.RoundTrip(req)
+			if err != nil {
+				r.err = err
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			r.took = time.Since(began)
+			if err == nil && (resp.StatusCode != http.StatusOK || string(body) != "hello") {
+				err = fmt.Errorf("%s %q", resp.Status, body)
+			}
+			r.err = err
+		}()
+	}
+	wg.Wait()
+	more.Wait()
+	var slowest time.Duration
+	for i, r := range results {
+		mu.Lock()
+		attempts := r.attempts
+		mu.Unlock()
+		switch {
+		case r.err != nil:
+			t.Errorf("agent %d: %v", i+1, r.err)
+		case r.took > bound:
+			t.Errorf("agent %d: %v, want within %v", i+1, r.took, bound)
+		case attempts != 1:
+			t.Errorf("agent %d: %d connection attempts, want 1", i+1, attempts)
+		}
+		slowest = max(slowest, r.took)
+	}
+	mu.Lock()
+	held := len(attackers)
+	mu.Unlock()
+	t.Logf("%d attacker connections; slowest of %d agents: %v", held, agents, slowest)
+	if held < 500 {
+		t.Errorf("only %d attacker connections", held)
+	}
+
+	_ = srv.Close()
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+	// Both caps were reached and pushed attackers out.
+	var evicted, bySource int
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var line struct {
+			Evicted       int `json:"evicted"`
+			EvictedSource int `json:"evicted_source"`
+		}
+		if json.Unmarshal([]byte(l), &line) == nil {
+			evicted += line.Evicted
+			bySource += line.EvictedSource
+		}
+	}
+	if evicted == 0 || bySource == 0 {
+		t.Errorf("pushed out: %d at the total cap, %d at a source's cap; want both", evicted, bySource)
+	}
+}
+
+// raiseFileLimit raises the soft limit on open files to n (or the hard limit)
+// for the test.
+func raiseFileLimit(t *testing.T, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	old := lim
+	lim.Cur = min(n, lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
+}
+
+// clientHello returns the first TLS record a client with cfg sends: its
+// ClientHello.
+func clientHello(t *testing.T, cfg *tls.Config) []byte {
+	t.Helper()
+	c, s := net.Pipe()
+	defer s.Close()
+	go func() {
+		_ = tls.Client(c, cfg).Handshake()
+	}()
+	defer c.Close()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(s, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(hdr, body...)
 }
