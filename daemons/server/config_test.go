@@ -28,6 +28,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"cert_reload_interval", func(c *Config) { c.CertReload = -1 }},
 		{"max_pending_handshakes", func(c *Config) { c.MaxHandshakes = 0 }},
 		{"handshake_timeout", func(c *Config) { c.HandshakeTimeout = 0 }},
+		{"max_pending_handshakes_per_source", func(c *Config) { c.MaxPerSource = 0 }},
+		{"handshake_first_byte_timeout", func(c *Config) { c.FirstByte = 0 }},
 		{"max_header_bytes", func(c *Config) { c.MaxHeaderBytes = 100 }},
 		{"metrics_service", func(c *Config) { c.EmitMetrics, c.MetricsService = true, "" }},
 		{"key_file", func(c *Config) { c.KeyFile = "" }},

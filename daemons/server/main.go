@@ -39,7 +39,9 @@ type Config struct {
 	daemon.LogSettings
 	daemon.RuntimeSettings
 	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
-	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; more are dropped (port scans, slowloris)"`
+	MaxHandshakes    int           `koanf:"max_pending_handshakes" help:"connections allowed in their TLS handshake at once; beyond it a new connection pushes out the one longest without progress (accept or first byte), so idle connections cannot lock agents out"`
+	MaxPerSource     int           `koanf:"max_pending_handshakes_per_source" help:"connections allowed in their TLS handshake at once from one IPv4 address or IPv6 /64; beyond it a new one pushes out that source's stalest. Behind a proxy that hides client addresses, set it to max_pending_handshakes"`
+	FirstByte        time.Duration `koanf:"handshake_first_byte_timeout" help:"how long a new connection may stay silent before its TLS ClientHello; real clients send it at once"`
 	HandshakeTimeout time.Duration `koanf:"handshake_timeout" help:"bound on a connection's TLS handshake"`
 	MaxHeaderBytes   int           `koanf:"max_header_bytes" help:"cap on one stream's request header frame"`
 	StreamWindow     uint32        `koanf:"stream_window" help:"largest receive window one stream may grow to, in bytes (windows start at 256 KiB and grow while the reader keeps up): the cap on one stream's speed, window / round-trip time"`
@@ -59,14 +61,17 @@ type Config struct {
 }
 
 func defaultConfig() Config {
+	lib := tunnel.DefaultServerConfig()
 	return Config{
 		ListenAddr:       "0.0.0.0",
 		ListenPort:       8443,
 		LogSettings:      daemon.DefaultLogSettings(),
 		RuntimeSettings:  daemon.DefaultRuntimeSettings(),
 		MaxConnections:   100,
-		MaxHandshakes:    64,
-		HandshakeTimeout: 10 * time.Second,
+		MaxHandshakes:    lib.MaxPendingHandshakes,
+		MaxPerSource:     lib.MaxPendingHandshakesPerSource,
+		FirstByte:        lib.FirstByteTimeout,
+		HandshakeTimeout: lib.HandshakeTimeout,
 		MaxHeaderBytes:   tunnel.DefaultMaxHeaderSize,
 		StreamWindow:     tunnel.DefaultSessionConfig().StreamWindow,
 		ReceiveBudget:    tunnel.DefaultServerConfig().ReceiveBudget,
@@ -105,6 +110,10 @@ func (c *Config) Validate() error {
 		return bad("max_connections", "must be at least 1")
 	case c.MaxHandshakes < 1:
 		return bad("max_pending_handshakes", "must be at least 1")
+	case c.MaxPerSource < 1:
+		return bad("max_pending_handshakes_per_source", "must be at least 1")
+	case c.FirstByte <= 0:
+		return bad("handshake_first_byte_timeout", "must be positive")
 	case c.HandshakeTimeout <= 0:
 		return bad("handshake_timeout", "must be positive")
 	case c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 16<<20:
@@ -211,6 +220,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	scfg.TLSConfig = tlsCfg
 	scfg.MaxStreams = cfg.MaxConnections
 	scfg.MaxPendingHandshakes = cfg.MaxHandshakes
+	scfg.MaxPendingHandshakesPerSource = cfg.MaxPerSource
+	scfg.FirstByteTimeout = cfg.FirstByte
 	scfg.HandshakeTimeout = cfg.HandshakeTimeout
 	scfg.Session.MaxHeaderSize = cfg.MaxHeaderBytes
 	scfg.Session.StreamWindow = cfg.StreamWindow
