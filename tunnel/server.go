@@ -335,7 +335,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			// Its goroutine sees the handshake fail and reports the refusal.
 			_ = victim.conn.Close()
 		}
-		s.wg.Add(1)
+		// Added under the lock that Close sets closed under, so that Close's
+		// Wait never misses a handshake accepted while it was closing.
+		s.mu.Lock()
+		closed := s.closed
+		if !closed {
+			s.wg.Add(1)
+		}
+		s.mu.Unlock()
+		if closed {
+			s.pending.release(p)
+			_ = conn.Close()
+			return ErrServerClosed
+		}
 		go func() {
 			defer s.wg.Done()
 			s.handshakeAndServe(ctx, p)
