@@ -392,6 +392,11 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 		return
 	case errors.Is(err, context.DeadlineExceeded):
 		why = refusedSlow
+	case errors.Is(err, ErrClientDenied):
+		// Only a holder of a certificate from the CA gets this far, so this
+		// cannot be a stranger's flood: worth its own line, as before.
+		s.log.Info().Str("remote", conn.RemoteAddr().String()).Err(err).Msg("tls handshake refused")
+		why = refusedFailed
 	default:
 		why = refusedFailed
 	}
