@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -771,4 +773,47 @@ func clientHello(t *testing.T, cfg *tls.Config) []byte {
 		t.Fatal(err)
 	}
 	return append(hdr, body...)
+}
+
+// flakyListener fails its first Accepts with err, then accepts from ln.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+	err   error
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, l.err
+	}
+	return l.Listener.Accept()
+}
+
+// TestServeSurvivesEMFILE: running out of file descriptors is passing; Serve
+// waits and accepts again instead of returning.
+func TestServeSurvivesEMFILE(t *testing.T) {
+	p := sharedPKI(t)
+	cfg := DefaultServerConfig()
+	cfg.Logger = testLogger(t)
+	cfg.TLSConfig = NewServerTLSConfig(p.server, p.pool)
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: listen(t), err: &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}}
+	fl.fails.Store(5)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), fl) }()
+	clientTLS := NewClientTLSConfig(p.client, p.pool, DefaultServerName)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := DialTLS(ctx, fl.Addr().String(), clientTLS)
+	if err != nil {
+		t.Fatalf("no session after passing accept errors: %v", err)
+	}
+	_ = conn.Close()
+	_ = srv.Close()
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v, want ErrServerClosed", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-yamux/v5"
@@ -314,6 +315,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.untrack(ln)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -323,13 +325,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
+			if acceptRetryable(err) {
+				// Out of file descriptors, or a timeout: wait and accept again,
+				// as net/http does, rather than stop serving for good.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed; retrying")
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				case <-s.baseCtx.Done():
+					t.Stop()
+				}
 				continue
 			}
 			return fmt.Errorf("tunnel: accept: %w", err)
 		}
+		backoff = 0
 		p, victim := s.pending.admit(conn)
 		if victim != nil {
 			// Its goroutine sees the handshake fail and reports the refusal.
@@ -454,6 +467,18 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 			s.serveStream(newStream(st), pending, log)
 		}()
 	}
+}
+
+// acceptRetryable reports whether an accept error is passing: a timeout, or a
+// lack of resources (file descriptors, buffers) that closing connections frees.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED)
 }
 
 // sessionEndReason is the first thing that went wrong with a session: the
