@@ -215,18 +215,23 @@ func poolOf(srv *httptest.Server) *x509.CertPool {
 	return srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 }
 
-// TestHalfClose: a client that shuts down its write side still receives the rest.
+// TestHalfClose: a client that shuts down its write side still receives the
+// rest: CloseWrite reaches the target as EOF (not as a reset), the target's
+// reply comes back, and once both sides are done the server's stream ends.
 func TestHalfClose(t *testing.T) {
 	forEachTransport(t, nil, func(t *testing.T, h *harness) {
 		ln := listen(t)
 		defer ln.Close()
+		targetRead := make(chan error, 1)
 		go func() {
 			c, err := ln.Accept()
 			if err != nil {
+				targetRead <- err
 				return
 			}
 			defer c.Close()
-			got, _ := io.ReadAll(c) // until the client's FIN
+			got, err := io.ReadAll(c) // until the client's FIN
+			targetRead <- err
 			_, _ = fmt.Fprintf(c, "received %d bytes: %s", len(got), got)
 		}()
 		conn, err := h.client.DialContext(context.Background(), "tcp", ln.Addr().String())
@@ -246,6 +251,11 @@ func TestHalfClose(t *testing.T) {
 		if string(got) != "received 4 bytes: ping" {
 			t.Fatalf("got %q", got)
 		}
+		if err := <-targetRead; err != nil {
+			t.Fatalf("the target read %v, want EOF", err)
+		}
+		_ = conn.Close()
+		waitFor(t, 5*time.Second, "server stream to end", func() bool { return h.server.ActiveStreams() == 0 })
 	})
 }
 
