@@ -17,11 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The pooled transports of net/http keep idle connections' readers around
-		// until the idle timeout; tests close them explicitly where it matters.
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // testPKI is one private CA with a server and a client certificate.

@@ -559,7 +559,7 @@ func TestShutdownDrains(t *testing.T) {
 	waitFor(t, 5*time.Second, "request in flight", func() bool { return h.server.ActiveStreams() == 1 })
 	shut := make(chan error, 1)
 	go func() { shut <- h.server.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 5*time.Second, "server to drain", h.server.isDraining)
 	// New work is refused while the old finishes.
 	if _, err := h.client.RoundTrip(mustRequest("GET", tgt.URL)); err == nil {
 		t.Error("new request accepted during shutdown")
