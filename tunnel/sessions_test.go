@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -47,51 +48,67 @@ func waitSessionsUp(t *testing.T, c *Client) []*session {
 	}
 }
 
+// dialerFunc makes a function a ContextDialer.
+type dialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f dialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
 // TestNewStreamAvoidsBusySession: with two sessions, a stream opened while a bulk
 // download runs goes to the other session, so its bytes never queue behind the
-// download's in one connection; with the download over, streams spread again.
+// download's in one connection.
+//
+// The load estimate samples bytes moved every sampleEvery, so the test runs on
+// synctest's fake clock: everything is in memory (net.Pipe between client and
+// server, an in-memory target behind the server's Dialer), and the download is
+// paced in fake time (32 KiB a millisecond) so that the clock can advance.
+// Lane choice counts bytes above the transport (recordingConn), so pipes alone
+// cover it.
 func TestNewStreamAvoidsBusySession(t *testing.T) {
-	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+	synctest.Test(t, func(t *testing.T) {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		// A stream that sends "b" is a download; the others stay idle.
+		target := dialerFunc(func(context.Context, string, string) (net.Conn, error) {
+			c, peer := net.Pipe()
+			wg.Go(func() {
+				<-stop
+				peer.Close()
+			})
+			wg.Go(func() {
+				var first [1]byte
+				if _, err := io.ReadFull(peer, first[:]); err != nil || first[0] != 'b' {
+					return
+				}
+				buf := make([]byte, 32<<10)
+				for {
+					if _, err := peer.Write(buf); err != nil {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+				}
+			})
+			return c, nil
+		})
+		h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = target })
+		// Cleanups run last-registered first: stop the target before the
+		// harness closes, and wait for its goroutines.
+		t.Cleanup(wg.Wait)
+		t.Cleanup(func() { close(stop) })
 		sessions := waitSessionsUp(t, h.client)
 		if len(sessions) != 2 {
 			t.Fatalf("%d sessions, want the default 2", len(sessions))
 		}
-		ln := listen(t)
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer ln.Close()
-		defer close(stop)
-		wg.Go(func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				wg.Go(func() {
-					<-stop
-					c.Close()
-				})
-				// A stream that sends "b" is a download; the others stay idle.
-				wg.Go(func() {
-					var first [1]byte
-					if _, err := io.ReadFull(c, first[:]); err != nil || first[0] != 'b' {
-						return
-					}
-					buf := make([]byte, 32<<10)
-					for {
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
-				})
-			}
-		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		dial := func() net.Conn {
 			t.Helper()
-			c, err := h.client.DialContext(ctx, "tcp", ln.Addr().String())
+			c, err := h.client.DialContext(ctx, "tcp", "127.0.0.1:9")
 			if err != nil {
 				t.Fatal(err)
 			}
