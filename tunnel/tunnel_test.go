@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -681,74 +682,91 @@ func TestTLSResumptionToTargets(t *testing.T) {
 // TestBurstSharesOneConnectAttempt: requests arriving while there is no session
 // wait for one connection attempt between them, rather than each dialling; once
 // the server answers, the client's other sessions come up, one attempt each.
+//
+// It runs on synctest's fake clock over net.Pipe, the targets answered by an
+// in-memory Transport: a slow dial (50 ms of fake time) lets the whole burst
+// pile up on the attempt before it completes, every time.
 func TestBurstSharesOneConnectAttempt(t *testing.T) {
 	for _, sessions := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint(sessions), func(t *testing.T) {
-			var dials atomic.Int32
-			h := newHarnessWith(t, overTCP, nil, func(c *ClientConfig) {
-				c.Sessions = sessions
-				dial := c.Dial
-				c.Dial = func(ctx context.Context) (net.Conn, error) {
-					dials.Add(1)
-					time.Sleep(50 * time.Millisecond) // a slow link: the burst piles up meanwhile
-					return dial(ctx)
+			synctest.Test(t, func(t *testing.T) {
+				var dials atomic.Int32
+				h := newHarnessWith(t, overPipe, func(c *ServerConfig) { c.Transport = helloTransport{} }, func(c *ClientConfig) {
+					c.Sessions = sessions
+					dial := c.Dial
+					c.Dial = func(ctx context.Context) (net.Conn, error) {
+						dials.Add(1)
+						time.Sleep(50 * time.Millisecond) // a slow link: the burst piles up meanwhile
+						return dial(ctx)
+					}
+				})
+				burst := func() {
+					var wg sync.WaitGroup
+					for i := 0; i < 50; i++ {
+						wg.Go(func() {
+							resp, err := h.client.RoundTrip(mustRequest("GET", "http://127.0.0.1:9/hello"))
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							resp.Body.Close()
+						})
+					}
+					wg.Wait()
 				}
-			})
-			tgt := target(t)
-			burst := func() {
-				var wg sync.WaitGroup
-				for i := 0; i < 50; i++ {
-					wg.Go(func() {
-						resp, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/hello"))
-						if err != nil {
-							t.Error(err)
+				allLive := func() {
+					t.Helper()
+					for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+						h.client.mu.Lock()
+						live := 0
+						for _, l := range h.client.lanes {
+							if l.live() {
+								live++
+							}
+						}
+						h.client.mu.Unlock()
+						if live == sessions {
 							return
 						}
-						resp.Body.Close()
-					})
-				}
-				wg.Wait()
-			}
-			allLive := func() {
-				t.Helper()
-				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-					h.client.mu.Lock()
-					live := 0
-					for _, l := range h.client.lanes {
-						if l.live() {
-							live++
+						if time.Now().After(deadline) {
+							t.Fatalf("%d of %d sessions up", live, sessions)
 						}
 					}
-					h.client.mu.Unlock()
-					if live == sessions {
-						return
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%d of %d sessions up", live, sessions)
-					}
 				}
-			}
-			burst()
-			allLive()
-			if n := dials.Load(); n != int32(sessions) {
-				t.Fatalf("%d connection attempts for a burst of 50 requests, want %d (one per session)", n, sessions)
-			}
-			// Every session dies; the next burst again makes one attempt per session.
-			h.client.mu.Lock()
-			var dead []*session
-			for _, l := range h.client.lanes {
-				dead = append(dead, l.sess)
-			}
-			h.client.mu.Unlock()
-			for _, s := range dead {
-				_ = s.mux.Close()
-				<-s.Done()
-			}
-			burst()
-			allLive()
-			if n := dials.Load(); n != int32(2*sessions) {
-				t.Fatalf("%d connection attempts after the sessions died, want %d", n, 2*sessions)
-			}
+				burst()
+				allLive()
+				if n := dials.Load(); n != int32(sessions) {
+					t.Fatalf("%d connection attempts for a burst of 50 requests, want %d (one per session)", n, sessions)
+				}
+				// Every session dies; the next burst again makes one attempt per session.
+				h.client.mu.Lock()
+				var dead []*session
+				for _, l := range h.client.lanes {
+					dead = append(dead, l.sess)
+				}
+				h.client.mu.Unlock()
+				for _, s := range dead {
+					_ = s.mux.Close()
+					<-s.Done()
+				}
+				burst()
+				allLive()
+				if n := dials.Load(); n != int32(2*sessions) {
+					t.Fatalf("%d connection attempts after the sessions died, want %d", n, 2*sessions)
+				}
+			})
 		})
 	}
+}
+
+// helloTransport answers every request "hello" without a network.
+type helloTransport struct{}
+
+func (helloTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Length": {"5"}}, ContentLength: 5,
+		Body: io.NopCloser(strings.NewReader("hello")), Request: req}, nil
 }
