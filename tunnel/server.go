@@ -420,6 +420,14 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 // *tls.Conn after its handshake, or any conn in tests). It blocks until the session
 // ends and returns why.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		// Not even yamux's first answers: a closed server serves nothing.
+		_ = conn.Close()
+		return ErrServerClosed
+	}
 	log := s.log.With().Str("remote", conn.RemoteAddr().String()).Str("client", PeerIdentity(conn)).Logger()
 	rc := &recordingConn{Conn: conn}
 	// A session may hold at most every admitted stream plus its pending ones;

@@ -147,14 +147,23 @@ func (s *session) exchange(ctx context.Context, typ string, payload any, afterFr
 		_ = st.Close()
 		return nil, nil, nil, err
 	}
+	var writeErr error
 	if err := wire.Write(st, typ, payload); err != nil {
-		return fail(s.streamErr(ctx, err))
-	}
-	if afterFrame != nil {
+		var re *ResetError
+		if !errors.As(err, &re) {
+			return fail(s.streamErr(ctx, err))
+		}
+		// The server may have answered before reading the frame (over capacity,
+		// shutting down) and reset the rest: that answer is still readable.
+		writeErr = err
+	} else if afterFrame != nil {
 		afterFrame(st)
 	}
 	var ans wire.Answer
 	if err := wire.Read(st, s.cfg.MaxHeaderSize, &ans); err != nil {
+		if writeErr != nil {
+			err = writeErr
+		}
 		var re *ResetError
 		if errors.As(err, &re) && (re.Code == wire.ResetRefused || re.Code == wire.ResetNoError) && ctx.Err() == nil {
 			// Refused before any answer, by the server or by yamux itself (past
