@@ -107,6 +107,7 @@ type Client struct {
 	cfg    ClientConfig
 	log    zerolog.Logger
 	budget *receiveBudget
+	limit  *logLimit
 
 	ctx    context.Context // cancelled by Close; bounds dial attempts
 	cancel context.CancelFunc
@@ -164,7 +165,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, log: cfg.Logger, budget: newReceiveBudget(cfg.ReceiveBudget), ctx: ctx, cancel: cancel}
+	c := &Client{cfg: cfg, log: cfg.Logger, budget: newReceiveBudget(cfg.ReceiveBudget), limit: newLogLimit(), ctx: ctx, cancel: cancel}
 	for i := range cfg.Sessions {
 		c.lanes = append(c.lanes, &lane{id: i})
 	}
@@ -269,7 +270,7 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	conn, err := c.cfg.Dial(ctx)
 	var sess *session
 	if err == nil {
-		sess, err = newSession(conn, c.cfg.Session, c.budget, c.log.With().Int("session", l.id).Logger())
+		sess, err = newSession(conn, c.cfg.Session, c.budget, c.limit, c.log.With().Int("session", l.id).Logger())
 	}
 	c.mu.Lock()
 	l.attempt = nil

@@ -20,7 +20,7 @@ import (
 
 // yamuxConfig builds the multiplexer's configuration. incoming caps the streams
 // the peer may have open at once; beyond it yamux resets new ones.
-func (c SessionConfig) yamuxConfig(log zerolog.Logger, incoming uint32) *yamux.Config {
+func (c SessionConfig) yamuxConfig(log zerolog.Logger, limit *logLimit, incoming uint32) *yamux.Config {
 	c = c.withDefaults()
 	y := yamux.DefaultConfig()
 	y.AcceptBacklog = c.AcceptBacklog
@@ -29,7 +29,7 @@ func (c SessionConfig) yamuxConfig(log zerolog.Logger, incoming uint32) *yamux.C
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.MaxStreamWindowSize = c.StreamWindow
 	y.MaxIncomingStreams = incoming
-	y.LogOutput = yamuxLog{log}
+	y.LogOutput = yamuxLog{log: log, limit: limit}
 	// The connection under yamux (batchConn) gathers frames into few writes;
 	// yamux's own coalescing is disabled in this version anyway.
 	y.WriteCoalesceDelay = 0
@@ -38,7 +38,12 @@ func (c SessionConfig) yamuxConfig(log zerolog.Logger, incoming uint32) *yamux.C
 
 // yamuxLog routes yamux's log lines into zerolog by the level yamux writes in
 // front of each: "[ERR]" at error, "[WARN]" at warn, anything else at debug.
-type yamuxLog struct{ log zerolog.Logger }
+// Errors and warnings go through limit: a peer flooding pings or streams makes
+// yamux warn once per frame.
+type yamuxLog struct {
+	log   zerolog.Logger
+	limit *logLimit
+}
 
 func (l yamuxLog) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
@@ -49,9 +54,9 @@ func (l yamuxLog) Write(p []byte) (int, error) {
 	var ev *zerolog.Event
 	switch {
 	case strings.HasPrefix(line, "[ERR]"):
-		ev = l.log.Error()
+		ev = l.limit.event(l.log.Error(), limitKeyOf(line))
 	case strings.HasPrefix(line, "[WARN]"):
-		ev = l.log.Warn()
+		ev = l.limit.event(l.log.Warn(), limitKeyOf(line))
 	default:
 		ev = l.log.Debug()
 	}

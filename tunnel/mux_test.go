@@ -133,7 +133,7 @@ func TestYamuxLogLevels(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var buf bytes.Buffer
-		l := yamuxLog{zerolog.New(&buf).Level(zerolog.DebugLevel)}
+		l := yamuxLog{log: zerolog.New(&buf).Level(zerolog.DebugLevel)}
 		n, err := l.Write([]byte(tc.line))
 		if err != nil || n != len(tc.line) {
 			t.Fatalf("%q: wrote %d, %v", tc.line, n, err)

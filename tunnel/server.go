@@ -16,6 +16,8 @@ import (
 
 	"github.com/libp2p/go-yamux/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/tunnel/internal/wire"
 )
 
 // ErrServerClosed is returned by Serve and ServeConn after Shutdown or Close.
@@ -211,6 +213,8 @@ type Server struct {
 	ownedTr   *http.Transport
 	guards    *guards
 	budget    *receiveBudget
+	limit     *logLimit
+	waiting   *headerWaits
 
 	baseCtx    context.Context // cancelled by Close: aborts every upstream operation and handshake
 	cancelBase context.CancelFunc
@@ -260,6 +264,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		idleCh:     make(chan struct{}, 1),
 		guards:     g,
 		budget:     newReceiveBudget(cfg.ReceiveBudget),
+		limit:      newLogLimit(),
+		waiting:    newHeaderWaits(),
 	}
 	s.lastActivity.Store(time.Now().UnixNano())
 	s.transport = cfg.Transport
@@ -433,7 +439,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	// A session may hold at most every admitted stream plus its pending ones;
 	// yamux resets streams past that before they cost anything.
 	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams)
-	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, incoming), s.budget)
+	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, s.limit, incoming), s.budget)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("tunnel: start session: %w", err)
@@ -452,8 +458,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	// own session, and yamux's MaxIncomingStreams bounds what waits.
 	pending := make(chan struct{}, s.cfg.MaxPendingStreams)
 	for {
+		slot := false
 		select {
 		case pending <- struct{}{}:
+			slot = true
 		case <-mux.CloseChan():
 		}
 		st, err := mux.AcceptStream()
@@ -468,6 +476,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 				return ctx.Err()
 			}
 			return fmt.Errorf("%w: %w", ErrSessionClosed, reason)
+		}
+		if !slot {
+			// The session is closing; yamux may still hand out a stream it had
+			// queued, which must not wait for a slot nobody will free.
+			_ = st.ResetWithError(wire.ResetRefused)
+			continue
 		}
 		s.wg.Add(1)
 		go func() {

@@ -31,10 +31,8 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 		s.answerError(st, &RemoteError{Code: CodeShuttingDown})
 		return
 	}
-	select {
-	case s.streams <- struct{}{}:
-	default:
-		log.Warn().Int("max_streams", s.cfg.MaxStreams).Msg("over capacity; stream refused")
+	if !s.acquire() {
+		s.limit.event(log.Warn(), "over capacity").Int("max_streams", s.cfg.MaxStreams).Msg("over capacity; stream refused")
 		s.answerError(st, &RemoteError{Code: CodeOverCapacity, Message: "server at max_connections"})
 		return
 	}
@@ -51,10 +49,12 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 		}
 	}()
 
+	wait := s.waiting.add(st)
 	_ = st.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	var req wire.Request
 	err := wire.Read(st, s.cfg.Session.MaxHeaderSize, &req)
 	_ = st.SetReadDeadline(time.Time{})
+	s.waiting.done(wait)
 	unpend()
 	if err != nil {
 		s.refuseFrame(st, err, log)
@@ -110,7 +110,8 @@ func (s *Server) refuseFrame(st *stream, err error, log zerolog.Logger) {
 		_ = st.reset(wire.ResetCancel)
 		return
 	}
-	if errors.Is(err, ErrStreamReset) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, ErrStreamReset) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The agent gave up, or the stream was pushed out for a fresher one.
 		return
 	}
 	log.Debug().Err(err).Msg("bad request frame")

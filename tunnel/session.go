@@ -34,11 +34,11 @@ type session struct {
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
-func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, log zerolog.Logger) (*session, error) {
+func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *logLimit, log zerolog.Logger) (*session, error) {
 	cfg = cfg.withDefaults()
 	rc := &recordingConn{Conn: conn}
 	// The server never opens streams: any it tries is reset.
-	mux, err := newMux(rc, true, cfg.yamuxConfig(log, 0), budget)
+	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
