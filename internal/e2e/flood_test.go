@@ -68,8 +68,7 @@ type hostileConn struct {
 	w    *bufio.Writer
 	next uint32 // the next stream ID; a yamux client's are odd
 
-	done    chan struct{} // closed when the reader ends
-	readErr error
+	done chan struct{} // closed when the reader ends: the conn failed or was closed
 
 	mu       sync.Mutex
 	resets   map[uint32]int64 // RST frames by the code in their length field
@@ -106,14 +105,12 @@ func (h *hostileConn) read() {
 	var hdr [yamuxHeaderSize]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			h.readErr = err
 			return
 		}
 		typ, flags := hdr[1], binary.BigEndian.Uint16(hdr[2:])
 		id, length := binary.BigEndian.Uint32(hdr[4:]), binary.BigEndian.Uint32(hdr[8:])
 		if typ == yamuxData && length > 0 {
 			if _, err := io.CopyN(io.Discard, r, int64(length)); err != nil {
-				h.readErr = err
 				return
 			}
 		}
