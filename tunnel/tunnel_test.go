@@ -495,43 +495,44 @@ func TestAbortCancelsUpstream(t *testing.T) {
 
 // TestTruncatedBodyIsAnError: a target that dies mid-body must not look complete.
 func TestTruncatedBodyIsAnError(t *testing.T) {
-	h := newHarness(t, overPipe, nil)
-	ln := listen(t)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+		ln := listen(t)
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				br := bufio.NewReader(c)
+				_, _ = http.ReadRequest(br)
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+				c.Close()
 			}
-			br := bufio.NewReader(c)
-			_, _ = http.ReadRequest(br)
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-			c.Close()
-		}
-	}()
-	// The server resets the stream when the target's body breaks off. Whether
-	// the agent has read the answer by then or not, the body never reads as whole.
-	for range 20 {
-		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
-		resp, err := h.client.RoundTrip(req)
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
+		}()
+		// The server resets the stream when the target's body breaks off. Whether
+		// the agent has read the answer by then or not, the body never reads as whole.
+		for range 20 {
+			req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+			resp, err := h.client.RoundTrip(req)
 			if err == nil {
-				t.Fatal("truncated chunked body read as complete")
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil {
+					t.Fatal("truncated chunked body read as complete")
+				}
+				if !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Errorf("truncated body: %v, want io.ErrUnexpectedEOF", err)
+				}
 			}
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Errorf("truncated body: %v, want io.ErrUnexpectedEOF", err)
+			if !errors.Is(err, ErrStreamReset) {
+				t.Errorf("truncation: %v, want ErrStreamReset", err)
+			}
+			if got := HTTPStatus(err); got != http.StatusBadGateway {
+				t.Errorf("truncation answers %d, want 502", got)
 			}
 		}
-		if !errors.Is(err, ErrStreamReset) {
-			t.Errorf("truncation: %v, want ErrStreamReset", err)
-		}
-		if got := HTTPStatus(err); got != http.StatusBadGateway {
-			t.Errorf("truncation answers %d, want 502", got)
-		}
-	}
+	})
 }
 
 func TestShutdownDrains(t *testing.T) {

@@ -546,36 +546,37 @@ func TestPing(t *testing.T) {
 // gives the client a 200 whose body keeps what was sent, then fails with
 // io.ErrUnexpectedEOF: never a body that reads as whole.
 func TestTruncatedKnownLengthBody(t *testing.T) {
-	h := newHarness(t, overPipe, nil)
-	ln := listen(t)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+		ln := listen(t)
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				br := bufio.NewReader(c)
+				_, _ = http.ReadRequest(br)
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+				c.Close()
 			}
-			br := bufio.NewReader(c)
-			_, _ = http.ReadRequest(br)
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-			c.Close()
+		}()
+		for i := range 20 {
+			resp, err := h.client.RoundTrip(mustRequest("GET", "http://"+ln.Addr().String()+"/"))
+			if err != nil {
+				t.Fatalf("request %d: %v, want a 200 response", i, err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ContentLength != 10 {
+				t.Fatalf("request %d: %d, length %d; want 200, 10", i, resp.StatusCode, resp.ContentLength)
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("request %d: body %q read with %v, want io.ErrUnexpectedEOF", i, b, err)
+			}
+			if string(b) != "hello" {
+				t.Errorf("request %d: body %q before the error, want \"hello\"", i, b)
+			}
 		}
-	}()
-	for i := range 20 {
-		resp, err := h.client.RoundTrip(mustRequest("GET", "http://"+ln.Addr().String()+"/"))
-		if err != nil {
-			t.Fatalf("request %d: %v, want a 200 response", i, err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.ContentLength != 10 {
-			t.Fatalf("request %d: %d, length %d; want 200, 10", i, resp.StatusCode, resp.ContentLength)
-		}
-		if !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("request %d: body %q read with %v, want io.ErrUnexpectedEOF", i, b, err)
-		}
-		if string(b) != "hello" {
-			t.Errorf("request %d: body %q before the error, want \"hello\"", i, b)
-		}
-	}
+	})
 }
