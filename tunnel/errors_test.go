@@ -26,7 +26,7 @@ func TestHTTPStatus(t *testing.T) {
 		{"tunnel unreachable by timeout", fmt.Errorf("%w: %w", ErrTunnelUnavailable, timeout), http.StatusBadGateway},
 		{"session closed", ErrSessionClosed, http.StatusBadGateway},
 		{"session lost to a keepalive timeout", fmt.Errorf("%w: %w", ErrSessionClosed, timeout), http.StatusBadGateway},
-		{"stream reset", &ResetError{Code: 2}, http.StatusBadGateway},
+		{"stream reset", &resetError{Code: 2}, http.StatusBadGateway},
 	}
 	for _, tc := range tests {
 		if got := HTTPStatus(tc.err); got != tc.want {

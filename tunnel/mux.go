@@ -64,9 +64,9 @@ func (l yamuxLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ErrReceiveBudget is what the receive budget answers a window that would grow
+// errReceiveBudget is what the receive budget answers a window that would grow
 // past it; yamux then keeps that stream's window as it is.
-var ErrReceiveBudget = errors.New("tunnel: receive window budget exhausted")
+var errReceiveBudget = errors.New("tunnel: receive window budget exhausted")
 
 // streamOpenPriority is the priority yamux reserves a new stream's initial
 // window with; a refusal there would end the whole session.
@@ -102,14 +102,14 @@ func (s *budgetSpan) ReserveMemory(size int, prio uint8) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		return ErrReceiveBudget
+		return errReceiveBudget
 	}
 	n := int64(size)
 	if prio < streamOpenPriority {
 		for {
 			used := s.b.used.Load()
 			if used+n > s.b.limit {
-				return ErrReceiveBudget
+				return errReceiveBudget
 			}
 			if s.b.used.CompareAndSwap(used, used+n) {
 				break

@@ -83,8 +83,8 @@ func TestReceiveBudget(t *testing.T) {
 					if o.wantErr != (err != nil) {
 						t.Fatalf("step %d (%s): reserve %d at %d: %v", i, o.note, o.reserve, o.prio, err)
 					}
-					if err != nil && !errors.Is(err, ErrReceiveBudget) {
-						t.Fatalf("step %d: %v, want ErrReceiveBudget", i, err)
+					if err != nil && !errors.Is(err, errReceiveBudget) {
+						t.Fatalf("step %d: %v, want errReceiveBudget", i, err)
 					}
 				}
 				if got := b.Used(); got != o.used {

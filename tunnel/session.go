@@ -149,7 +149,7 @@ func (s *session) exchange(ctx context.Context, typ string, payload any, afterFr
 	}
 	var writeErr error
 	if err := wire.Write(st, typ, payload); err != nil {
-		var re *ResetError
+		var re *resetError
 		if !errors.As(err, &re) {
 			return fail(s.streamErr(ctx, err))
 		}
@@ -164,7 +164,7 @@ func (s *session) exchange(ctx context.Context, typ string, payload any, afterFr
 		if writeErr != nil {
 			err = writeErr
 		}
-		var re *ResetError
+		var re *resetError
 		if errors.As(err, &re) && (re.Code == wire.ResetRefused || re.Code == wire.ResetNoError) && ctx.Err() == nil {
 			// Refused before any answer, by the server or by yamux itself (past
 			// its stream limit, with code 0): no work was done, so it may be sent
@@ -319,7 +319,7 @@ func (p *bodyPump) run() {
 	if err == nil {
 		return
 	}
-	var re *ResetError
+	var re *resetError
 	if errors.As(err, &re) || errors.Is(err, net.ErrClosed) {
 		// The server answered early, or the stream was aborted: the rest of the
 		// body is not wanted.

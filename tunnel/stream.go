@@ -13,20 +13,20 @@ import (
 )
 
 // ErrStreamReset reports a stream that the peer reset: an abort or a truncation
-// (PROTOCOL.md). Errors matching it also carry the reset code in a *ResetError.
+// (PROTOCOL.md).
 var ErrStreamReset = errors.New("tunnel: stream reset")
 
-// ResetError is a stream reset by the peer, with the code it sent.
-type ResetError struct {
+// resetError is a stream reset by the peer, with the code it sent (PROTOCOL.md).
+type resetError struct {
 	Code uint32
 }
 
-func (e *ResetError) Error() string {
+func (e *resetError) Error() string {
 	return fmt.Sprintf("tunnel: stream reset by peer (%s)", wire.ResetName(e.Code))
 }
 
-// Is makes a ResetError match ErrStreamReset.
-func (e *ResetError) Is(target error) bool { return target == ErrStreamReset }
+// Is makes a resetError match ErrStreamReset.
+func (e *resetError) Is(target error) bool { return target == ErrStreamReset }
 
 // stream is a yamux stream as a net.Conn with the tunnel's close semantics
 // (PROTOCOL.md): CloseWrite sends FIN, the end of what this side sends; Close
@@ -56,7 +56,7 @@ func (s *stream) Write(p []byte) (int, error) {
 }
 
 // mapErr turns yamux's errors into the tunnel's: a reset by the peer is a
-// *ResetError, a use after Close is net.ErrClosed; timeouts stay net.Errors.
+// *resetError, a use after Close is net.ErrClosed; timeouts stay net.Errors.
 func (s *stream) mapErr(err error) error {
 	if err == nil {
 		return nil
@@ -66,7 +66,7 @@ func (s *stream) mapErr(err error) error {
 	}
 	var se *yamux.StreamError
 	if errors.As(err, &se) && se.Remote {
-		return &ResetError{Code: se.ErrorCode}
+		return &resetError{Code: se.ErrorCode}
 	}
 	return err
 }
