@@ -33,6 +33,7 @@ func (c SessionConfig) yamuxConfig(log zerolog.Logger, limit *logLimit, incoming
 	// The connection under yamux (batchConn) gathers frames into few writes;
 	// yamux's own coalescing is disabled in this version anyway.
 	y.WriteCoalesceDelay = 0
+	y.MaxMessageSize = maxMessage
 	return y
 }
 
@@ -156,3 +157,8 @@ func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget
 	}
 	return mux, nil
 }
+
+// maxMessage is the largest yamux frame a stream writes: a 64 KiB write (the
+// relay's buffer) plus yamux's 12-byte header, so that one write is one frame
+// rather than yamux's default of a 65,524-byte frame and a 12-byte one.
+const maxMessage = 64<<10 + 12
