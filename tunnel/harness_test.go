@@ -1,11 +1,14 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +194,35 @@ func listen(t testing.TB) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// cannedTarget is a raw TCP target that reads one request per connection and
+// writes answer byte for byte; then it hangs up, or with hold it drains the
+// connection until the peer drops it. It returns the target's address.
+func cannedTarget(t testing.TB, answer string, hold bool) string {
+	t.Helper()
+	ln := listen(t)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, answer)
+				if hold {
+					_, _ = io.Copy(io.Discard, br)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // waitFor polls cond until it holds or the deadline passes.

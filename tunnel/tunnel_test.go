@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -496,24 +495,11 @@ func TestAbortCancelsUpstream(t *testing.T) {
 // TestTruncatedBodyIsAnError: a target that dies mid-body must not look complete.
 func TestTruncatedBodyIsAnError(t *testing.T) {
 	forEachTransport(t, nil, func(t *testing.T, h *harness) {
-		ln := listen(t)
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				br := bufio.NewReader(c)
-				_, _ = http.ReadRequest(br)
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-				c.Close()
-			}
-		}()
+		addr := cannedTarget(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", false)
 		// The server resets the stream when the target's body breaks off. Whether
 		// the agent has read the answer by then or not, the body never reads as whole.
 		for range 20 {
-			req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
 			resp, err := h.client.RoundTrip(req)
 			if err == nil {
 				_, err = io.ReadAll(resp.Body)

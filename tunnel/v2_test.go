@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -270,26 +269,7 @@ func TestLowerCaseHeaderNamesCanonicalised(t *testing.T) {
 // switchingTarget answers every request with a 101 nobody asked for.
 func switchingTarget(t *testing.T) string {
 	t.Helper()
-	ln := listen(t)
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n")
-				_, _ = io.Copy(io.Discard, br) // until the server drops the connection
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return cannedTarget(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n", true)
 }
 
 // TestUnrequestedSwitchIs502: a target switching protocols on a plain HTTP
@@ -547,22 +527,9 @@ func TestPing(t *testing.T) {
 // io.ErrUnexpectedEOF: never a body that reads as whole.
 func TestTruncatedKnownLengthBody(t *testing.T) {
 	forEachTransport(t, nil, func(t *testing.T, h *harness) {
-		ln := listen(t)
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				br := bufio.NewReader(c)
-				_, _ = http.ReadRequest(br)
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-				c.Close()
-			}
-		}()
+		addr := cannedTarget(t, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", false)
 		for i := range 20 {
-			resp, err := h.client.RoundTrip(mustRequest("GET", "http://"+ln.Addr().String()+"/"))
+			resp, err := h.client.RoundTrip(mustRequest("GET", "http://"+addr+"/"))
 			if err != nil {
 				t.Fatalf("request %d: %v, want a 200 response", i, err)
 			}
