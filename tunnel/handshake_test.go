@@ -741,7 +741,7 @@ func raiseFileLimit(t *testing.T, n uint64) {
 	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("getrlimit: %v", err)
+		t.Fatalf("getrlimit: %v", err)
 	}
 	if lim.Cur >= n {
 		return
@@ -749,7 +749,7 @@ func raiseFileLimit(t *testing.T, n uint64) {
 	old := lim
 	lim.Cur = min(n, lim.Max)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
+		t.Fatalf("setrlimit: %v (the flood needs %d open files)", err, n)
 	}
 	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
 }
