@@ -31,6 +31,7 @@ type session struct {
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[error] // first reason the session ended
+	pings     sync.WaitGroup        // yamux pings, which end when the session does
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
@@ -69,8 +70,9 @@ func (s *session) Err() error {
 // NumStreams reports the streams currently open.
 func (s *session) NumStreams() int { return s.mux.NumStreams() }
 
-// Close ends the session and every stream in it. It does not wait for request
-// bodies being read from callers: their pumps end at their next write.
+// Close ends the session and every stream in it, and waits for its pings (which
+// end with it). It does not wait for request bodies being read from callers:
+// their pumps end at their next write.
 func (s *session) Close() error { return s.closeWith(ErrSessionClosed) }
 
 // closeWith is Close, recording reason as why the session ended unless an
@@ -80,6 +82,7 @@ func (s *session) closeWith(reason error) error {
 		s.closeErr.CompareAndSwap(nil, &reason)
 		_ = s.mux.Close()
 	})
+	s.pings.Wait()
 	return nil
 }
 
@@ -101,10 +104,10 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 	}
 	// yamux's Ping takes no context; it gives up within two write timeouts.
 	ch := make(chan result, 1)
-	go func() {
+	s.pings.Go(func() {
 		rtt, err := s.mux.Ping()
 		ch <- result{rtt, err}
-	}()
+	})
 	select {
 	case r := <-ch:
 		if r.err != nil {
