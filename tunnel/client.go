@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -145,7 +146,12 @@ func (l *lane) load(now time.Time) float64 {
 	case l.sampledAt.IsZero() || moved < l.sampled:
 		l.sampledAt, l.sampled, l.rate = now, moved, 0
 	case dt >= sampleEvery:
-		l.rate = (l.rate + float64(moved-l.sampled)/dt.Seconds()) / 2
+		// The average forgets by time, not by sample: half its weight per
+		// sampleEvery, so a lane idle for a second looks idle at its next pick
+		// however rarely it is picked, while one pausing for a sample still
+		// looks busy.
+		w := math.Exp2(-float64(dt) / float64(sampleEvery))
+		l.rate = w*l.rate + (1-w)*float64(moved-l.sampled)/dt.Seconds()
 		l.sampledAt, l.sampled = now, moved
 	}
 	return l.rate

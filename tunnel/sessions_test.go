@@ -268,3 +268,24 @@ func TestStalledStreamHoldsUpNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestLaneLoadForgetsByTime: a lane's load estimate weighs samples by the time
+// they cover: one quiet sample halves it (a pause still looks busy), and a lane
+// quiet for a second looks idle at its next pick, however rarely it was picked.
+func TestLaneLoadForgetsByTime(t *testing.T) {
+	conn := &recordingConn{}
+	l := &lane{sess: &session{conn: conn}}
+	start := time.Unix(1000, 0)
+	l.load(start)
+	conn.moved.Store(10 << 20) // 10 MiB in one sample
+	busy := l.load(start.Add(sampleEvery))
+	if busy <= 0 {
+		t.Fatalf("load %v after 10 MiB, want positive", busy)
+	}
+	if got := l.load(start.Add(2 * sampleEvery)); got < busy/2*0.99 || got > busy/2*1.01 {
+		t.Fatalf("one quiet sample: load %v, want half of %v", got, busy)
+	}
+	if got := l.load(start.Add(2*sampleEvery + time.Second)); got > busy/1e6 {
+		t.Fatalf("after a quiet second: load %v, want about 0 (was %v)", got, busy)
+	}
+}
