@@ -10,8 +10,14 @@ LDFLAGS := -s -w -X github.com/fluidity-tunnel/fluidity/internal/buildinfo.Versi
 BUILD_ENV := CGO_ENABLED=0
 
 AGENT_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# The server image's platform: infra/fargate.yaml runs ARM64 (Graviton) Fargate by
+# default; a test keeps this, the template default and the README in step.
+# For CpuArchitecture=X86_64 use `make image-server SERVER_IMAGE_PLATFORM=linux/amd64`.
+SERVER_IMAGE_PLATFORM := linux/arm64
+# Builds infra/Dockerfile.* without a Docker engine.
+CONTAINER ?= podman
 
-.PHONY: all build build-host cross run test deps fmt vet clean
+.PHONY: all build build-host cross image-server run test deps fmt vet clean
 
 all: build
 
@@ -22,7 +28,8 @@ build-host:
 	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
 	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
 
-# The agent runs on users' machines: make sure every platform builds.
+# The agent runs on users' machines: make sure every platform builds; and the
+# server for the Fargate image's platform.
 cross:
 	@set -e; for p in $(AGENT_PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
@@ -30,6 +37,15 @@ cross:
 		$(BUILD_ENV) GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
 			-o dist/fluidity-agent-$$os-$$arch$$ext ./daemons/agent; \
 	done
+	@p=$(SERVER_IMAGE_PLATFORM); os=$${p%/*}; arch=$${p#*/}; \
+		echo "build server $$os/$$arch"; \
+		$(BUILD_ENV) GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
+			-o dist/fluidity-server-$$os-$$arch ./daemons/server
+
+# The server image for Fargate (push it to ECR: see the README's AWS walk-through).
+image-server:
+	$(CONTAINER) build --platform $(SERVER_IMAGE_PLATFORM) -f infra/Dockerfile.server \
+		--build-arg VERSION=$(VERSION) -t fluidity-server:$(VERSION) .
 
 run: build-host
 	./scripts/run-local.sh

@@ -1,7 +1,9 @@
 package infra_test
 
 import (
+	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -137,5 +139,73 @@ func TestDockerfiles(t *testing.T) {
 				t.Error("scratch image without CA certificates")
 			}
 		})
+	}
+}
+
+// The server image is built for the architecture the Fargate stack runs by
+// default: the Makefile's SERVER_IMAGE_PLATFORM, fargate.yaml's
+// CpuArchitecture default and the README's build command must agree, and the
+// Dockerfile must compile for the platform it is asked for.
+func TestServerImageArchitecture(t *testing.T) {
+	t.Parallel()
+	platform := makeVar(t, "SERVER_IMAGE_PLATFORM")
+	goarch := strings.TrimPrefix(platform, "linux/")
+	fargateArch := map[string]string{"arm64": "ARM64", "amd64": "X86_64"}[goarch]
+	if fargateArch == "" {
+		t.Fatalf("SERVER_IMAGE_PLATFORM %q is not linux/arm64 or linux/amd64 (Fargate's two)", platform)
+	}
+	if goarch != "arm64" {
+		t.Errorf("SERVER_IMAGE_PLATFORM = %s, want linux/arm64 (ARM64 Fargate is the default)", platform)
+	}
+
+	tpl := templateMap(t, "fargate.yaml")
+	param := dig(t, tpl, "Parameters", "CpuArchitecture").(map[string]any)
+	if param["Default"] != fargateArch {
+		t.Errorf("fargate.yaml CpuArchitecture default %v, want %s (the image is %s)", param["Default"], fargateArch, platform)
+	}
+	allowed := fmt.Sprint(param["AllowedValues"])
+	for _, a := range []string{"ARM64", "X86_64"} {
+		if !strings.Contains(allowed, a) {
+			t.Errorf("CpuArchitecture does not allow %s (allowed %s)", a, allowed)
+		}
+	}
+	rp := dig(t, tpl, "Resources", "TaskDefinition", "Properties", "RuntimePlatform")
+	if want := map[string]any{"OperatingSystemFamily": "LINUX", "CpuArchitecture": "CpuArchitecture"}; !reflect.DeepEqual(rp, want) {
+		t.Errorf("RuntimePlatform = %v, want %v (CpuArchitecture from the parameter)", rp, want)
+	}
+
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := regexp.MustCompile(`(?m)^docker buildx build --platform (\S+) -f infra/Dockerfile\.server`).FindAllSubmatch(readme, -1)
+	if len(builds) == 0 {
+		t.Fatal("README has no `docker buildx build --platform … -f infra/Dockerfile.server` command")
+	}
+	for _, b := range builds {
+		if string(b[1]) != platform {
+			t.Errorf("README builds the server image for %s, want %s", b[1], platform)
+		}
+	}
+
+	// The builder runs natively and cross-compiles to the requested platform:
+	// TARGETARCH must come from --platform, so it has no default to pin it.
+	ins := parseDockerfile(t, "Dockerfile.server")
+	var fromBuild, archArg, build bool
+	for _, in := range ins {
+		switch {
+		case in.cmd == "FROM" && strings.Contains(in.args, "--platform=$BUILDPLATFORM") && strings.Contains(in.args, "golang:"):
+			fromBuild = true
+		case in.cmd == "ARG" && strings.HasPrefix(in.args, "TARGETARCH"):
+			if in.args != "TARGETARCH" {
+				t.Errorf("ARG %s: TARGETARCH must have no default, --platform sets it", in.args)
+			}
+			archArg = true
+		case in.cmd == "RUN" && strings.Contains(in.args, "go build") && strings.Contains(in.args, "GOARCH=$TARGETARCH"):
+			build = true
+		}
+	}
+	if !fromBuild || !archArg || !build {
+		t.Errorf("Dockerfile.server: builder FROM --platform=$BUILDPLATFORM %v, ARG TARGETARCH %v, go build with GOARCH=$TARGETARCH %v", fromBuild, archArg, build)
 	}
 }
