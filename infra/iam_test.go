@@ -81,3 +81,18 @@ func TestTrustPolicies(t *testing.T) {
 		t.Errorf("TaskRole trust condition = %v, want %v", cond, wantCond)
 	}
 }
+
+// The execution role may read the one TLS secret and nothing else.
+func TestExecutionRoleReadsOnlyTheTLSSecret(t *testing.T) {
+	t.Parallel()
+	tpl := templateMap(t, "fargate.yaml")
+	pols := dig(t, tpl, "Resources", "ExecutionRole", "Properties", "Policies").([]any)
+	if len(pols) != 1 {
+		t.Fatalf("%d inline policies, want 1", len(pols))
+	}
+	stmts := dig(t, pols[0], "PolicyDocument", "Statement").([]any)
+	want := []any{map[string]any{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "TlsSecretArn"}}
+	if !reflect.DeepEqual(stmts, want) {
+		t.Errorf("execution role statements = %v, want %v", stmts, want)
+	}
+}

@@ -178,7 +178,10 @@ func TestStacksDeployToMoto(t *testing.T) {
 		putS3(t, endpoint, "fluidity-artifacts", "fluidity/"+fn+".zip", bootstrapZip(t))
 	}
 
-	secret := func(n string) string { return "arn:aws:secretsmanager:us-east-1:123456789012:secret:fluidity/" + n }
+	// The one TLS secret, made as the walk-through makes it.
+	tls := awstest.TLSSecret{CertPEM: "-----BEGIN CERTIFICATE-----\nserver\n-----END CERTIFICATE-----\n",
+		KeyPEM: "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n", CACertPEM: "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"}
+	secretARN := awstest.SeedTLSSecret(t, endpoint, "fluidity/server-tls", tls)
 	stacks := []struct {
 		file   string
 		params map[string]string
@@ -186,8 +189,7 @@ func TestStacksDeployToMoto(t *testing.T) {
 		{"fargate.yaml", map[string]string{
 			"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fluidity-server:test",
 			"VpcId": aws.ToString(vpc.Vpc.VpcId), "SubnetIds": aws.ToString(sub.Subnet.SubnetId),
-			"AllowedCidr": "203.0.113.0/24", "ServerCertSecretArn": secret("cert"),
-			"ServerKeySecretArn": secret("key"), "CaCertSecretArn": secret("ca"),
+			"AllowedCidr": "203.0.113.0/24", "TlsSecretArn": secretARN,
 		}},
 		{"control-plane.yaml", map[string]string{"CodeBucket": "fluidity-artifacts"}},
 	}
@@ -251,6 +253,7 @@ func TestStacksDeployToMoto(t *testing.T) {
 	if got := svc.Services[0].DesiredCount; got != 0 {
 		t.Errorf("service desired count = %d, want 0", got)
 	}
+	checkTLSSecretInjection(t, endpoint, aws.ToString(svc.Services[0].TaskDefinition), secretARN, tls)
 
 	// The functions, the API and the schedules exist as the services see
 	// them (raw calls: the module has no Lambda, API Gateway or Events client).
@@ -428,4 +431,51 @@ func bootstrapZip(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// checkTLSSecretInjection checks the deployed task definition against the
+// secret: each container secret is one JSON key of the one secret
+// ("<ARN>:<key>::"), named FLUIDITY_SERVER_<KEY> (the server's environment
+// interface), and the secret holds exactly those keys, with their values.
+func checkTLSSecretInjection(t *testing.T, endpoint, taskDef, secretARN string, want awstest.TLSSecret) {
+	t.Helper()
+	// A raw call: moto answers Number parameters substituted into the
+	// container's environment as JSON numbers, which the SDK rejects.
+	var td struct {
+		TaskDefinition struct {
+			ContainerDefinitions []struct {
+				Secrets []struct{ Name, ValueFrom string }
+			}
+		}
+	}
+	awstest.JSONCall(t, endpoint, "ecs", "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition", map[string]string{"taskDefinition": taskDef}, &td)
+	var out struct{ SecretString string }
+	awstest.JSONCall(t, endpoint, "secretsmanager", "secretsmanager.GetSecretValue", map[string]string{"SecretId": secretARN}, &out)
+	var stored map[string]string
+	if err := json.Unmarshal([]byte(out.SecretString), &stored); err != nil {
+		t.Fatalf("secret is not JSON: %v", err)
+	}
+	wantValues := map[string]string{"cert_pem": want.CertPEM, "key_pem": want.KeyPEM, "ca_cert_pem": want.CACertPEM}
+	injected := map[string]bool{}
+	for _, c := range td.TaskDefinition.ContainerDefinitions {
+		for _, sec := range c.Secrets {
+			name, from := sec.Name, sec.ValueFrom
+			key, ok := strings.CutPrefix(from, secretARN+":")
+			key, ok2 := strings.CutSuffix(key, "::")
+			if !ok || !ok2 || strings.Contains(key, ":") {
+				t.Errorf("secret %s from %q, want %s:<json key>::", name, from, secretARN)
+				continue
+			}
+			if name != "FLUIDITY_SERVER_"+strings.ToUpper(key) {
+				t.Errorf("JSON key %s injected as %s, want FLUIDITY_SERVER_%s", key, name, strings.ToUpper(key))
+			}
+			if v, ok := stored[key]; !ok || v != wantValues[key] {
+				t.Errorf("secret key %s = %q (present %v), want %q", key, v, ok, wantValues[key])
+			}
+			injected[key] = true
+		}
+	}
+	if len(injected) != len(stored) || len(injected) != len(wantValues) {
+		t.Errorf("injected keys %v, secret keys %v, want the three of %v", injected, stored, wantValues)
+	}
 }

@@ -2,6 +2,8 @@ package awstest_test
 
 import (
 	"context"
+	"encoding/json"
+	"regexp"
 	"testing"
 	"time"
 
@@ -33,5 +35,26 @@ func TestSeedLooksRunning(t *testing.T) {
 		if st.State != lifecycle.StateRunning || st.PublicIP != "127.0.0.1" || st.TaskARN != f.TaskARN {
 			t.Fatalf("status %d = %+v, want running at 127.0.0.1 (task %s)", i, st, f.TaskARN)
 		}
+	}
+}
+
+// The seeded secret reads back as the JSON object fargate.yaml's task
+// definition takes its three keys from.
+func TestSeedTLSSecret(t *testing.T) {
+	t.Parallel()
+	endpoint := awstest.StartMoto(t)
+	want := awstest.TLSSecret{CertPEM: "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n", KeyPEM: "k\n", CACertPEM: "ca\n"}
+	arn := awstest.SeedTLSSecret(t, endpoint, "fluidity/server-tls", want)
+	if !regexp.MustCompile(`^arn:aws:secretsmanager:us-east-1:[0-9]{12}:secret:fluidity/server-tls-[A-Za-z0-9]{6}$`).MatchString(arn) {
+		t.Errorf("ARN %q is not a full secret ARN", arn)
+	}
+	var out struct{ SecretString string }
+	awstest.JSONCall(t, endpoint, "secretsmanager", "secretsmanager.GetSecretValue", map[string]string{"SecretId": arn}, &out)
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out.SecretString), &got); err != nil {
+		t.Fatalf("secret string %q: %v", out.SecretString, err)
+	}
+	if len(got) != 3 || got["cert_pem"] != want.CertPEM || got["key_pem"] != want.KeyPEM || got["ca_cert_pem"] != want.CACertPEM {
+		t.Errorf("secret = %v, want the three keys of %+v", got, want)
 	}
 }
