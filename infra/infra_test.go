@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fluidity-tunnel/fluidity/infra"
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 )
 
@@ -79,7 +81,8 @@ func templateResources(t *testing.T, name string) map[string]string {
 	return res
 }
 
-// The resources each stack must have, by logical ID.
+// The resources each stack must have, by logical ID. "Name*" is one ID that
+// starts with Name (the Deployment's ends in the API's hash).
 var wantResources = map[string]map[string]string{
 	"fargate.yaml": {
 		"Cluster":        "AWS::ECS::Cluster",
@@ -96,7 +99,7 @@ var wantResources = map[string]map[string]string{
 		"WakeLogGroup": "AWS::Logs::LogGroup", "SleepLogGroup": "AWS::Logs::LogGroup", "KillLogGroup": "AWS::Logs::LogGroup",
 		"Api": "AWS::ApiGateway::RestApi", "WakeResource": "AWS::ApiGateway::Resource", "KillResource": "AWS::ApiGateway::Resource",
 		"WakeMethod": "AWS::ApiGateway::Method", "KillMethod": "AWS::ApiGateway::Method",
-		"Deployment": "AWS::ApiGateway::Deployment", "Stage": "AWS::ApiGateway::Stage",
+		"ApiDeployment*": "AWS::ApiGateway::Deployment", "Stage": "AWS::ApiGateway::Stage",
 		"ApiKey": "AWS::ApiGateway::ApiKey", "UsagePlan": "AWS::ApiGateway::UsagePlan", "UsagePlanKey": "AWS::ApiGateway::UsagePlanKey",
 		"WakeApiPermission": "AWS::Lambda::Permission", "KillApiPermission": "AWS::Lambda::Permission",
 		"SleepRule": "AWS::Events::Rule", "NightlyKillRule": "AWS::Events::Rule",
@@ -117,6 +120,7 @@ func TestTemplatesDeclareEverything(t *testing.T) {
 	for _, name := range templates {
 		got := templateResources(t, name)
 		for id, typ := range wantResources[name] {
+			id = resolveID(t, id, got)
 			if got[id] != typ {
 				t.Errorf("%s: resource %s is %q, want %s", name, id, got[id], typ)
 			}
@@ -230,7 +234,7 @@ func TestStacksDeployToMoto(t *testing.T) {
 			if motoUnsupported[typ] {
 				continue // asserted from the template in TestTemplatesDeclareEverything
 			}
-			r, ok := deployed[id]
+			r, ok := deployed[resolveID(t, id, deployed)]
 			if !ok {
 				t.Errorf("%s: resource %s (%s) was not created", name, id, typ)
 				continue
@@ -366,9 +370,9 @@ func waitComplete(ctx context.Context, t *testing.T, cf *cloudformation.Client, 
 		}
 		st := out.Stacks[0]
 		switch st.StackStatus {
-		case cftypes.StackStatusCreateComplete:
+		case cftypes.StackStatusCreateComplete, cftypes.StackStatusUpdateComplete:
 			return
-		case cftypes.StackStatusCreateInProgress:
+		case cftypes.StackStatusCreateInProgress, cftypes.StackStatusUpdateInProgress, cftypes.StackStatusUpdateCompleteCleanupInProgress:
 		default:
 			events, _ := cf.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String(name)})
 			var lines []string
@@ -478,4 +482,153 @@ func checkTLSSecretInjection(t *testing.T, endpoint, taskDef, secretARN string, 
 	if len(injected) != len(stored) || len(injected) != len(wantValues) {
 		t.Errorf("injected keys %v, secret keys %v, want the three of %v", injected, stored, wantValues)
 	}
+}
+
+// A stack update that changes a method re-creates the Deployment: the new
+// template (stamped as `go generate ./infra` stamps it) names a new
+// Deployment, CloudFormation creates it, and API Gateway has a deployment it
+// did not have before. An update that leaves the API alone makes none. (moto
+// does not model AWS::ApiGateway::Stage, so that the stage then serves the new
+// deployment is CloudFormation's documented behaviour for a changed
+// DeploymentId, not something this test can show.)
+func TestAPIChangeRedeploysOnMoto(t *testing.T) {
+	t.Parallel()
+	endpoint := awstest.StartMoto(t)
+	cfg := awstest.AWSConfig(endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	putS3(t, endpoint, "fluidity-artifacts", "", nil)
+	for _, fn := range []string{"wake", "sleep", "kill"} {
+		putS3(t, endpoint, "fluidity-artifacts", "fluidity/"+fn+".zip", bootstrapZip(t))
+	}
+	body, err := os.ReadFile("control-plane.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := cloudformation.NewFromConfig(cfg)
+	const name = "fluidity-control"
+	params := func(logLevel string) []cftypes.Parameter {
+		return []cftypes.Parameter{
+			{ParameterKey: aws.String("CodeBucket"), ParameterValue: aws.String("fluidity-artifacts")},
+			{ParameterKey: aws.String("LogLevel"), ParameterValue: aws.String(logLevel)},
+		}
+	}
+	if _, err := cf.CreateStack(ctx, &cloudformation.CreateStackInput{
+		StackName: aws.String(name), TemplateBody: aws.String(string(body)), Parameters: params("info"),
+		Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitComplete(ctx, t, cf, name)
+
+	var apis struct{ Item []struct{ ID string } }
+	motoCall(t, endpoint, "apigateway", http.MethodGet, "/restapis", "", nil, &apis)
+	if len(apis.Item) != 1 {
+		t.Fatalf("rest apis: %+v, want one", apis)
+	}
+	api := apis.Item[0].ID
+	deployments := func() map[string]bool {
+		var out struct{ Item []struct{ ID string } }
+		motoCall(t, endpoint, "apigateway", http.MethodGet, "/restapis/"+api+"/deployments", "", nil, &out)
+		ids := map[string]bool{}
+		for _, d := range out.Item {
+			ids[d.ID] = true
+		}
+		return ids
+	}
+	// moto leaves the Deployment's physical ID empty, so the stack shows the
+	// logical ID and API Gateway the deployments.
+	deploymentResource := func() (logicalID string) {
+		out, err := cf.ListStackResources(ctx, &cloudformation.ListStackResourcesInput{StackName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range out.StackResourceSummaries {
+			if aws.ToString(r.ResourceType) == "AWS::ApiGateway::Deployment" {
+				if logicalID != "" {
+					t.Fatalf("two Deployments in the stack: %s and %s", logicalID, aws.ToString(r.LogicalResourceId))
+				}
+				logicalID = aws.ToString(r.LogicalResourceId)
+			}
+		}
+		return logicalID
+	}
+	update := func(tpl []byte, logLevel string) {
+		t.Helper()
+		if _, err := cf.UpdateStack(ctx, &cloudformation.UpdateStackInput{
+			StackName: aws.String(name), TemplateBody: aws.String(string(tpl)), Parameters: params(logLevel),
+			Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
+		}); err != nil {
+			t.Fatalf("update stack: %v", err)
+		}
+		waitComplete(ctx, t, cf, name)
+	}
+
+	before := deployments()
+	oldID := deploymentResource()
+	if len(before) != 1 || oldID == "" {
+		t.Fatalf("after create: deployments %v, stack's Deployment %q", before, oldID)
+	}
+
+	// Not the API: a parameter only the functions use.
+	update(body, "debug")
+	if id, now := deploymentResource(), deployments(); id != oldID || !maps.Equal(now, before) {
+		t.Errorf("a non-API update re-created the Deployment: %s → %s, deployments %v → %v", oldID, id, before, now)
+	}
+
+	// The API: POST /wake gets an operation name.
+	changed := bytes.Replace(body, []byte("      ResourceId: !Ref WakeResource\n      HttpMethod: POST\n"),
+		[]byte("      ResourceId: !Ref WakeResource\n      HttpMethod: POST\n      OperationName: Wake\n"), 1)
+	if bytes.Equal(changed, body) {
+		t.Fatal("the WakeMethod edit did not apply")
+	}
+	stamped, err := infra.StampDeployment(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(stamped, "debug")
+	newID := deploymentResource()
+	if want, _ := parseTemplate(t, stamped).DeploymentID(); newID == oldID || newID != want {
+		t.Fatalf("after the API change the stack's Deployment is %s (was %s, want %s)", newID, oldID, want)
+	}
+	after := deployments()
+	var fresh []string
+	for id := range after {
+		if !before[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) != 1 {
+		t.Errorf("deployments before %v, after %v: want exactly one new deployment", before, after)
+	}
+}
+
+func parseTemplate(t *testing.T, b []byte) *infra.Template {
+	t.Helper()
+	tpl, err := infra.ParseTemplate(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
+}
+
+// resolveID turns a wantResources ID into the logical ID present in have: the
+// ID itself, or for "Name*" the one key starting with Name.
+func resolveID[V any](t *testing.T, id string, have map[string]V) string {
+	t.Helper()
+	prefix, ok := strings.CutSuffix(id, "*")
+	if !ok {
+		return id
+	}
+	var found []string
+	for k := range have {
+		if strings.HasPrefix(k, prefix) {
+			found = append(found, k)
+		}
+	}
+	if len(found) != 1 {
+		t.Errorf("%d logical IDs start with %s (%v), want 1", len(found), prefix, found)
+		return id
+	}
+	return found[0]
 }
