@@ -26,7 +26,29 @@ type WakeResult struct {
 	DesiredCount int32  `json:"desired_count"`
 	RunningCount int32  `json:"running_count"`
 	PendingCount int32  `json:"pending_count"`
+	// Reason says why the server is not coming up: set in StateFailed (the
+	// newest stopped task's reason and exit code), absent otherwise.
+	Reason string `json:"reason,omitempty"`
+	// FailedStarts counts the failed task starts or crashes Wake has seen
+	// since the server was woken, within its failure window.
+	FailedStarts int32 `json:"failed_starts,omitempty"`
 }
+
+// KillRequest is the optional JSON body of POST /kill.
+type KillRequest struct {
+	// Reason is KillReasonAgentExit for an agent's Kill on exit, which the
+	// Kill Lambda refuses (409 in_use) while the server may be in use by
+	// someone else; empty asks for an unconditional Kill.
+	Reason string `json:"reason,omitempty"`
+	// Streams is the exiting agent's own share of the server's
+	// ActiveConnections: the most tunnel streams it had open at once over
+	// the last two metric intervals. The Kill Lambda subtracts it from the
+	// newest datapoint before deciding whether others are connected.
+	Streams int64 `json:"streams,omitempty"`
+}
+
+// KillReasonAgentExit marks a Kill sent by an agent that is shutting down.
+const KillReasonAgentExit = "agent_exit"
 
 // ErrorBody is the JSON body of every error answer. API Gateway's own errors
 // ({"message":"Forbidden"}) have the same shape minus the code.
@@ -41,6 +63,10 @@ const (
 	CodeBadRequest       = "bad_request"
 	CodeAWS              = "aws_error"
 	CodeServiceNotFound  = "service_not_found"
+	CodeClusterNotFound  = "cluster_not_found"
+	// CodeInUse answers (409) an agent's Kill on exit while the server may
+	// serve someone else.
+	CodeInUse = "in_use"
 )
 
 // Sentinel errors an [*APIError] matches with errors.Is, by HTTP status.
@@ -51,9 +77,40 @@ var (
 	ErrThrottled = errors.New("lifecycle api: throttled")
 	// ErrUnavailable: 5xx, the Lambda or AWS failed; worth retrying.
 	ErrUnavailable = errors.New("lifecycle api: unavailable")
-	// ErrBadRequest: any other 4xx; retrying will not help.
+	// ErrBadRequest: any other 4xx but 408; retrying will not help.
 	ErrBadRequest = errors.New("lifecycle api: request rejected")
+	// ErrNotFound: 404, the Lambdas' ECS service or cluster does not exist
+	// (a misconfigured stack). Also matches ErrBadRequest.
+	ErrNotFound = errors.New("lifecycle api: service not found")
+	// ErrInUse: 409, Kill on exit refused because the server may be in use
+	// by another agent. Also matches ErrBadRequest. Not a failure of the
+	// agent: the Sleep Lambda puts the server to sleep once it is idle.
+	ErrInUse = errors.New("lifecycle api: server in use")
+	// ErrPermanent matches every answer that retrying cannot change: all
+	// 4xx but 408 and 429. Report it once and stop.
+	ErrPermanent = errors.New("lifecycle api: permanent failure")
+	// ErrServerFailed: Wake answered StateFailed; see [FailedError].
+	ErrServerFailed = errors.New("lifecycle api: server failed to start")
 )
+
+// FailedError ends [APIClient.WaitRunning] when Wake reports StateFailed:
+// the server's tasks keep failing, and waiting longer will not help until
+// someone fixes the cause. It matches ErrServerFailed.
+type FailedError struct {
+	Reason       string
+	FailedStarts int32
+}
+
+func (e *FailedError) Error() string {
+	r := e.Reason
+	if r == "" {
+		r = "no reason reported"
+	}
+	return fmt.Sprintf("lifecycle api: the server failed to start %d times: %s (check the task's logs in CloudWatch Logs)", e.FailedStarts, r)
+}
+
+// Is makes errors.Is(err, ErrServerFailed) true.
+func (e *FailedError) Is(target error) bool { return target == ErrServerFailed }
 
 // APIError is an error answer from the Wake/Kill API.
 type APIError struct {
@@ -67,10 +124,32 @@ func (e *APIError) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.StatusCode)
 	}
+	s := fmt.Sprintf("lifecycle api: status %d: %s", e.StatusCode, msg)
 	if e.Code != "" {
-		return fmt.Sprintf("lifecycle api: status %d (%s): %s", e.StatusCode, e.Code, msg)
+		s = fmt.Sprintf("lifecycle api: status %d (%s): %s", e.StatusCode, e.Code, msg)
 	}
-	return fmt.Sprintf("lifecycle api: status %d: %s", e.StatusCode, msg)
+	if h := e.Hint(); h != "" {
+		s += " (" + h + ")"
+	}
+	return s
+}
+
+// Hint tells the user what to check for a misconfiguration; empty for
+// answers that are not one.
+func (e *APIError) Hint() string {
+	switch {
+	case e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden:
+		// API Gateway answers 403 "Missing Authentication Token" for a path it
+		// has no method for, so a wrong stage in the endpoint looks the same.
+		return "check api_key, and that api_endpoint ends in the stage, e.g. …/prod"
+	case e.StatusCode == http.StatusNotFound:
+		return "check the service/cluster names of the stack: the Lambdas' CLUSTER_NAME and SERVICE_NAME must name the Fargate stack's cluster and service"
+	case e.StatusCode == http.StatusConflict && e.Code == CodeInUse:
+		return "the server stays up for the others; it sleeps once idle"
+	case e.Permanent():
+		return "check api_endpoint"
+	}
+	return ""
 }
 
 // Is lets callers test the class of failure with errors.Is.
@@ -83,16 +162,38 @@ func (e *APIError) Is(target error) bool {
 	case ErrUnavailable:
 		return e.StatusCode >= 500
 	case ErrBadRequest:
-		return e.StatusCode >= 400 && e.StatusCode < 500 &&
-			e.StatusCode != http.StatusUnauthorized && e.StatusCode != http.StatusForbidden &&
-			e.StatusCode != http.StatusTooManyRequests
+		return e.Permanent() && e.StatusCode != http.StatusUnauthorized && e.StatusCode != http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrInUse:
+		return e.StatusCode == http.StatusConflict
+	case ErrPermanent:
+		return e.Permanent()
 	}
 	return false
 }
 
-// Temporary reports whether retrying the same call may succeed.
+// Temporary reports whether retrying the same call may succeed: 408, 429,
+// 5xx. Transport errors (no answer at all) are temporary too; see
+// [IsTemporary].
 func (e *APIError) Temporary() bool {
-	return e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+	return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+// Permanent reports an answer retrying cannot change: every 4xx but 408 and
+// 429 (403 wrong key, 404 no such service, 400, 409 in use).
+func (e *APIError) Permanent() bool {
+	return e.StatusCode >= 400 && e.StatusCode < 500 && !e.Temporary()
+}
+
+// IsTemporary reports whether a Wake or Kill error is worth retrying: a
+// temporary answer or transport trouble, but not a permanent answer, a
+// failed server or a cancelled context.
+func IsTemporary(err error) bool {
+	if err == nil || errors.Is(err, ErrServerFailed) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return temporary(err)
 }
 
 // maxBody caps what is read from an answer; real ones are a few hundred bytes.
@@ -129,7 +230,7 @@ var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
 // once it is running. Calling it repeatedly is how progress is polled.
 func (c *APIClient) Wake(ctx context.Context) (WakeResult, error) {
 	var r WakeResult
-	if err := c.post(ctx, "wake", &r); err != nil {
+	if err := c.post(ctx, "wake", nil, &r); err != nil {
 		return WakeResult{}, err
 	}
 	if err := r.check(); err != nil {
@@ -149,17 +250,38 @@ func (r WakeResult) check() error {
 	return nil
 }
 
-// Kill asks for the server to stop at once.
+// Kill asks for the server to stop at once, unconditionally (what `fluidity
+// sleep` means). An agent shutting down calls [APIClient.KillOnExit] instead.
 func (c *APIClient) Kill(ctx context.Context) error {
+	_, err := c.KillWith(ctx, KillRequest{})
+	return err
+}
+
+// KillOnExit is the agent's Kill on graceful shutdown: the Kill Lambda stops
+// the server only if nobody else may be using it, and otherwise answers 409,
+// which this returns as an error matching ErrInUse (not worth retrying, not
+// worth alarming the user). ownStreams is the agent's own share of
+// ActiveConnections; see [KillRequest.Streams].
+func (c *APIClient) KillOnExit(ctx context.Context, ownStreams int64) (WakeResult, error) {
+	return c.KillWith(ctx, KillRequest{Reason: KillReasonAgentExit, Streams: ownStreams})
+}
+
+// KillWith posts req to /kill and returns the resulting state.
+func (c *APIClient) KillWith(ctx context.Context, req KillRequest) (WakeResult, error) {
 	var r WakeResult
-	return c.post(ctx, "kill", &r)
+	if err := c.post(ctx, "kill", req, &r); err != nil {
+		return WakeResult{}, err
+	}
+	return r, nil
 }
 
 // WaitRunning calls Wake every pollInterval until the server is running with
 // an address, and returns that address. progress (optional) is called after
 // every successful Wake with the answer and the time spent so far, for the
 // agent to show. Temporary failures (network, 429, 5xx) are retried; others,
-// such as a rejected API key, end the wait. ctx bounds the whole wait.
+// such as a rejected API key (ErrUnauthorized) or a missing service
+// (ErrNotFound), end the wait at once, as does a Wake answering StateFailed
+// (a [*FailedError]). ctx bounds the whole wait.
 func (c *APIClient) WaitRunning(ctx context.Context, pollInterval time.Duration, progress func(WakeResult, time.Duration)) (string, error) {
 	if pollInterval <= 0 {
 		pollInterval = 2 * time.Second
@@ -184,8 +306,11 @@ func (c *APIClient) WaitRunning(ctx context.Context, pollInterval time.Duration,
 		if r.State == StateRunning && r.Address != "" {
 			return nil
 		}
+		if r.State == StateFailed {
+			return &FailedError{Reason: r.Reason, FailedStarts: r.FailedStarts}
+		}
 		return errNotRunning
-	}, func(err error) bool { return errors.Is(err, errNotRunning) || temporary(err) })
+	}, func(err error) bool { return errors.Is(err, errNotRunning) || IsTemporary(err) })
 	switch {
 	case err == nil:
 		return last.Address, nil
@@ -208,12 +333,20 @@ func temporary(err error) bool {
 	return true
 }
 
-func (c *APIClient) post(ctx context.Context, op string, out any) error {
+func (c *APIClient) post(ctx context.Context, op string, in, out any) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	body := []byte("{}")
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("lifecycle api: %s: %w", op, err)
+		}
+		body = b
+	}
 	u := strings.TrimRight(c.Endpoint, "/") + "/" + op
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte("{}")))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("lifecycle api: %s: %w", op, err)
 	}
@@ -231,11 +364,11 @@ func (c *APIClient) post(ctx context.Context, op string, out any) error {
 		return fmt.Errorf("lifecycle api: %s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return fmt.Errorf("lifecycle api: %s: read answer: %w", op, err)
 	}
-	return decodeAnswer(op, resp.StatusCode, body, out)
+	return decodeAnswer(op, resp.StatusCode, answer, out)
 }
 
 // decodeAnswer turns an API answer into out or a typed error. It sees bytes from

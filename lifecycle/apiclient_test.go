@@ -3,7 +3,10 @@ package lifecycle_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,6 +25,9 @@ type gateway struct {
 	answers []answer
 	calls   atomic.Int32
 	kills   atomic.Int32
+	// kill, when set, answers /kill; killBody records the last request body.
+	kill     *answer
+	killBody atomic.Value
 }
 
 type answer struct {
@@ -49,6 +55,13 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(a.body))
 	case "/prod/kill":
 		g.kills.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		g.killBody.Store(string(b))
+		if g.kill != nil {
+			w.WriteHeader(g.kill.status)
+			_, _ = w.Write([]byte(g.kill.body))
+			return
+		}
 		_, _ = w.Write([]byte(`{"state":"sleeping","desired_count":0,"running_count":0,"pending_count":0}`))
 	default:
 		w.WriteHeader(http.StatusForbidden)
@@ -90,6 +103,9 @@ func TestAPIClientWake(t *testing.T) {
 		{name: "throttled", answer: answer{429, `{"message":"Too Many Requests"}`}, key: "secret", errIs: lifecycle.ErrThrottled},
 		{name: "bad request", answer: answer{400, `{"code":"bad_request","message":"no"}`}, key: "secret", errIs: lifecycle.ErrBadRequest, errCode: "bad_request"},
 		{name: "garbage 200", answer: answer{200, `not json`}, key: "secret", errIs: nil, errCode: "decode"},
+		{name: "failed", answer: answer{200, `{"state":"failed","desired_count":1,"reason":"Essential container in task exited (server: exit code 1)","failed_starts":2}`},
+			key: "secret", want: lifecycle.WakeResult{State: lifecycle.StateFailed, DesiredCount: 1,
+				Reason: "Essential container in task exited (server: exit code 1)", FailedStarts: 2}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +171,30 @@ func TestAPIClientWaitRunning(t *testing.T) {
 			t.Fatal("the gateway should have refused before the Lambda")
 		}
 	})
+	for _, tc := range []struct {
+		name   string
+		answer answer
+		is     error
+	}{
+		{"stops at once on a missing service", answer{404, `{"code":"service_not_found","message":"wake: the ECS service does not exist"}`}, lifecycle.ErrNotFound},
+		{"stops at once on a rejected request", answer{400, `{"code":"bad_request","message":"no"}`}, lifecycle.ErrBadRequest},
+		{"stops at once on a failed server", answer{200, `{"state":"failed","desired_count":1,"reason":"CannotPullContainerError: pull access denied","failed_starts":3}`}, lifecycle.ErrServerFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g, c := newGateway(t, tc.answer)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := c.WaitRunning(ctx, time.Millisecond, nil)
+			if !errors.Is(err, tc.is) || ctx.Err() != nil || g.calls.Load() != 1 {
+				t.Fatalf("err = %v after %d calls, want %v after exactly one", err, g.calls.Load(), tc.is)
+			}
+			var fe *lifecycle.FailedError
+			if errors.As(err, &fe) && (fe.FailedStarts != 3 || !strings.Contains(err.Error(), "pull access denied")) {
+				t.Fatalf("failed error %+v / %q lacks the count or reason", fe, err)
+			}
+		})
+	}
 	t.Run("gives up when the context ends", func(t *testing.T) {
 		t.Parallel()
 		_, c := newGateway(t, answer{200, starting})
@@ -185,8 +225,85 @@ func TestAPIClientKill(t *testing.T) {
 	if err := c.Kill(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if g.kills.Load() != 1 {
-		t.Fatalf("kills = %d", g.kills.Load())
+	if g.kills.Load() != 1 || g.killBody.Load() != "{}" {
+		t.Fatalf("kills = %d, body %v; want 1 unconditional ({})", g.kills.Load(), g.killBody.Load())
+	}
+}
+
+// An agent's Kill on exit says so and carries its own streams; a refusal is
+// ErrInUse, permanent, with a hint, and not ErrUnavailable.
+func TestAPIClientKillOnExit(t *testing.T) {
+	t.Parallel()
+	g, c := newGateway(t, answer{200, running})
+	if _, err := c.KillOnExit(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	var req lifecycle.KillRequest
+	if err := json.Unmarshal([]byte(g.killBody.Load().(string)), &req); err != nil ||
+		req != (lifecycle.KillRequest{Reason: lifecycle.KillReasonAgentExit, Streams: 3}) {
+		t.Fatalf("kill body %v (%v), want agent_exit with 3 streams", g.killBody.Load(), err)
+	}
+	g.kill = &answer{409, `{"code":"in_use","message":"kill: another agent is connected"}`}
+	_, err := c.KillOnExit(context.Background(), 0)
+	if !errors.Is(err, lifecycle.ErrInUse) || !errors.Is(err, lifecycle.ErrPermanent) || errors.Is(err, lifecycle.ErrUnavailable) || lifecycle.IsTemporary(err) {
+		t.Fatalf("refused kill: %v, want ErrInUse, permanent", err)
+	}
+	if !strings.Contains(err.Error(), "stays up") {
+		t.Errorf("no hint in %q", err)
+	}
+}
+
+// Every status maps to one class: 4xx (but 408, 429) are permanent, typed and
+// hinted; 5xx, 408, 429 and transport errors stay retryable.
+func TestAPIErrorClasses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status    int
+		code      string
+		is        []error
+		temporary bool
+		hint      string
+	}{
+		{400, "bad_request", []error{lifecycle.ErrBadRequest, lifecycle.ErrPermanent}, false, "api_endpoint"},
+		{401, "", []error{lifecycle.ErrUnauthorized, lifecycle.ErrPermanent}, false, "check api_key"},
+		{403, "", []error{lifecycle.ErrUnauthorized, lifecycle.ErrPermanent}, false, "check api_key"},
+		{404, lifecycle.CodeServiceNotFound, []error{lifecycle.ErrNotFound, lifecycle.ErrBadRequest, lifecycle.ErrPermanent}, false, "check the service/cluster names of the stack"},
+		{404, lifecycle.CodeClusterNotFound, []error{lifecycle.ErrNotFound, lifecycle.ErrBadRequest, lifecycle.ErrPermanent}, false, "check the service/cluster names of the stack"},
+		{409, lifecycle.CodeInUse, []error{lifecycle.ErrInUse, lifecycle.ErrBadRequest, lifecycle.ErrPermanent}, false, "stays up"},
+		{408, "", nil, true, ""},
+		{429, "", []error{lifecycle.ErrThrottled}, true, ""},
+		{500, lifecycle.CodeAWS, []error{lifecycle.ErrUnavailable}, true, ""},
+		{502, "", []error{lifecycle.ErrUnavailable}, true, ""},
+		{503, "", []error{lifecycle.ErrUnavailable}, true, ""},
+	}
+	all := []error{lifecycle.ErrBadRequest, lifecycle.ErrUnauthorized, lifecycle.ErrNotFound, lifecycle.ErrInUse,
+		lifecycle.ErrPermanent, lifecycle.ErrThrottled, lifecycle.ErrUnavailable, lifecycle.ErrServerFailed}
+	for _, tc := range tests {
+		err := fmt.Errorf("wake: %w", &lifecycle.APIError{StatusCode: tc.status, Code: tc.code})
+		for _, target := range all {
+			want := false
+			for _, w := range tc.is {
+				want = want || w == target
+			}
+			if errors.Is(err, target) != want {
+				t.Errorf("%d %s: errors.Is(%v) = %v, want %v", tc.status, tc.code, target, !want, want)
+			}
+		}
+		if lifecycle.IsTemporary(err) != tc.temporary {
+			t.Errorf("%d: IsTemporary = %v, want %v", tc.status, !tc.temporary, tc.temporary)
+		}
+		if tc.hint != "" && !strings.Contains(err.Error(), tc.hint) {
+			t.Errorf("%d: %q lacks the hint %q", tc.status, err, tc.hint)
+		}
+		if tc.hint == "" && strings.Contains(err.Error(), "check") {
+			t.Errorf("%d: %q hints at a misconfiguration", tc.status, err)
+		}
+	}
+	if !lifecycle.IsTemporary(errors.New("dial tcp: connection refused")) {
+		t.Error("transport error not temporary")
+	}
+	if lifecycle.IsTemporary(&lifecycle.FailedError{}) || lifecycle.IsTemporary(context.Canceled) {
+		t.Error("failed server or cancellation counted temporary")
 	}
 }
 

@@ -3,7 +3,7 @@ package lifecycle
 // State is the coarse state of the server as the agent and the Lambdas see it.
 type State string
 
-// The four states, derived from the ECS service and its tasks (see Status in
+// The five states, derived from the ECS service and its tasks (see Status in
 // package lifecycle/fargate):
 const (
 	// StateSleeping: desired count 0 and no task running or pending. Costs nothing.
@@ -19,4 +19,13 @@ const (
 	// StateStopping: desired count 0 but tasks are still running or pending
 	// (ECS is draining them). Waking now is allowed and simply raises the count.
 	StateStopping State = "stopping"
+	// StateFailed: desired count ≥ 1, no task is running, and tasks of the
+	// service keep failing to start or crashing (at least two failed stops
+	// since the Wake that raised the count, within the failure window).
+	// [WakeResult.Reason] carries the newest stopped task's reason and exit
+	// code. ECS keeps retrying with its own back-off, so the state may turn
+	// into starting or running by itself, but it usually needs a fix (image,
+	// secrets, configuration); the Sleep Lambda scales a service that stays
+	// there to 0.
+	StateFailed State = "failed"
 )
