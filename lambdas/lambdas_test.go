@@ -124,13 +124,32 @@ func TestLambdas(t *testing.T) {
 		}
 	})
 
-	t.Run("wake-missing-service", func(t *testing.T) {
+	// A misconfigured stack is a 404 the agent does not retry, for Wake and
+	// Kill alike, whether the cluster or only the service is missing.
+	t.Run("missing-service-or-cluster", func(t *testing.T) {
 		t.Parallel()
-		f := &awstest.Fargate{Cluster: "nowhere", Service: "nothing"}
-		rie := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
-		resp, body := invokeAPI(t, rie, readEvent(t, "apigw-wake.json"))
-		if resp.StatusCode != http.StatusInternalServerError || body["code"] == nil || body["message"] == nil {
-			t.Fatalf("wake of a missing service = %d %v, want 500 with a JSON error", resp.StatusCode, body)
+		awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-present", Service: "svc-present", NoTask: true})
+		for _, tc := range []struct {
+			name, cluster, service, code string
+		}{
+			{"no-cluster", "nowhere", "nothing", lifecycle.CodeClusterNotFound},
+			{"no-service", "c-present", "nothing", lifecycle.CodeServiceNotFound},
+		} {
+			f := &awstest.Fargate{Cluster: tc.cluster, Service: tc.service}
+			for _, fn := range []struct {
+				bin, event string
+			}{{wakeBin, "apigw-wake.json"}, {killBin, "apigw-kill.json"}} {
+				rie := awstest.StartEmulator(t, fn.bin, lambdaEnv(endpoint, f))
+				resp, body := invokeAPI(t, rie, readEvent(t, fn.event))
+				if resp.StatusCode != http.StatusNotFound || body["code"] != tc.code || body["message"] == nil {
+					t.Errorf("%s %s = %d %v, want 404 %s with a message\n%s", tc.name, fn.event, resp.StatusCode, body, tc.code, rie.Logs())
+				}
+				var ae *lifecycle.APIError
+				err := lifecycle.APIError{StatusCode: resp.StatusCode, Code: body["code"].(string)}
+				if ae = &err; lifecycle.IsTemporary(ae) || !errors.Is(ae, lifecycle.ErrNotFound) {
+					t.Errorf("%s: the client would retry %v", tc.name, ae)
+				}
+			}
 		}
 	})
 

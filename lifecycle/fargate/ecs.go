@@ -21,6 +21,25 @@ import (
 // ErrServiceNotFound is returned when the ECS service does not exist or is not ACTIVE.
 var ErrServiceNotFound = errors.New("ecs service not found")
 
+// ErrClusterNotFound is returned when the ECS cluster does not exist.
+var ErrClusterNotFound = errors.New("ecs cluster not found")
+
+// notFound adds ErrClusterNotFound or ErrServiceNotFound to the ECS errors
+// that mean "no such cluster/service", so callers can tell a misconfigured
+// stack (never worth retrying) from AWS trouble.
+func notFound(err error) error {
+	var cnf *ecstypes.ClusterNotFoundException
+	var snf *ecstypes.ServiceNotFoundException
+	var sna *ecstypes.ServiceNotActiveException
+	switch {
+	case errors.As(err, &cnf):
+		return fmt.Errorf("%w: %w", ErrClusterNotFound, err)
+	case errors.As(err, &snf), errors.As(err, &sna):
+		return fmt.Errorf("%w: %w", ErrServiceNotFound, err)
+	}
+	return err
+}
+
 // ECSAPI is the part of the ECS client that [Service] uses; *ecs.Client implements it.
 type ECSAPI interface {
 	DescribeServices(ctx context.Context, in *ecs.DescribeServicesInput, optFns ...func(*ecs.Options)) (*ecs.DescribeServicesOutput, error)
@@ -121,7 +140,7 @@ func (s *Service) update(ctx context.Context, n int32) (*ecstypes.Service, error
 		DesiredCount: aws.Int32(n),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("set desired count of %s/%s to %d: %w", s.cfg.Cluster, s.cfg.Service, n, err)
+		return nil, fmt.Errorf("set desired count of %s/%s to %d: %w", s.cfg.Cluster, s.cfg.Service, n, notFound(err))
 	}
 	s.log.Info().Str("cluster", s.cfg.Cluster).Str("service", s.cfg.Service).Int32("desired_count", n).Msg("desired count set")
 	return out.Service, nil
@@ -180,7 +199,7 @@ func (s *Service) status(ctx context.Context, withIP bool) (Status, error) {
 		Services: []string{s.cfg.Service},
 	})
 	if err != nil {
-		return Status{}, fmt.Errorf("describe service %s/%s: %w", s.cfg.Cluster, s.cfg.Service, err)
+		return Status{}, fmt.Errorf("describe service %s/%s: %w", s.cfg.Cluster, s.cfg.Service, notFound(err))
 	}
 	var svc *ecstypes.Service
 	for i := range out.Services {

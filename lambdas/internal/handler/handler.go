@@ -244,15 +244,20 @@ func onlyPost(req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse
 	return resp, false
 }
 
-// awsFailure logs the detail and answers 500 with a JSON error; the message
-// names the failing step but not account details.
+// awsFailure logs the detail and answers with a JSON error; the message
+// names the failing step but not account details. A missing cluster or
+// service is a misconfigured stack, which no retry can mend: 404, so the
+// agent reports it once and stops. Everything else is 500 (retryable).
 func awsFailure(log zerolog.Logger, op string, err error) events.APIGatewayProxyResponse {
 	log.Error().Err(err).Msg(op + " failed")
-	code, msg := lifecycle.CodeAWS, op+": the ECS service could not be updated or read"
-	if errors.Is(err, fargate.ErrServiceNotFound) {
-		code, msg = lifecycle.CodeServiceNotFound, op+": the ECS service does not exist (check CLUSTER_NAME/SERVICE_NAME)"
+	status, code, msg := http.StatusInternalServerError, lifecycle.CodeAWS, op+": the ECS service could not be updated or read"
+	switch {
+	case errors.Is(err, fargate.ErrClusterNotFound):
+		status, code, msg = http.StatusNotFound, lifecycle.CodeClusterNotFound, op+": the ECS cluster does not exist (check CLUSTER_NAME)"
+	case errors.Is(err, fargate.ErrServiceNotFound):
+		status, code, msg = http.StatusNotFound, lifecycle.CodeServiceNotFound, op+": the ECS service does not exist (check CLUSTER_NAME/SERVICE_NAME)"
 	}
-	return jsonResponse(http.StatusInternalServerError, lifecycle.ErrorBody{Code: code, Message: msg})
+	return jsonResponse(status, lifecycle.ErrorBody{Code: code, Message: msg})
 }
 
 func jsonResponse(status int, v any) events.APIGatewayProxyResponse {

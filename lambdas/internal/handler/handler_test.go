@@ -76,8 +76,10 @@ func TestWakeHandler(t *testing.T) {
 		{name: "GET", method: http.MethodGet, wantStatus: 405, wantBody: map[string]any{"code": lifecycle.CodeMethodNotAllowed}},
 		{name: "aws failure", err: errors.New("AccessDeniedException: secret account detail"), wantStatus: 500,
 			wantBody: map[string]any{"code": lifecycle.CodeAWS}, wantWakes: 1},
-		{name: "missing service", err: fmt.Errorf("x: %w", fargate.ErrServiceNotFound), wantStatus: 500,
+		{name: "missing service", err: fmt.Errorf("x: %w", fargate.ErrServiceNotFound), wantStatus: 404,
 			wantBody: map[string]any{"code": lifecycle.CodeServiceNotFound}, wantWakes: 1},
+		{name: "missing cluster", err: fmt.Errorf("x: %w", fargate.ErrClusterNotFound), wantStatus: 404,
+			wantBody: map[string]any{"code": lifecycle.CodeClusterNotFound}, wantWakes: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
