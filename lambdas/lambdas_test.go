@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
@@ -228,34 +230,110 @@ func TestLambdas(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rie := awstest.StartEmulator(t, sleepBin, lambdaEnv(endpoint, f, "IDLE_THRESHOLD=15m"))
-			out, err := rie.Invoke(context.Background(), readEvent(t, "eventbridge-scheduled.json"))
-			if err != nil {
-				t.Fatalf("sleep: %v\n%s", err, rie.Logs())
-			}
-			var res struct {
-				Idle         bool   `json:"idle"`
-				ScaledToZero bool   `json:"scaled_to_zero"`
-				Reason       string `json:"reason"`
-			}
-			if err := json.Unmarshal(out, &res); err != nil {
-				t.Fatalf("sleep result %s: %v", out, err)
-			}
-			if res.Idle != tc.wantIdle || res.Reason == "" {
-				t.Fatalf("sleep result %+v, want idle=%v with a reason", res, tc.wantIdle)
-			}
-			want := int32(1)
-			if tc.wantIdle {
-				want = 0
-			}
-			if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != want {
-				t.Fatalf("desired count = %d, want %d (reason %q)", got, want, res.Reason)
+			rie := awstest.StartEmulator(t, sleepBin, lambdaEnv(endpoint, f, "IDLE_THRESHOLD=15m", "IDLE_CONFIRM_AFTER=1s"))
+			// Two runs: an idle server is only put to sleep when the second
+			// check (at least IDLE_CONFIRM_AFTER later) confirms the first.
+			for run := 1; run <= 2; run++ {
+				if run == 2 {
+					time.Sleep(1100 * time.Millisecond)
+				}
+				res := invokeSleep(t, rie)
+				if res.Idle != tc.wantIdle || res.ScaledToZero != (tc.wantIdle && run == 2) || res.Reason == "" {
+					t.Fatalf("sleep run %d: %+v, want idle=%v with a reason", run, res, tc.wantIdle)
+				}
+				want := int32(1)
+				if tc.wantIdle && run == 2 {
+					want = 0
+				}
+				if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != want {
+					t.Fatalf("run %d: desired count = %d, want %d (reason %q)", run, got, want, res.Reason)
+				}
 			}
 			if !strings.Contains(rie.Logs(), `"sleep decision"`) {
 				t.Errorf("decision not logged:\n%s", rie.Logs())
 			}
 		})
 	}
+
+	// Issue 10's race through the real Lambdas: the server's newest datapoint,
+	// published a minute before the Wake, says idle; Sleep runs right after
+	// the Wake and must leave it up, on both of two checks. Past the grace
+	// (2 s here), two checks put it to sleep.
+	t.Run("wake-sleep-race", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-race", Service: "svc-race", DesiredCount: 1})
+		cw := fargate.NewCloudWatchClient(awstest.AWSConfig(endpoint))
+		dims := []cwtypes.Dimension{{Name: aws.String(fargate.DimensionService), Value: aws.String(f.Service)}}
+		at := time.Now().Add(-time.Minute)
+		if _, err := cw.PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
+			Namespace: aws.String(fargate.DefaultNamespace),
+			MetricData: []cwtypes.MetricDatum{
+				{MetricName: aws.String(fargate.MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(0)},
+				{MetricName: aws.String(fargate.MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(float64(at.Add(-time.Hour).Unix()))},
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		wake := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		sleepDefault := awstest.StartEmulator(t, sleepBin, lambdaEnv(endpoint, f, "IDLE_CONFIRM_AFTER=1s"))
+		if resp, body := invokeAPI(t, wake, readEvent(t, "apigw-wake.json")); resp.StatusCode != 200 || body["state"] != "running" {
+			t.Fatalf("wake = %d %v", resp.StatusCode, body)
+		}
+		for run := 1; run <= 2; run++ {
+			time.Sleep(1100 * time.Millisecond)
+			res := invokeSleep(t, sleepDefault)
+			if res.Idle || res.ScaledToZero || !strings.Contains(res.Reason, "grace") {
+				t.Fatalf("sleep run %d seconds after a wake: %+v, want not idle (grace)", run, res)
+			}
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+			t.Fatalf("desired count %d seconds after a Wake, want 1", got)
+		}
+		shortGrace := awstest.StartEmulator(t, sleepBin, lambdaEnv(endpoint, f, "IDLE_CONFIRM_AFTER=1s", "WAKE_GRACE=2s"))
+		time.Sleep(time.Second) // past the 2 s grace
+		if res := invokeSleep(t, shortGrace); !res.Idle || res.ScaledToZero {
+			t.Fatalf("first check past the grace: %+v, want idle, not yet scaled", res)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		if res := invokeSleep(t, shortGrace); !res.ScaledToZero {
+			t.Fatalf("second check: %+v, want scaled to zero", res)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after two idle checks = %d, want 0", got)
+		}
+	})
+
+	// Tasks that keep crashing: Wake answers failed with the reason, and the
+	// agent's client stops waiting with that reason.
+	t.Run("wake-failed", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-failed", Service: "svc-failed", NoTask: true})
+		wake := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		ev := readEvent(t, "apigw-wake.json")
+		if resp, body := invokeAPI(t, wake, ev); resp.StatusCode != 200 || body["state"] != "starting" {
+			t.Fatalf("wake = %d %v", resp.StatusCode, body)
+		}
+		for i := 0; i < 2; i++ {
+			arn, _ := f.StartTask(t, "")
+			if _, err := ecsClient(endpoint).StopTask(context.Background(), &ecs.StopTaskInput{
+				Cluster: aws.String(f.Cluster), Task: aws.String(arn), Reason: aws.String("Essential container in task exited"),
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, body := invokeAPI(t, wake, ev)
+		if resp.StatusCode != 200 || body["state"] != "failed" || body["reason"] != "Essential container in task exited" || body["failed_starts"] != 2.0 {
+			t.Fatalf("wake after two crashes = %d %v, want 200 failed with the reason", resp.StatusCode, body)
+		}
+		gw := httptest.NewServer(&awstest.APIGatewayAdapter{Routes: map[string]string{"/wake": wake.InvokeURL}, APIKey: "k", Stage: "prod"})
+		t.Cleanup(gw.Close)
+		c := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: "k"}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := c.WaitRunning(ctx, 50*time.Millisecond, nil); !errors.Is(err, lifecycle.ErrServerFailed) || !strings.Contains(err.Error(), "Essential container") {
+			t.Fatalf("WaitRunning = %v, want ErrServerFailed with the reason", err)
+		}
+	})
 
 	// The agent's client through the whole chain: HTTP → API Gateway
 	// adapter → Wake/Kill Lambdas under the emulator → moto.
@@ -300,6 +378,26 @@ func TestLambdas(t *testing.T) {
 			t.Fatalf("desired count after Kill = %d, want 0", got)
 		}
 	})
+}
+
+type sleepResult struct {
+	Idle         bool   `json:"idle"`
+	ScaledToZero bool   `json:"scaled_to_zero"`
+	Reason       string `json:"reason"`
+	State        string `json:"state"`
+}
+
+func invokeSleep(t *testing.T, rie *awstest.RIE) sleepResult {
+	t.Helper()
+	out, err := rie.Invoke(context.Background(), readEvent(t, "eventbridge-scheduled.json"))
+	if err != nil {
+		t.Fatalf("sleep: %v\n%s", err, rie.Logs())
+	}
+	var res sleepResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("sleep result %s: %v", out, err)
+	}
+	return res
 }
 
 type stats struct {

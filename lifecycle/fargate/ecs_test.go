@@ -3,6 +3,7 @@ package fargate
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,42 @@ type fakeECS struct {
 	svc      *ecstypes.Service
 	tasks    []ecstypes.Task
 	updates  []int32
+	tagCalls []map[string]string
 	failWith error
+}
+
+func (f *fakeECS) TagResource(_ context.Context, in *ecs.TagResourceInput, _ ...func(*ecs.Options)) (*ecs.TagResourceOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failWith != nil {
+		return nil, f.failWith
+	}
+	call := map[string]string{}
+	for _, t := range in.Tags {
+		call[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		found := false
+		for i := range f.svc.Tags {
+			if aws.ToString(f.svc.Tags[i].Key) == aws.ToString(t.Key) {
+				f.svc.Tags[i].Value, found = t.Value, true
+			}
+		}
+		if !found {
+			f.svc.Tags = append(f.svc.Tags, t)
+		}
+	}
+	f.tagCalls = append(f.tagCalls, call)
+	return &ecs.TagResourceOutput{}, nil
+}
+
+func (f *fakeECS) tag(key string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.svc.Tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
 }
 
 func (f *fakeECS) DescribeServices(_ context.Context, in *ecs.DescribeServicesInput, _ ...func(*ecs.Options)) (*ecs.DescribeServicesOutput, error) {
@@ -53,7 +89,9 @@ func (f *fakeECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func
 	defer f.mu.Unlock()
 	var arns []string
 	for _, t := range f.tasks {
-		arns = append(arns, aws.ToString(t.TaskArn))
+		if aws.ToString(t.DesiredStatus) == string(in.DesiredStatus) {
+			arns = append(arns, aws.ToString(t.TaskArn))
+		}
 	}
 	return &ecs.ListTasksOutput{TaskArns: arns}, nil
 }
@@ -61,7 +99,15 @@ func (f *fakeECS) ListTasks(_ context.Context, in *ecs.ListTasksInput, _ ...func
 func (f *fakeECS) DescribeTasks(_ context.Context, in *ecs.DescribeTasksInput, _ ...func(*ecs.Options)) (*ecs.DescribeTasksOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &ecs.DescribeTasksOutput{Tasks: f.tasks}, nil
+	var out ecs.DescribeTasksOutput
+	for _, t := range f.tasks {
+		for _, a := range in.Tasks {
+			if a == aws.ToString(t.TaskArn) {
+				out.Tasks = append(out.Tasks, t)
+			}
+		}
+	}
+	return &out, nil
 }
 
 type fakeEC2 map[string]string // eni → public ip
@@ -93,7 +139,8 @@ func task(arn, group, last, eni string, started time.Time) ecstypes.Task {
 }
 
 func svc(desired, running, pending int32) *ecstypes.Service {
-	return &ecstypes.Service{ServiceName: aws.String("srv"), Status: aws.String("ACTIVE"), DesiredCount: desired, RunningCount: running, PendingCount: pending}
+	return &ecstypes.Service{ServiceName: aws.String("srv"), ServiceArn: aws.String("arn:aws:ecs:us-east-1:123456789012:service/c/srv"),
+		Status: aws.String("ACTIVE"), DesiredCount: desired, RunningCount: running, PendingCount: pending}
 }
 
 func TestServiceStatus(t *testing.T) {
@@ -172,7 +219,7 @@ func TestStatusWithoutIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := s.status(context.Background(), false)
+	st, err := s.status(context.Background(), false, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,5 +277,138 @@ func TestServiceConfigValidate(t *testing.T) {
 	}
 	if _, err := NewService(DefaultServiceConfig(), nil, fakeEC2{}, zerolog.Nop()); err == nil {
 		t.Error("nil ecs client accepted")
+	}
+}
+
+// Wake records itself in the service's tags: both tags when it raises the
+// count, a refresh of last-wake at most once per WakeRecordEvery on a
+// running service, and it always clears a pending idle observation.
+func TestServiceWakeRecords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+	clock := t0
+	f := &fakeECS{svc: svc(0, 0, 0)}
+	s, err := NewService(DefaultServiceConfig(), f, fakeEC2{"eni-1": "203.0.113.1"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return clock }
+	if _, err := s.Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.tag(TagLastWake) != epoch(t0) || f.tag(TagWokenAt) != epoch(t0) || len(f.updates) != 1 {
+		t.Fatalf("after waking from 0: tags %+v, updates %v", f.svc.Tags, f.updates)
+	}
+	f.tasks = []ecstypes.Task{task("t1", "service:srv", "RUNNING", "eni-1", t0)}
+	clock = t0.Add(30 * time.Second)
+	if st, err := s.Wake(ctx); err != nil || st.State != lifecycle.StateRunning || !st.WokenAt.Equal(t0) {
+		t.Fatalf("poll = %+v, %v", st, err)
+	}
+	if len(f.tagCalls) != 1 {
+		t.Fatalf("a poll within WakeRecordEvery wrote tags: %v", f.tagCalls)
+	}
+	// A running-but-idle server woken again later: the Wake is on record.
+	clock = t0.Add(40 * time.Minute)
+	if _, err := s.Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.tag(TagLastWake) != epoch(clock) || f.tag(TagWokenAt) != epoch(t0) || len(f.updates) != 1 {
+		t.Fatalf("wake on a running service: tags %+v, updates %v", f.svc.Tags, f.updates)
+	}
+	// An idle observation is cleared by the next Wake, however recent the last.
+	f.svc.Tags = append(f.svc.Tags, ecstypes.Tag{Key: aws.String(TagIdleSince), Value: aws.String(epoch(clock))})
+	clock = clock.Add(time.Second)
+	if _, err := s.Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.tag(TagIdleSince) != "" {
+		t.Fatalf("idle observation survived a Wake: %+v", f.svc.Tags)
+	}
+}
+
+func stopped(arn, reason string, code ecstypes.TaskStopCode, started, stoppedAt time.Time, exit *int32) ecstypes.Task {
+	t := task(arn, "service:srv", "STOPPED", "", started)
+	t.DesiredStatus = aws.String("STOPPED")
+	t.StoppedReason = aws.String(reason)
+	t.StopCode = code
+	if !stoppedAt.IsZero() {
+		t.StoppedAt = aws.Time(stoppedAt)
+	}
+	if exit != nil {
+		t.Containers = []ecstypes.Container{{Name: aws.String("server"), ExitCode: exit}}
+	}
+	return t
+}
+
+// Failed starts are counted since the Wake that raised the count, within
+// the window, from failures only, and reported with a redacted reason.
+func TestServiceFailedStarts(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	one := int32(1)
+	woken := func(at time.Time) *ecstypes.Service {
+		s := svc(1, 0, 1)
+		s.Tags = []ecstypes.Tag{{Key: aws.String(TagWokenAt), Value: aws.String(epoch(at))}}
+		return s
+	}
+	tests := []struct {
+		name   string
+		svc    *ecstypes.Service
+		tasks  []ecstypes.Task
+		state  lifecycle.State
+		count  int32
+		reason string
+	}{
+		{"two crashes", woken(ago(10 * time.Minute)), []ecstypes.Task{
+			stopped("s1", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(8*time.Minute), ago(7*time.Minute), &one),
+			stopped("s2", "CannotPullContainerError: pull arn:aws:ecr:eu-west-1:123456789012:repository/x denied", ecstypes.TaskStopCodeTaskFailedToStart, ago(3*time.Minute), ago(2*time.Minute), nil),
+			task("t3", "service:srv", "PROVISIONING", "", time.Time{}),
+		}, lifecycle.StateFailed, 2, "CannotPullContainerError: pull <arn> denied"},
+		{"exit code in the reason", woken(ago(10 * time.Minute)), []ecstypes.Task{
+			stopped("s1", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(8*time.Minute), ago(7*time.Minute), &one),
+			stopped("s2", "Task failed container health checks", ecstypes.TaskStopCodeServiceSchedulerInitiated, ago(4*time.Minute), ago(3*time.Minute), &one),
+		}, lifecycle.StateFailed, 2, "Task failed container health checks; container server: exit code 1"},
+		{"stops on purpose are no failures", woken(ago(10 * time.Minute)), []ecstypes.Task{
+			stopped("s1", "Scaling activity initiated by (deployment ecs-svc/1)", ecstypes.TaskStopCodeServiceSchedulerInitiated, ago(8*time.Minute), ago(7*time.Minute), nil),
+			stopped("s2", "Task stopped by user", ecstypes.TaskStopCodeUserInitiated, ago(4*time.Minute), ago(3*time.Minute), &one),
+		}, lifecycle.StateStarting, 0, ""},
+		{"failures before the Wake do not count", woken(ago(5 * time.Minute)), []ecstypes.Task{
+			stopped("s1", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(8*time.Minute), ago(7*time.Minute), &one),
+			stopped("s2", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(4*time.Minute), ago(3*time.Minute), &one),
+		}, lifecycle.StateStarting, 1, ""},
+		{"failures outside the window do not count", svc(1, 0, 0), []ecstypes.Task{
+			stopped("s1", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(48*time.Minute), ago(47*time.Minute), &one),
+			stopped("s2", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(4*time.Minute), ago(3*time.Minute), &one),
+		}, lifecycle.StateStarting, 1, ""},
+		{"a running task wins", woken(ago(10 * time.Minute)), []ecstypes.Task{
+			stopped("s1", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(8*time.Minute), ago(7*time.Minute), &one),
+			stopped("s2", "Essential container in task exited", ecstypes.TaskStopCodeEssentialContainerExited, ago(4*time.Minute), ago(3*time.Minute), &one),
+			task("t3", "service:srv", "RUNNING", "eni-3", ago(time.Minute)),
+		}, lifecycle.StateRunning, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := NewService(ServiceConfig{Cluster: "c", Service: "srv"}, &fakeECS{svc: tc.svc, tasks: tc.tasks}, fakeEC2{"eni-3": "203.0.113.3"}, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.now = func() time.Time { return now }
+			st, err := s.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tc.state || st.FailedStarts != tc.count || (tc.reason != "" && st.FailureReason != tc.reason) {
+				t.Fatalf("status %s, %d failed (%q); want %s, %d (%q)", st.State, st.FailedStarts, st.FailureReason, tc.state, tc.count, tc.reason)
+			}
+			if strings.Contains(st.FailureReason, "123456789012") {
+				t.Fatal("account id in the reason")
+			}
+			if tc.state == lifecycle.StateFailed && !st.FailingSince.Equal(ago(8*time.Minute)) {
+				t.Fatalf("failing since %v, want the first failed task's start", st.FailingSince)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package fargate
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +65,66 @@ func TestIdlePolicyValidate(t *testing.T) {
 	}
 	if DefaultIdlePolicy().Threshold != 15*time.Minute {
 		t.Errorf("default threshold %v", DefaultIdlePolicy().Threshold)
+	}
+}
+
+// The rules against metric lag and crash loops, pure.
+func TestIdlePolicyGraceConfirmCrash(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p := DefaultIdlePolicy()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	idleData := Snapshot{ActiveAt: ago(time.Minute), LastActivity: ago(time.Hour), LastActivityAt: ago(time.Minute)}
+	running := func(mod func(*Status)) Status {
+		st := Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, Since: ago(time.Hour), RunningSince: ago(time.Hour)}
+		if mod != nil {
+			mod(&st)
+		}
+		return st
+	}
+	crashing := func(mod func(*Status)) Status {
+		st := Status{State: lifecycle.StateFailed, DesiredCount: 1, FailedStarts: 3, FailingSince: ago(12 * time.Minute),
+			WokenAt: ago(13 * time.Minute), LastWake: ago(time.Minute), FailureReason: "Essential container in task exited"}
+		if mod != nil {
+			mod(&st)
+		}
+		return st
+	}
+	tests := []struct {
+		name         string
+		st           Status
+		m            Snapshot
+		idle, scaled bool
+		reason       string
+	}{
+		{"idle, first check", running(nil), idleData, true, false, "first idle check"},
+		{"idle, confirmed", running(func(s *Status) { s.IdleSince = ago(5 * time.Minute) }), idleData, true, true, "previous check"},
+		{"idle, duplicate invocation", running(func(s *Status) { s.IdleSince = ago(10 * time.Second) }), idleData, true, false, "before a check may confirm"},
+		{"stale idle datapoint, woken seconds ago", running(func(s *Status) { s.LastWake = ago(5 * time.Second) }), idleData, false, false, "grace"},
+		{"woken 9 min ago", running(func(s *Status) { s.LastWake = ago(9 * time.Minute) }), idleData, false, false, "grace"},
+		{"woken 11 min ago", running(func(s *Status) { s.LastWake = ago(11 * time.Minute) }), idleData, true, false, "first idle check"},
+		{"no task ever, woken past threshold", Status{State: lifecycle.StateStarting, DesiredCount: 1, WokenAt: ago(20 * time.Minute), LastWake: ago(20 * time.Minute)},
+			Snapshot{}, true, false, "woken"},
+		{"no task ever, woken under threshold", Status{State: lifecycle.StateStarting, DesiredCount: 1, WokenAt: ago(12 * time.Minute), LastWake: ago(12 * time.Minute)},
+			Snapshot{}, false, false, "woken"},
+		{"crash loop past the bound, despite a recent Wake", crashing(nil), Snapshot{}, true, true, "crash loop"},
+		{"crash loop, times from the Wake only", crashing(func(s *Status) { s.FailingSince = time.Time{} }), Snapshot{}, true, true, "crash loop"},
+		{"failing under the bound", crashing(func(s *Status) { s.FailingSince, s.WokenAt = ago(5*time.Minute), ago(5*time.Minute) }), Snapshot{}, false, false, "grace"},
+		{"one failure is no loop", crashing(func(s *Status) { s.FailedStarts = 1 }), Snapshot{}, false, false, "grace"},
+		{"a healthy task", crashing(func(s *Status) { s.Healthy = true }), Snapshot{}, false, false, "grace"},
+		{"a task up past the bound", crashing(func(s *Status) { s.RunningSince = ago(11 * time.Minute) }), Snapshot{}, false, false, "grace"},
+		{"crash loop, no time known at all", crashing(func(s *Status) { s.FailingSince, s.WokenAt = time.Time{}, time.Time{} }), Snapshot{}, false, false, "grace"},
+		{"asleep with failures", Status{State: lifecycle.StateSleeping, FailedStarts: 5}, Snapshot{}, false, false, "already"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.Decide(now, tc.st, tc.m)
+			if d.Idle != tc.idle || d.ScaleToZero != tc.scaled || !strings.Contains(d.Reason, tc.reason) {
+				t.Fatalf("Decide = idle %v scaled %v (%q), want idle %v scaled %v, reason with %q", d.Idle, d.ScaleToZero, d.Reason, tc.idle, tc.scaled, tc.reason)
+			}
+		})
+	}
+	if err := (IdlePolicy{Threshold: time.Minute, WakeGrace: -time.Second}).Validate(); err == nil {
+		t.Error("negative grace accepted")
 	}
 }

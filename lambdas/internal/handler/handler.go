@@ -35,22 +35,41 @@ type Config struct {
 	Service       string
 	TunnelPort    int
 	IdleThreshold time.Duration
-	Namespace     string
-	LogLevel      zerolog.Level
+	// WakeGrace, IdleConfirmAfter and CrashBound complete the Sleep policy
+	// (see fargate.IdlePolicy); the Kill Lambda uses WakeGrace too.
+	WakeGrace        time.Duration
+	IdleConfirmAfter time.Duration
+	CrashBound       time.Duration
+	// MetricsInterval is the server's metrics_interval: the Kill Lambda
+	// trusts an ActiveConnections datapoint for two of them.
+	MetricsInterval time.Duration
+	Namespace       string
+	LogLevel        zerolog.Level
+}
+
+// Policy is the Sleep policy of this configuration.
+func (c Config) Policy() fargate.IdlePolicy {
+	return fargate.IdlePolicy{Threshold: c.IdleThreshold, WakeGrace: c.WakeGrace, ConfirmAfter: c.IdleConfirmAfter, CrashBound: c.CrashBound}
 }
 
 // DefaultConfig holds the values used when a variable is unset.
 func DefaultConfig() Config {
+	p := fargate.DefaultIdlePolicy()
 	return Config{
-		TunnelPort:    8443,
-		IdleThreshold: fargate.DefaultIdlePolicy().Threshold,
-		Namespace:     fargate.DefaultNamespace,
-		LogLevel:      zerolog.InfoLevel,
+		TunnelPort:       8443,
+		IdleThreshold:    p.Threshold,
+		WakeGrace:        p.WakeGrace,
+		IdleConfirmAfter: p.ConfirmAfter,
+		CrashBound:       p.CrashBound,
+		MetricsInterval:  fargate.DefaultPublisherConfig().Interval,
+		Namespace:        fargate.DefaultNamespace,
+		LogLevel:         zerolog.InfoLevel,
 	}
 }
 
 // ConfigFromEnv reads CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT,
-// IDLE_THRESHOLD (a Go duration such as "15m"), METRICS_NAMESPACE and
+// IDLE_THRESHOLD, WAKE_GRACE, IDLE_CONFIRM_AFTER, CRASH_BOUND,
+// METRICS_INTERVAL (Go durations such as "15m"), METRICS_NAMESPACE and
 // LOG_LEVEL through getenv (os.Getenv in the mains).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
@@ -63,12 +82,20 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.TunnelPort = p
 	}
-	if v := getenv("IDLE_THRESHOLD"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("IDLE_THRESHOLD %q: %w", v, err)
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"IDLE_THRESHOLD", &c.IdleThreshold}, {"WAKE_GRACE", &c.WakeGrace}, {"IDLE_CONFIRM_AFTER", &c.IdleConfirmAfter},
+		{"CRASH_BOUND", &c.CrashBound}, {"METRICS_INTERVAL", &c.MetricsInterval},
+	} {
+		if v := getenv(d.name); v != "" {
+			x, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s %q: %w", d.name, v, err)
+			}
+			*d.dst = x
 		}
-		c.IdleThreshold = d
 	}
 	if v := getenv("METRICS_NAMESPACE"); v != "" {
 		c.Namespace = v
@@ -91,8 +118,11 @@ func (c Config) Validate() error {
 	if c.TunnelPort < 1 || c.TunnelPort > 65535 {
 		return fmt.Errorf("TUNNEL_PORT %d out of range", c.TunnelPort)
 	}
-	if err := (fargate.IdlePolicy{Threshold: c.IdleThreshold}).Validate(); err != nil {
-		return fmt.Errorf("IDLE_THRESHOLD: %w", err)
+	if err := c.Policy().Validate(); err != nil {
+		return fmt.Errorf("IDLE_THRESHOLD/WAKE_GRACE/IDLE_CONFIRM_AFTER/CRASH_BOUND: %w", err)
+	}
+	if c.MetricsInterval < time.Second {
+		return fmt.Errorf("METRICS_INTERVAL %v is under a second", c.MetricsInterval)
 	}
 	return nil
 }
@@ -224,13 +254,13 @@ func (h *Sleep) Handle(ctx context.Context, ev events.EventBridgeEvent) (SleepRe
 		return SleepResult{}, fmt.Errorf("sleep: %w", err)
 	}
 	ev2 := log.Info()
-	if d.Idle {
+	if d.ScaleToZero {
 		ev2 = log.Warn()
 	}
-	ev2.Bool("idle", d.Idle).Str("reason", d.Reason).Str("state", string(d.Status.State)).
+	ev2.Bool("idle", d.Idle).Bool("scaled_to_zero", d.ScaleToZero).Str("reason", d.Reason).Int32("failed_starts", d.Status.FailedStarts).Str("state", string(d.Status.State)).
 		Int32("desired_count", d.Status.DesiredCount).Float64("active_connections", d.Data.ActiveConnections).
 		Msg("sleep decision")
-	return SleepResult{Idle: d.Idle, ScaledToZero: d.Idle, Reason: d.Reason, State: d.Status.State}, nil
+	return SleepResult{Idle: d.Idle, ScaledToZero: d.ScaleToZero, Reason: d.Reason, State: d.Status.State}, nil
 }
 
 func onlyPost(req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, bool) {

@@ -187,9 +187,18 @@ func TestConfigFromEnv(t *testing.T) {
 		{"defaults", base, true, func(c Config) bool {
 			return c.TunnelPort == 8443 && c.IdleThreshold == 15*time.Minute && c.Namespace == "Fluidity" && c.LogLevel == zerolog.InfoLevel
 		}},
-		{"all set", with("TUNNEL_PORT", "9443", "IDLE_THRESHOLD", "30m", "LOG_LEVEL", "DEBUG", "METRICS_NAMESPACE", "X"), true, func(c Config) bool {
-			return c.TunnelPort == 9443 && c.IdleThreshold == 30*time.Minute && c.LogLevel == zerolog.DebugLevel && c.Namespace == "X"
+		{"all set", with("TUNNEL_PORT", "9443", "IDLE_THRESHOLD", "30m", "LOG_LEVEL", "DEBUG", "METRICS_NAMESPACE", "X",
+			"WAKE_GRACE", "20m", "IDLE_CONFIRM_AFTER", "2m", "CRASH_BOUND", "5m", "METRICS_INTERVAL", "30s"), true, func(c Config) bool {
+			p := c.Policy()
+			return c.TunnelPort == 9443 && c.IdleThreshold == 30*time.Minute && c.LogLevel == zerolog.DebugLevel && c.Namespace == "X" &&
+				p.WakeGrace == 20*time.Minute && p.ConfirmAfter == 2*time.Minute && p.CrashBound == 5*time.Minute && c.MetricsInterval == 30*time.Second
 		}},
+		{"policy defaults", base, true, func(c Config) bool {
+			return c.Policy() == fargate.DefaultIdlePolicy() && c.MetricsInterval == time.Minute
+		}},
+		{"bad grace", with("WAKE_GRACE", "ten"), false, nil},
+		{"negative grace", with("WAKE_GRACE", "-1m"), false, nil},
+		{"tiny metrics interval", with("METRICS_INTERVAL", "10ms"), false, nil},
 		{"no cluster", map[string]string{"SERVICE_NAME": "s"}, false, nil},
 		{"no service", map[string]string{"CLUSTER_NAME": "c"}, false, nil},
 		{"bad port", with("TUNNEL_PORT", "http"), false, nil},
