@@ -255,6 +255,72 @@ func TestLambdas(t *testing.T) {
 		})
 	}
 
+	// An agent's Kill on exit through the real Kill Lambda on moto: refused
+	// (409 in_use) while the server's newest datapoint shows streams beyond
+	// the agent's own or a Wake is within the grace; allowed when alone. The
+	// Kill role may not list tasks, so only DescribeServices, the metrics and
+	// UpdateService are used.
+	t.Run("kill-agent-exit", func(t *testing.T) {
+		t.Parallel()
+		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-exit", Service: "svc-exit", DesiredCount: 1})
+		pcfg := fargate.DefaultPublisherConfig()
+		pcfg.Service = f.Service
+		pub, err := fargate.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg, stats{active: 3, last: time.Now()}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		kill := awstest.StartEmulator(t, killBin, lambdaEnv(endpoint, f))
+		withBody := func(body string) []byte {
+			var m map[string]any
+			if err := json.Unmarshal(readEvent(t, "apigw-kill.json"), &m); err != nil {
+				t.Fatal(err)
+			}
+			m["body"] = body
+			b, _ := json.Marshal(m)
+			return b
+		}
+		resp, body := invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":1}`))
+		if resp.StatusCode != http.StatusConflict || body["code"] != lifecycle.CodeInUse {
+			t.Fatalf("kill on exit with 2 other streams = %d %v, want 409 in_use\n%s", resp.StatusCode, body, kill.Logs())
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+			t.Fatalf("a refused kill changed the desired count to %d", got)
+		}
+		resp, body = invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":3}`))
+		if resp.StatusCode != 200 || body["state"] != "sleeping" {
+			t.Fatalf("kill on exit of the only agent = %d %v, want 200 sleeping\n%s", resp.StatusCode, body, kill.Logs())
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after the only agent's kill = %d, want 0", got)
+		}
+
+		// Woken again by another agent a moment ago: refused, whatever the
+		// metrics; an unconditional Kill still stops it.
+		wake := awstest.StartEmulator(t, wakeBin, lambdaEnv(endpoint, f))
+		if resp, body := invokeAPI(t, wake, readEvent(t, "apigw-wake.json")); resp.StatusCode != 200 {
+			t.Fatalf("wake = %d %v", resp.StatusCode, body)
+		}
+		resp, body = invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":3}`))
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(body["message"].(string), "grace") {
+			t.Fatalf("kill on exit right after a wake = %d %v, want 409 naming the grace", resp.StatusCode, body)
+		}
+		gw := httptest.NewServer(&awstest.APIGatewayAdapter{Routes: map[string]string{"/kill": kill.InvokeURL}, APIKey: "k", Stage: "prod"})
+		t.Cleanup(gw.Close)
+		c := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: "k"}
+		if _, err := c.KillOnExit(context.Background(), 3); !errors.Is(err, lifecycle.ErrInUse) {
+			t.Fatalf("KillOnExit through the gateway = %v, want ErrInUse", err)
+		}
+		if err := c.Kill(context.Background()); err != nil {
+			t.Fatalf("unconditional Kill: %v", err)
+		}
+		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 0 {
+			t.Fatalf("desired count after an unconditional kill = %d, want 0", got)
+		}
+	})
+
 	// Issue 10's race through the real Lambdas: the server's newest datapoint,
 	// published a minute before the Wake, says idle; Sleep runs right after
 	// the Wake and must leave it up, on both of two checks. Past the grace

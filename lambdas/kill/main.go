@@ -1,7 +1,10 @@
 // Command kill is the Kill Lambda: API Gateway POST /kill and the nightly
-// EventBridge schedule both set the Fluidity ECS service's desired count to 0.
+// EventBridge schedule both set the Fluidity ECS service's desired count to
+// 0; an agent's Kill on exit ({"reason":"agent_exit"}) is refused with 409
+// in_use while someone else may use the server (see handler.Kill).
 //
-// Environment: CLUSTER_NAME, SERVICE_NAME (required), LOG_LEVEL (info); AWS
+// Environment: CLUSTER_NAME, SERVICE_NAME (required), WAKE_GRACE (10m),
+// METRICS_INTERVAL (1m), METRICS_NAMESPACE (Fluidity), LOG_LEVEL (info); AWS
 // settings come from the standard SDK chain.
 package main
 
@@ -11,6 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fluidity-tunnel/fluidity/lambdas/internal/handler"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 )
 
 func main() {
@@ -18,6 +22,13 @@ func main() {
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("start-up")
 	}
-	h := &handler.Kill{Service: env.Service, Log: env.Log}
+	mcfg := fargate.DefaultMetricsConfig()
+	mcfg.Namespace, mcfg.Service = env.Config.Namespace, env.Config.Service
+	metrics, err := fargate.NewMetricsReaderFromConfig(env.AWS, mcfg)
+	if err != nil {
+		env.Log.Fatal().Err(err).Msg("metrics reader")
+	}
+	h := &handler.Kill{Service: env.Service, Metrics: metrics, WakeGrace: env.Config.WakeGrace,
+		MetricsInterval: env.Config.MetricsInterval, Log: env.Log}
 	lambda.Start(h.Handle)
 }

@@ -6,6 +6,7 @@ package handler
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,9 +154,46 @@ func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (e
 }
 
 // Kill serves POST /kill and the nightly EventBridge schedule.
+//
+// Multi-agent safety is decided here, in the Kill Lambda, rather than by the
+// agent asking the server over its own session who else is connected: the
+// Lambda already holds the two facts that matter (the server's
+// ActiveConnections datapoint and the last Wake on the service's tags), it
+// needs no new wire message, and it also covers an agent that woke the
+// server a moment ago and has no session yet, which the server cannot know
+// about. An agent's Kill on exit (body {"reason":"agent_exit","streams":N})
+// is refused with 409 in_use when
+//
+//   - a Wake was recorded within WakeGrace (someone may be starting to use
+//     the server; the exiting agent's own Wake counts too, so a short session
+//     leaves the server to the Sleep policy), or
+//   - the newest ActiveConnections datapoint, if published within two metric
+//     intervals, exceeds the exiting agent's own streams N.
+//
+// Otherwise, and for a Kill without a reason (`fluidity sleep`) and the
+// nightly schedule, it sets the desired count to 0 at once. A refused Kill
+// costs at most an idle threshold of Fargate time: Sleep then takes over.
 type Kill struct {
 	Service Controller
-	Log     zerolog.Logger
+	// Metrics and WakeGrace, MetricsInterval serve the agent_exit check; a nil
+	// Metrics skips the datapoint half of it.
+	Metrics         ActivityReader
+	WakeGrace       time.Duration
+	MetricsInterval time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+	Log zerolog.Logger
+}
+
+// ActivityReader is what Kill needs from [fargate.MetricsReader].
+type ActivityReader interface {
+	Read(ctx context.Context, now time.Time, window time.Duration) (fargate.Snapshot, error)
+}
+
+// Summarizer reads the service without its tasks ([fargate.Service.Summary]);
+// the Kill role may not list tasks.
+type Summarizer interface {
+	Summary(ctx context.Context) (fargate.Status, error)
 }
 
 // Handle tells the event shapes apart from the raw JSON: API Gateway proxy
@@ -202,12 +240,89 @@ func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest)
 		log.Warn().Str("method", req.HTTPMethod).Msg("kill: method not allowed")
 		return resp, nil
 	}
+	var kr lifecycle.KillRequest
+	if body, err := requestBody(req); err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &kr) != nil) {
+		log.Warn().Msg("kill: body is not a JSON kill request")
+		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `kill: the body must be {} or {"reason":"agent_exit","streams":N}`}), nil
+	}
+	switch kr.Reason {
+	case "":
+	case lifecycle.KillReasonAgentExit:
+		if resp, done := h.refuseInUse(ctx, log, kr); done {
+			return resp, nil
+		}
+	default:
+		log.Warn().Str("reason", kr.Reason).Msg("kill: unknown reason")
+		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: "kill: unknown reason"}), nil
+	}
 	st, err := h.Service.Kill(ctx)
 	if err != nil {
 		return awsFailure(log, "kill", err), nil
 	}
-	log.Info().Str("trigger", "api").Str("state", string(st.State)).Msg("kill: desired count 0")
+	reason := kr.Reason
+	if reason == "" {
+		reason = "unconditional"
+	}
+	log.Info().Str("trigger", "api").Str("reason", reason).Str("state", string(st.State)).Msg("kill: desired count 0")
 	return jsonResponse(http.StatusOK, fargate.ResultFromStatus(st, killPort)), nil
+}
+
+// refuseInUse applies the agent_exit check documented on Kill. done is true
+// when it has answered (refused, failed, or nothing to stop).
+func (h *Kill) refuseInUse(ctx context.Context, log zerolog.Logger, kr lifecycle.KillRequest) (events.APIGatewayProxyResponse, bool) {
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	sum, ok := h.Service.(Summarizer)
+	if !ok {
+		return awsFailure(log, "kill", errors.New("kill: the controller cannot read the service")), true
+	}
+	st, err := sum.Summary(ctx)
+	if err != nil {
+		return awsFailure(log, "kill", err), true
+	}
+	if st.DesiredCount == 0 {
+		log.Info().Str("reason", kr.Reason).Str("state", string(st.State)).Msg("kill: already asleep")
+		return jsonResponse(http.StatusOK, fargate.ResultFromStatus(st, killPort)), true
+	}
+	grace := h.WakeGrace
+	if grace <= 0 {
+		grace = fargate.DefaultWakeGrace
+	}
+	inUse := func(msg string) (events.APIGatewayProxyResponse, bool) {
+		log.Info().Str("reason", kr.Reason).Int64("own_streams", kr.Streams).Str("why", msg).Msg("kill refused: in use")
+		return jsonResponse(http.StatusConflict, lifecycle.ErrorBody{Code: lifecycle.CodeInUse, Message: "kill: " + msg}), true
+	}
+	if !st.LastWake.IsZero() && now.Sub(st.LastWake) < grace {
+		return inUse(fmt.Sprintf("a Wake %s ago, within the %s grace: another agent may be starting to use the server", now.Sub(st.LastWake).Round(time.Second), grace))
+	}
+	if h.Metrics != nil {
+		interval := h.MetricsInterval
+		if interval <= 0 {
+			interval = fargate.DefaultPublisherConfig().Interval
+		}
+		// Two intervals, plus the statistics period the datapoint is stamped with.
+		window := 2*interval + fargate.DefaultMetricsConfig().Period
+		snap, err := h.Metrics.Read(ctx, now, window)
+		if err != nil {
+			return awsFailure(log, "kill", err), true
+		}
+		if !snap.ActiveAt.IsZero() && now.Sub(snap.ActiveAt) <= window && snap.ActiveConnections > float64(kr.Streams) {
+			return inUse(fmt.Sprintf("%.0f active streams on the server, %d of them yours: another agent is connected", snap.ActiveConnections, kr.Streams))
+		}
+	}
+	return events.APIGatewayProxyResponse{}, false
+}
+
+func requestBody(req events.APIGatewayProxyRequest) ([]byte, error) {
+	if len(req.Body) > 4096 {
+		return nil, errors.New("body too large")
+	}
+	if req.IsBase64Encoded {
+		return base64.StdEncoding.DecodeString(req.Body)
+	}
+	return []byte(req.Body), nil
 }
 
 // HandleScheduled serves the nightly schedule.

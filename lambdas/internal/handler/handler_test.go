@@ -22,9 +22,80 @@ import (
 
 type fakeController struct {
 	st    fargate.Status
+	sum   fargate.Status
 	err   error
 	wakes int
 	kills int
+}
+
+func (f *fakeController) Summary(context.Context) (fargate.Status, error) { return f.sum, f.err }
+
+type fakeReader struct {
+	snap   fargate.Snapshot
+	err    error
+	window time.Duration
+}
+
+func (f *fakeReader) Read(_ context.Context, _ time.Time, window time.Duration) (fargate.Snapshot, error) {
+	f.window = window
+	return f.snap, f.err
+}
+
+// An agent's Kill on exit is refused while another agent may be using the
+// server; without a reason, Kill stays unconditional.
+func TestKillAgentExit(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	up := fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1, LastWake: ago(time.Hour)}
+	active := func(n float64, at time.Duration) fargate.Snapshot {
+		return fargate.Snapshot{ActiveConnections: n, ActiveAt: ago(at)}
+	}
+	tests := []struct {
+		name       string
+		body       string
+		sum        fargate.Status
+		snap       fargate.Snapshot
+		readErr    error
+		wantStatus int
+		wantCode   string
+		wantKills  int
+	}{
+		{"unconditional, empty body", ``, up, active(5, 0), nil, 200, "", 1},
+		{"unconditional, {}", `{}`, fargate.Status{DesiredCount: 1, LastWake: ago(time.Second)}, active(5, 0), nil, 200, "", 1},
+		{"alone", `{"reason":"agent_exit","streams":2}`, up, active(2, time.Minute), nil, 200, "", 1},
+		{"no datapoint at all", `{"reason":"agent_exit"}`, up, fargate.Snapshot{}, nil, 200, "", 1},
+		{"another agent's streams", `{"reason":"agent_exit","streams":2}`, up, active(3, time.Minute), nil, 409, lifecycle.CodeInUse, 0},
+		{"streams, own count unknown", `{"reason":"agent_exit"}`, up, active(1, 2*time.Minute), nil, 409, lifecycle.CodeInUse, 0},
+		{"stale busy datapoint", `{"reason":"agent_exit"}`, up, active(4, 4*time.Minute), nil, 200, "", 1},
+		{"woken within the grace", `{"reason":"agent_exit","streams":9}`, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, fargate.Snapshot{}, nil, 409, lifecycle.CodeInUse, 0},
+		{"already asleep", `{"reason":"agent_exit"}`, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, fargate.Snapshot{}, nil, 200, "", 0},
+		{"metrics unreadable", `{"reason":"agent_exit"}`, up, fargate.Snapshot{}, errors.New("throttled"), 500, lifecycle.CodeAWS, 0},
+		{"unknown reason", `{"reason":"because"}`, up, fargate.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
+		{"not json", `kill`, up, fargate.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &fakeController{sum: tc.sum}
+			r := &fakeReader{snap: tc.snap, err: tc.readErr}
+			h := &Kill{Service: c, Metrics: r, WakeGrace: 10 * time.Minute, MetricsInterval: time.Minute, Now: func() time.Time { return now }, Log: zerolog.Nop()}
+			req := apiRequest(t, "apigw-kill.json", "")
+			req.Body = tc.body
+			resp, err := h.HandleAPI(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			_ = json.Unmarshal([]byte(resp.Body), &body)
+			if resp.StatusCode != tc.wantStatus || c.kills != tc.wantKills || (tc.wantCode != "" && body["code"] != tc.wantCode) {
+				t.Fatalf("status %d kills %d body %s; want %d kills %d code %q", resp.StatusCode, c.kills, resp.Body, tc.wantStatus, tc.wantKills, tc.wantCode)
+			}
+			if r.window != 0 && r.window != 3*time.Minute {
+				t.Errorf("read window %v, want two intervals plus the period", r.window)
+			}
+		})
+	}
 }
 
 func (f *fakeController) Wake(context.Context) (fargate.Status, error) {
