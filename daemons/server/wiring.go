@@ -44,8 +44,11 @@ func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
 }
 
 // startMetrics publishes ActiveConnections and LastActivityEpochSeconds to
-// CloudWatch when emit_metrics is on. AWS settings come from the standard SDK chain
-// (task role, AWS_REGION, AWS_ENDPOINT_URL, profiles).
+// CloudWatch when emit_metrics is on: at start, every metrics_interval, at
+// once when the server goes from idle to active (looked at every second, so
+// the Sleep policy never acts on an idle datapoint older than the first
+// request after a quiet spell), and once more at shutdown. AWS settings come
+// from the standard SDK chain (task role, AWS_REGION, AWS_ENDPOINT_URL, profiles).
 func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), error) {
 	if !cfg.EmitMetrics {
 		return func() {}, nil
@@ -57,6 +60,7 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 	pcfg := fargate.DefaultPublisherConfig()
 	pcfg.Service = cfg.MetricsService
 	pcfg.Interval = cfg.MetricsInterval
+	pcfg.Watch = min(fargate.DefaultWatch, cfg.MetricsInterval)
 	pub, err := fargate.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -67,6 +71,6 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 		defer close(done)
 		_ = pub.Run(ctx)
 	}()
-	log.Info().Str("service", cfg.MetricsService).Dur("interval", cfg.MetricsInterval).Msg("publishing metrics")
+	log.Info().Str("service", cfg.MetricsService).Dur("interval", cfg.MetricsInterval).Dur("watch", pcfg.Watch).Msg("publishing metrics")
 	return func() { cancel(); <-done }, nil
 }

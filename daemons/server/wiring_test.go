@@ -14,7 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -182,3 +184,87 @@ func freePort(t *testing.T) int {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestMetricsIdleToActiveMoto: with emit_metrics on, the server publishes at
+// once when a request arrives after a quiet metrics interval, not at the next
+// tick, so the Sleep policy never acts on an idle datapoint older than the
+// first request after a quiet spell.
+func TestMetricsIdleToActiveMoto(t *testing.T) {
+	endpoint := awstest.StartMoto(t)
+	for _, kv := range awstest.LambdaEnv(endpoint) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	ca, _ := pki.NewCA(pki.CAOptions{})
+	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	keyPEM, _ := srvKP.KeyPEM()
+	port := freePort(t)
+	const interval = 4 * time.Second
+	env := []string{
+		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
+		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
+		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
+		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
+		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
+		"FLUIDITY_SERVER_EMIT_METRICS=true",
+		"FLUIDITY_SERVER_METRICS_SERVICE=svc-wiring",
+		"FLUIDITY_SERVER_METRICS_INTERVAL=" + interval.String(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	started := time.Now()
+	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("server exited %d", code)
+		}
+	}()
+	mcfg := fargate.DefaultMetricsConfig()
+	mcfg.Service = "svc-wiring"
+	reader, err := fargate.NewMetricsReaderFromConfig(awstest.AWSConfig(endpoint), mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quiet for one interval, so the tick's datapoint says "idle for an interval".
+	time.Sleep(interval + interval/10)
+
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer target.Close()
+	cert, _ := cliKP.TLSCertificate()
+	ccfg := tunnel.DefaultClientConfig()
+	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
+	client, err := tunnel.NewClient(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	req, _ := http.NewRequest("GET", target.URL, nil)
+	resp, err := client.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	requested := time.Now()
+	// The next tick is at 2 intervals after start; the datapoint must come before it.
+	deadline := started.Add(2*interval - 300*time.Millisecond)
+	for {
+		snap, err := reader.Read(context.Background(), time.Now(), 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !snap.LastActivity.Before(requested.Add(-2 * time.Second).Truncate(time.Second)) {
+			t.Logf("activity published %v after the request", time.Since(requested).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no datapoint with the request's activity %v after it (newest: last activity %v); the server waited for the tick",
+				time.Since(requested).Round(time.Millisecond), snap.LastActivity)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -54,7 +55,14 @@ type PublisherConfig struct {
 	// Timeout bounds each PutMetricData call so a hung endpoint cannot stall
 	// the loop past the next tick.
 	Timeout time.Duration
+	// Watch is how often Run looks at the source between publications, to
+	// publish at once when the server goes from idle to active (see Run);
+	// zero means [DefaultWatch]. Looking costs two atomic loads.
+	Watch time.Duration
 }
+
+// DefaultWatch is the default of [PublisherConfig.Watch].
+const DefaultWatch = time.Second
 
 // DefaultPublisherConfig returns the seed's settings: every 60 s to "Fluidity".
 func DefaultPublisherConfig() PublisherConfig {
@@ -63,6 +71,7 @@ func DefaultPublisherConfig() PublisherConfig {
 		Service:   DefaultServiceConfig().Service,
 		Interval:  60 * time.Second,
 		Timeout:   10 * time.Second,
+		Watch:     DefaultWatch,
 	}
 }
 
@@ -80,6 +89,9 @@ func (c PublisherConfig) Validate() error {
 	if c.Timeout <= 0 {
 		return fmt.Errorf("fargate: metrics timeout %v is not positive", c.Timeout)
 	}
+	if c.Watch < 0 {
+		return fmt.Errorf("fargate: metrics watch interval %v is negative", c.Watch)
+	}
 	return nil
 }
 
@@ -91,6 +103,17 @@ type Publisher struct {
 	log     zerolog.Logger
 	now     func() time.Time
 	started time.Time
+
+	mu   sync.Mutex
+	last published // the newest successful publication
+}
+
+// published is what a publication said, for the idle-to-active check.
+type published struct {
+	ok      bool
+	at      time.Time
+	active  int64
+	srcLast time.Time // the source's LastActivity, as read
 }
 
 // NewPublisher returns a publisher; call Run to start it.
@@ -108,12 +131,27 @@ func NewPublisher(cfg PublisherConfig, api MetricsPutAPI, src StatsSource, log z
 // publishes one last time (bounded by Timeout) so the Sleep Lambda sees the
 // final state, and returns nil. Failed publications are logged and simply
 // happen again on the next tick: metrics must never take the tunnel down.
+//
+// Between ticks it looks at the source every Watch and publishes at once
+// when the server goes from idle to active: the newest publication said no
+// active streams and a last activity at least one Interval old, and now a
+// stream is open or a stream has come and gone. Without that, a server
+// getting its first request after a quiet spell would look idle to the
+// Sleep policy for up to one more interval. It costs at most one extra
+// publication per quiet interval: once one says "active", the next
+// immediate one needs a tick to have said "idle" again.
 func (p *Publisher) Run(ctx context.Context) error {
 	// An immediate datapoint lets the idle policy see a freshly woken server
 	// as alive instead of waiting one interval.
 	p.publishLogged(ctx)
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
+	watch := p.cfg.Watch
+	if watch <= 0 {
+		watch = DefaultWatch
+	}
+	w := time.NewTicker(watch)
+	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,8 +161,25 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			p.publishLogged(ctx)
+		case <-w.C:
+			if p.becameActive() {
+				p.log.Debug().Msg("idle to active: publishing at once")
+				p.publishLogged(ctx)
+				t.Reset(p.cfg.Interval)
+			}
 		}
 	}
+}
+
+// becameActive applies Run's idle-to-active rule.
+func (p *Publisher) becameActive() bool {
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	if !last.ok || last.active > 0 || last.at.Sub(last.srcLast) < p.cfg.Interval {
+		return false
+	}
+	return p.src.ActiveStreams() > 0 || p.src.LastActivity().After(last.srcLast)
 }
 
 func (p *Publisher) publishLogged(ctx context.Context) {
@@ -144,7 +199,8 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	defer cancel()
 	now := p.now()
 	active := p.src.ActiveStreams()
-	last := p.src.LastActivity()
+	srcLast := p.src.LastActivity()
+	last := srcLast
 	if last.IsZero() {
 		last = p.started
 	}
@@ -161,6 +217,9 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("put metric data: %w", err)
 	}
+	p.mu.Lock()
+	p.last = published{ok: true, at: now, active: active, srcLast: last}
+	p.mu.Unlock()
 	p.log.Debug().Int64("active_connections", active).Time("last_activity", last).Msg("metrics published")
 	return nil
 }

@@ -203,3 +203,107 @@ func TestMetricsReaderNewest(t *testing.T) {
 		t.Fatalf("snapshot %+v", snap)
 	}
 }
+
+type liveStats struct {
+	mu     sync.Mutex
+	active int64
+	last   time.Time
+}
+
+func (s *liveStats) ActiveStreams() int64 { s.mu.Lock(); defer s.mu.Unlock(); return s.active }
+func (s *liveStats) LastActivity() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+func (s *liveStats) set(active int64, last time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active, s.last = active, last
+}
+
+// The server publishes at once when it goes from idle to active, not one
+// metrics interval later, and only once per quiet interval.
+func TestPublisherIdleToActive(t *testing.T) {
+	t.Parallel()
+	cw := &fakeCW{}
+	src := &liveStats{last: time.Now().Add(-time.Hour)}
+	cfg := DefaultPublisherConfig()
+	cfg.Interval, cfg.Watch = time.Hour, 2*time.Millisecond // no tick during the test
+	p, err := NewPublisher(cfg, cw, src, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitPuts := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if puts, _ := cw.count(); puts >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d publications, want %d", func() int { n, _ := cw.count(); return n }(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitPuts(1) // at start: idle
+	time.Sleep(20 * time.Millisecond)
+	if puts, _ := cw.count(); puts != 1 {
+		t.Fatalf("%d publications while idle, want 1", puts)
+	}
+	src.set(1, time.Now())
+	waitPuts(2)
+	cw.mu.Lock()
+	v := aws.ToFloat64(datum(cw.puts[1], MetricActiveConnections).Value)
+	cw.mu.Unlock()
+	if v != 1 {
+		t.Fatalf("immediate publication said %v active, want 1", v)
+	}
+	// Busy on and off: the newest publication already says active, so no
+	// more until a tick.
+	src.set(0, time.Now())
+	time.Sleep(10 * time.Millisecond)
+	src.set(2, time.Now())
+	time.Sleep(20 * time.Millisecond)
+	if puts, _ := cw.count(); puts != 2 {
+		t.Fatalf("%d publications, want 2: only the idle-to-active one between ticks", puts)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A stream that opened and closed between two looks counts as activity.
+func TestPublisherShortActivity(t *testing.T) {
+	t.Parallel()
+	cw := &fakeCW{}
+	src := &liveStats{last: time.Now().Add(-time.Hour)}
+	cfg := DefaultPublisherConfig()
+	cfg.Interval, cfg.Watch = time.Hour, 2*time.Millisecond
+	p, err := NewPublisher(cfg, cw, src, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p.becameActive() {
+		t.Fatal("idle source reported as active")
+	}
+	src.set(0, time.Now())
+	if !p.becameActive() {
+		t.Fatal("a stream that came and went was not seen")
+	}
+	if err := p.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	src.set(0, time.Now().Add(time.Second))
+	if p.becameActive() {
+		t.Fatal("a second immediate publication within the quiet interval")
+	}
+}
