@@ -1,0 +1,277 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	ntlmssp "github.com/Azure/go-ntlmssp"
+)
+
+// ErrProxyAuth matches (errors.Is) a *ProxyError whose proxy demanded
+// authentication (407) that this dialer could not give or that it refused.
+var ErrProxyAuth = errors.New("upstream proxy: authentication failed")
+
+// ProxyError is an HTTP proxy's refusal of a CONNECT.
+type ProxyError struct {
+	Proxy      string // the proxy, redacted
+	Target     string // host:port asked for
+	StatusCode int
+	Status     string // the proxy's status line text, e.g. "407 Proxy Authentication Required"
+	// Offered lists the schemes of the proxy's Proxy-Authenticate headers (407).
+	Offered []string
+	// Hint says what to change; set for 407.
+	Hint string
+}
+
+func (e *ProxyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "upstream proxy %s refused CONNECT %s: %s", e.Proxy, e.Target, e.Status)
+	if e.StatusCode == http.StatusProxyAuthRequired {
+		if len(e.Offered) == 0 {
+			b.WriteString(" (it offered no authentication scheme)")
+		} else {
+			fmt.Fprintf(&b, " (it offers %s; this agent speaks Basic and NTLM)", strings.Join(e.Offered, ", "))
+		}
+	}
+	if e.Hint != "" {
+		b.WriteString(": " + e.Hint)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrProxyAuth) true for a 407.
+func (e *ProxyError) Is(target error) bool {
+	return target == ErrProxyAuth && e.StatusCode == http.StatusProxyAuthRequired
+}
+
+// maxDrain bounds the body of a refusal read to keep its connection.
+const maxDrain = 64 << 10
+
+// authState is where the CONNECT handshake stands.
+type authState int
+
+const (
+	authNone          authState = iota // no Proxy-Authorization sent yet
+	authBasicSent                      // Basic credentials sent
+	authNegotiateSent                  // NTLM negotiate message sent: a challenge is due
+	authNTLMSent                       // NTLM authenticate message sent
+)
+
+// connect opens a tunnel to target through an HTTP(S) proxy. It first asks
+// without credentials, and answers a 407 with NTLM if the proxy offers it
+// (the password never crosses the wire) or Basic. NTLM authenticates the
+// connection, so negotiate, challenge and authenticate share one connection.
+func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
+	var (
+		conn  net.Conn
+		br    *bufio.Reader
+		state = authNone
+		auth  string // the Proxy-Authorization value for the next request
+	)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for attempt := 0; attempt < 4; attempt++ {
+		if conn == nil {
+			c, err := r.dialProxy(ctx)
+			if err != nil {
+				return nil, err
+			}
+			conn, br = c, bufio.NewReader(c)
+		}
+		resp, err := r.roundTrip(ctx, conn, br, target, auth)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusOK {
+			c := &bufferedConn{Conn: conn, r: br}
+			conn = nil // handed over
+			return c, nil
+		}
+		pe := &ProxyError{Proxy: Redacted(r.u), Target: target, StatusCode: resp.StatusCode, Status: resp.Status}
+		if resp.StatusCode != http.StatusProxyAuthRequired {
+			return nil, pe
+		}
+		offers := resp.Header.Values("Proxy-Authenticate")
+		pe.Offered = schemes(offers)
+		if resp.Close {
+			conn.Close()
+			conn = nil
+		}
+		switch {
+		case !r.hasCreds:
+			pe.Hint = "set credentials in " + KeyCredentialsFile + " (a file holding user:password) or in " + KeyProxy + "'s URL"
+			return nil, pe
+		case state == authNegotiateSent:
+			challenge, ok := ntlmToken(offers)
+			if !ok || conn == nil {
+				pe.Hint = "the proxy answered the NTLM negotiation without a challenge on the same connection"
+				return nil, pe
+			}
+			msg, err := ntlmssp.NewAuthenticateMessage(challenge, r.user, r.password, nil)
+			if err != nil {
+				pe.Hint = "cannot answer the proxy's NTLM challenge: " + err.Error()
+				return nil, pe
+			}
+			auth, state = "NTLM "+base64.StdEncoding.EncodeToString(msg), authNTLMSent
+		case state != authNone:
+			pe.Hint = "the proxy rejected the credentials from " + r.credFrom
+			return nil, pe
+		case offersScheme(pe.Offered, "NTLM"):
+			msg, err := ntlmssp.NewNegotiateMessage("", "")
+			if err != nil {
+				return nil, err
+			}
+			auth, state = "NTLM "+base64.StdEncoding.EncodeToString(msg), authNegotiateSent
+			// The challenge must come on the connection that negotiated.
+			if conn == nil {
+				attempt-- // the unauthenticated probe does not count
+			}
+		case offersScheme(pe.Offered, "Basic"):
+			auth, state = "Basic "+base64.StdEncoding.EncodeToString([]byte(r.user+":"+r.password)), authBasicSent
+		default:
+			pe.Hint = "no scheme this agent speaks"
+			return nil, pe
+		}
+	}
+	return nil, fmt.Errorf("upstream proxy %s: CONNECT %s: authentication did not settle", Redacted(r.u), target)
+}
+
+// dialProxy makes the connection to the proxy, with TLS for https://.
+func (r *route) dialProxy(ctx context.Context) (net.Conn, error) {
+	c, err := r.forward.DialContext(ctx, "tcp", r.u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("upstream proxy %s: %w", Redacted(r.u), err)
+	}
+	if r.tls == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, r.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("upstream proxy %s: TLS: %w", Redacted(r.u), err)
+	}
+	return tc, nil
+}
+
+// roundTrip writes one CONNECT and reads the answer's header, within ctx: a
+// proxy that never answers fails with ctx's error.
+func (r *route) roundTrip(ctx context.Context, conn net.Conn, br *bufio.Reader, target, auth string) (*http.Response, error) {
+	if !validTarget(target) {
+		return nil, fmt.Errorf("upstream proxy %s: %q is not host:port", Redacted(r.u), target)
+	}
+	// ctx's end (deadline or cancellation) unblocks the exchange; the error is
+	// then ctx's.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	var b strings.Builder
+	// RFC 9110 9.3.6: the request-target is host:port, and Host repeats it.
+	fmt.Fprintf(&b, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		fmt.Fprintf(&b, "Proxy-Authorization: %s\r\n", auth)
+	}
+	b.WriteString("Proxy-Connection: Keep-Alive\r\n\r\n")
+	_, werr := io.WriteString(conn, b.String())
+	var (
+		resp *http.Response
+		err  = werr
+	)
+	if err == nil {
+		resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	}
+	if err == nil && resp.StatusCode != http.StatusOK {
+		// Read the refusal's body, to keep the connection for the next attempt
+		// if the proxy does and the body is short; a longer one costs a new
+		// connection instead.
+		n, derr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain+1))
+		resp.Body.Close()
+		resp.Close = resp.Close || derr != nil || n > maxDrain
+	}
+	if !stop() || ctx.Err() != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, fmt.Errorf("upstream proxy %s: CONNECT %s: %w", Redacted(r.u), target, ctx.Err())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upstream proxy %s: CONNECT %s: %w", Redacted(r.u), target, err)
+	}
+	return resp, nil
+}
+
+// validTarget refuses what would break the request line or inject a header.
+func validTarget(target string) bool {
+	host, port, err := net.SplitHostPort(target)
+	if err != nil || host == "" || port == "" {
+		return false
+	}
+	return !strings.ContainsFunc(target, func(c rune) bool { return c <= ' ' || c == 0x7f })
+}
+
+// schemes returns the scheme of each Proxy-Authenticate value ("NTLM",
+// "Basic realm=..." -> "Basic").
+func schemes(values []string) []string {
+	var out []string
+	for _, v := range values {
+		// One header may carry several challenges; the scheme is each first token
+		// of a comma-separated part that is not a parameter (no '=').
+		for _, part := range strings.Split(v, ",") {
+			tok, _, _ := strings.Cut(strings.TrimSpace(part), " ")
+			if tok != "" && !strings.Contains(tok, "=") {
+				out = append(out, tok)
+			}
+		}
+	}
+	return out
+}
+
+func offersScheme(offered []string, scheme string) bool {
+	for _, s := range offered {
+		if strings.EqualFold(s, scheme) {
+			return true
+		}
+	}
+	return false
+}
+
+// ntlmToken finds "NTLM <base64>" among Proxy-Authenticate values.
+func ntlmToken(values []string) ([]byte, bool) {
+	for _, v := range values {
+		scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
+		if !ok || !strings.EqualFold(scheme, "NTLM") {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(tok))
+		if err == nil && len(b) > 0 {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// bufferedConn is the tunnel after the proxy's 200: it reads first what the
+// proxy sent right after its answer and the header reader already holds.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(p)
+		}
+		c.r = nil // drained: read the connection directly from now on
+	}
+	return c.Conn.Read(p)
+}
