@@ -89,12 +89,35 @@ func LoadCertPool(caFile string) (*x509.CertPool, error) {
 
 // DialTLS dials addr over TCP and completes the TLS handshake, both within ctx.
 func DialTLS(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
+	return DialTLSWith(ctx, &net.Dialer{}, addr, cfg)
+}
+
+// DialTLSWith is DialTLS over the connection dialer makes, e.g. a tunnel
+// through the agent's upstream proxy: TLS end to end with the server, the
+// proxy seeing only encrypted bytes.
+func DialTLSWith(ctx context.Context, dialer ContextDialer, addr string, cfg *tls.Config) (net.Conn, error) {
 	if cfg == nil {
 		return nil, errors.New("tunnel: DialTLS needs a TLS config")
 	}
-	d := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	if dialer == nil {
+		return nil, errors.New("tunnel: DialTLSWith needs a dialer")
+	}
+	raw, err := dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		return nil, fmt.Errorf("tunnel: dial server %s: %w", addr, err)
+	}
+	if cfg.ServerName == "" {
+		// As tls.Dialer does: verify the dialled host.
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
 		return nil, fmt.Errorf("tunnel: dial server %s: %w", addr, err)
 	}
 	return conn, nil

@@ -217,3 +217,34 @@ func TestTLSConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestDialTLSWith: the connection comes from the dialer given (the agent's
+// upstream proxy), to the address given, and the server is verified as strictly
+// as by DialTLS: a wrong name still fails.
+func TestDialTLSWith(t *testing.T) {
+	p := sharedPKI(t)
+	addr := serveMTLS(t, p.server, p.pool)
+	var asked []string
+	d := dialerFunc(func(ctx context.Context, network, a string) (net.Conn, error) {
+		asked = append(asked, network+" "+a)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := DialTLSWith(ctx, d, "fluidity.example:8443", NewClientTLSConfig(p.client, p.pool, DefaultServerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if len(asked) != 1 || asked[0] != "tcp fluidity.example:8443" {
+		t.Errorf("dialer asked for %q, want one tcp fluidity.example:8443", asked)
+	}
+	_, err = DialTLSWith(ctx, d, "fluidity.example:8443", NewClientTLSConfig(p.client, p.pool, "someone-else"))
+	var he x509.HostnameError
+	if !errors.As(err, &he) {
+		t.Errorf("wrong server name: %v, want a hostname error", err)
+	}
+	if _, err := DialTLSWith(ctx, nil, addr, NewClientTLSConfig(p.client, p.pool, "")); err == nil {
+		t.Error("a nil dialer was accepted")
+	}
+}
