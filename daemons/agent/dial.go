@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/internal/retry"
+	"github.com/fluidity-tunnel/fluidity/internal/upstream"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
@@ -21,6 +22,7 @@ type serverDialer struct {
 	cfg   Config
 	certs *tunnel.CertReloader
 	waker *lifecycle.Waker
+	route *upstream.Dialer // nil: direct
 	log   zerolog.Logger
 }
 
@@ -88,5 +90,8 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 func (d *serverDialer) dialOnce(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
 	defer cancel()
-	return tunnel.DialTLS(ctx, addr, d.certs.ClientTLSConfig(d.cfg.ServerName))
+	if d.route == nil {
+		return tunnel.DialTLS(ctx, addr, d.certs.ClientTLSConfig(d.cfg.ServerName))
+	}
+	return tunnel.DialTLSWith(ctx, d.route, addr, d.certs.ClientTLSConfig(d.cfg.ServerName))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
+	"github.com/fluidity-tunnel/fluidity/internal/upstream"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/proxy"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
@@ -38,6 +39,8 @@ type Config struct {
 	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
 	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
+	UpstreamProxy  string `koanf:"upstream_proxy" help:"how to reach the server and the Wake/Kill API: empty for directly; a proxy URL, http://host:port (CONNECT, Basic or NTLM), https://host:port (TLS to the proxy), socks5://host:port (names resolved here) or socks5h://host:port (resolved by the proxy); or env, to take HTTPS_PROXY/ALL_PROXY/NO_PROXY from the environment"`
+	UpstreamCreds  string `koanf:"upstream_proxy_credentials_file" help:"file holding one line user:password (DOMAIN\\user for NTLM) for upstream_proxy; refused if other users may read it (chmod o-rwx); keeps the password out of the command line and the config"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
 	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
@@ -130,6 +133,13 @@ func (c *Config) Validate() error {
 		return bad("connect_retry_interval", "must be positive")
 	case c.RetryTimeout < 0:
 		return bad("connect_retry_timeout", "must not be negative")
+	case c.UpstreamCreds != "" && c.UpstreamProxy == "":
+		return bad("upstream_proxy_credentials_file", "set, but upstream_proxy is empty (direct)")
+	}
+	if c.UpstreamProxy != "" && c.UpstreamProxy != upstream.EnvMode {
+		if _, err := upstream.ParseURL(c.UpstreamProxy); err != nil {
+			return &config.FieldError{Key: "upstream_proxy", Err: err}
+		}
 	}
 	if err := c.Lifecycle.Validate(); err != nil {
 		return &config.FieldError{Key: "lifecycle", Err: err}
@@ -163,17 +173,32 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	log := cfg.Logger(stderr, "agent")
 	cfg.ApplyRuntime(environ)
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, environ, log); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger) error {
 	certs, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, log)
 	if err != nil {
 		return err
+	}
+	route, err := upstream.New(upstream.Config{
+		Proxy:           cfg.UpstreamProxy,
+		CredentialsFile: cfg.UpstreamCreds,
+		Environ:         environ,
+		Self:            net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.LocalProxyPort)),
+		Warn:            func(msg string) { log.Warn().Msg(msg) },
+	})
+	if err != nil {
+		return err
+	}
+	if route.Direct() {
+		log.Info().Str("upstream", route.String()).Msg("reaching the server directly")
+	} else {
+		log.Info().Str("upstream", route.String()).Msg("reaching the server through an upstream proxy")
 	}
 	bg, stopBackground := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -185,10 +210,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			certs.Run(bg, cfg.CertReload)
 		}()
 	}
-	d := &serverDialer{cfg: cfg, certs: certs, log: log}
+	d := &serverDialer{cfg: cfg, certs: certs, route: route, log: log}
 	var api *lifecycle.APIClient
 	if cfg.Lifecycle.Enabled() {
-		api = cfg.Lifecycle.Client(&http.Client{Timeout: 30 * time.Second}, log)
+		api = cfg.Lifecycle.Client(apiHTTPClient(route), log)
 		d.waker = lifecycle.NewWaker(api, cfg.Lifecycle.PollInterval, cfg.Lifecycle.WakeTimeout, func(r lifecycle.WakeResult, elapsed time.Duration) {
 			log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
 		})
@@ -251,7 +276,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
 	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", d.describe()).
-		Str("server_name", cfg.ServerName).Msg("agent started")
+		Str("server_name", cfg.ServerName).Str("upstream", route.String()).Msg("agent started")
 
 	select {
 	case <-ctx.Done():
@@ -297,4 +322,14 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	log.Info().Msg("agent stopped")
 	return nil
+}
+
+// apiHTTPClient is the Wake/Kill API's client: the same route as the tunnel,
+// and never a proxy from the environment by accident (Proxy is nil; env mode
+// is the upstream dialer's to apply).
+func apiHTTPClient(route *upstream.Dialer) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DialContext = route.DialContext
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
 }
