@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
 				pe.Hint = "the proxy answered the NTLM negotiation without a challenge on the same connection"
 				return nil, pe
 			}
-			msg, err := ntlmssp.NewAuthenticateMessage(challenge, r.user, r.password, nil)
+			msg, err := ntlmssp.NewAuthenticateMessage(wellFormed(challenge), r.user, r.password, nil)
 			if err != nil {
 				pe.Hint = "cannot answer the proxy's NTLM challenge: " + err.Error()
 				return nil, pe
@@ -274,4 +275,42 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 		c.r = nil // drained: read the connection directly from now on
 	}
 	return c.Conn.Read(p)
+}
+
+// wellFormed returns an NTLM CHALLENGE message go-ntlmssp can read. Some
+// servers send fields pointing outside the message: squid's ntlm_fake_auth
+// sends the short (pre-NTLMv2, 40-byte header) form, with a garbage TargetName
+// offset and no TargetInfo. Clients such as curl ignore such fields; so does
+// this: a message whose fields are out of range is rebuilt with the same
+// flags and server challenge, an empty TargetName, and its TargetInfo only if
+// that lies within the message. A sound message is returned unchanged.
+func wellFormed(b []byte) []byte {
+	const header = 48 // signature, type, TargetName, flags, challenge, reserved, TargetInfo
+	if len(b) < 32 {
+		return b // too short to mend; go-ntlmssp reports it
+	}
+	field := func(at int) (n, off int, ok bool) {
+		if len(b) < at+8 {
+			return 0, 0, false
+		}
+		n = int(binary.LittleEndian.Uint16(b[at:]))
+		off = int(binary.LittleEndian.Uint32(b[at+4:]))
+		return n, off, off >= header && off+n <= len(b)
+	}
+	nameLen, _, nameOK := field(12)
+	infoLen, infoOff, infoOK := field(40)
+	if len(b) >= header && (nameOK || nameLen == 0) && (infoOK || infoLen == 0) {
+		return b
+	}
+	out := make([]byte, header, header+infoLen)
+	copy(out, b[:32]) // signature, type, TargetName (cleared below), flags, challenge
+	binary.LittleEndian.PutUint64(out[12:], 0)
+	binary.LittleEndian.PutUint32(out[16:], header)
+	binary.LittleEndian.PutUint32(out[44:], header)
+	if infoOK && infoLen > 0 {
+		binary.LittleEndian.PutUint16(out[40:], uint16(infoLen))
+		binary.LittleEndian.PutUint16(out[42:], uint16(infoLen))
+		out = append(out, b[infoOff:infoOff+infoLen]...)
+	}
+	return out
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	ntlmssp "github.com/Azure/go-ntlmssp"
 )
 
 const (
@@ -471,5 +473,25 @@ func TestConnectHTTPSProxy(t *testing.T) {
 		t.Fatal("an untrusted proxy certificate was accepted")
 	} else {
 		noSecret(t, "error", err.Error())
+	}
+}
+
+// TestNTLMChallengeMended: squid's ntlm_fake_auth sends a short CHALLENGE whose
+// TargetName offset points nowhere (captured from squid 5.7, answering go-ntlmssp's NEGOTIATE); it is answered,
+// and a sound challenge is left as it is.
+func TestNTLMChallengeMended(t *testing.T) {
+	squid, err := base64.StdEncoding.DecodeString("TlRMTVNTUAACAAAACQAJAK6qqqoBgoigmZlBaIXwsasAAAAAAAA6AFdPUktHUk9VUA==")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ntlmssp.NewAuthenticateMessage(squid, `CORP\alice`, testPassword, nil); err == nil {
+		t.Log("go-ntlmssp now reads the short challenge itself; wellFormed may be unnecessary")
+	}
+	if _, err := ntlmssp.NewAuthenticateMessage(wellFormed(squid), `CORP\alice`, testPassword, nil); err != nil {
+		t.Errorf("mended challenge refused: %v", err)
+	}
+	sound := ntlmChallenge()
+	if got := wellFormed(sound); string(got) != string(sound) {
+		t.Errorf("a sound challenge was rewritten")
 	}
 }
