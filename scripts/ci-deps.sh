@@ -6,6 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# squid and its auth helpers (basic_ncsa_auth, ntlm_fake_auth) for the upstream-proxy
+# e2e test; openssl writes its password file. squid lives in /usr/sbin, off a user's PATH.
+[ -x /usr/sbin/squid ] && [ -x /usr/lib/squid/ntlm_fake_auth ] || need_apt+=(squid)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "ci-deps: apt-get install ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive
