@@ -310,9 +310,16 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	}
 	if api != nil && cfg.Lifecycle.KillOnExit {
 		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := api.Kill(kctx); err != nil {
+		// An agent's Kill on exit says so: the control plane keeps the server up
+		// while another agent uses it, or while a Wake is recent. The agent's own
+		// streams have ended by now.
+		_, err := api.KillOnExit(kctx, 0)
+		switch {
+		case errors.Is(err, lifecycle.ErrInUse):
+			log.Info().Msg("server left running: it is in use or was woken recently; it sleeps when idle")
+		case err != nil:
 			log.Warn().Err(err).Msg("could not put the server to sleep")
-		} else {
+		default:
 			log.Info().Msg("server put to sleep")
 		}
 		kcancel()

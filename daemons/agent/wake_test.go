@@ -41,7 +41,9 @@ func TestWakeFlow(t *testing.T) {
 	env := awstest.LambdaEnv(endpoint, "CLUSTER_NAME="+f.Cluster, "SERVICE_NAME="+f.Service,
 		"TUNNEL_PORT="+strconv.Itoa(serverPort), "LOG_LEVEL=debug")
 	wake := awstest.StartEmulator(t, wakeBin, env)
-	kill := awstest.StartEmulator(t, killBin, env)
+	// The agent's Kill on exit is refused within the grace after a Wake; the
+	// flow below outlasts a one-second grace.
+	kill := awstest.StartEmulator(t, killBin, append(env, "WAKE_GRACE=1s"))
 	const apiKey = "test-key"
 	gw := httptest.NewServer(&awstest.APIGatewayAdapter{
 		Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
@@ -110,9 +112,12 @@ func TestWakeFlow(t *testing.T) {
 		!bytes.Contains([]byte(logs.String()), []byte("tunnel session established")) {
 		t.Errorf("agent log shows no wake progress:\n%s", logs.String())
 	}
+	// Past the Kill Lambda's one-second grace after the last Wake (a wall-clock
+	// rule of a separate process), the agent's Kill on exit stops the server.
+	time.Sleep(1100 * time.Millisecond)
 	stop()
 	if got := desired(t, endpoint, f); got != 0 {
-		t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)", got)
+		t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)\nagent log:\n%s\nkill log:\n%s", got, logs.String(), kill.Logs())
 	}
 }
 
