@@ -212,16 +212,28 @@ type APIClient struct {
 	Log zerolog.Logger
 }
 
-// Validate reports an unusable endpoint.
+// Validate reports an unusable endpoint. Its errors never carry a password the
+// URL may hold.
 func (c *APIClient) Validate() error {
 	u, err := url.Parse(c.Endpoint)
 	if err != nil {
-		return fmt.Errorf("lifecycle api: endpoint: %w", err)
+		// url.Parse's error quotes the whole URL, password included.
+		return fmt.Errorf("lifecycle api: endpoint %s is not a URL", RedactedEndpoint(c.Endpoint))
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("lifecycle api: endpoint %q is not an http(s) URL", c.Endpoint)
+		return fmt.Errorf("lifecycle api: endpoint %s is not an http(s) URL", RedactedEndpoint(c.Endpoint))
 	}
 	return nil
+}
+
+// RedactedEndpoint is endpoint as it may be logged: with the password of any
+// user:password@ replaced, and nothing of an endpoint that does not parse.
+func RedactedEndpoint(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return fmt.Sprintf("%q", u.Redacted())
 }
 
 var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}

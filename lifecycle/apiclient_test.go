@@ -325,3 +325,24 @@ func TestAPIClientValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointNeverShowsPassword: a user:password@ in the endpoint reaches no
+// error or log text.
+func TestEndpointNeverShowsPassword(t *testing.T) {
+	for _, ep := range []string{
+		"https://alice:s3cret-pw@api.example/prod",
+		"ftp://alice:s3cret-pw@api.example/prod",
+		"https://alice:s3cret-pw@api.example/%zz",
+		"https://alice:s3cret-pw@[::1/prod",
+	} {
+		err := (&lifecycle.APIClient{Endpoint: ep}).Validate()
+		for _, text := range []string{lifecycle.RedactedEndpoint(ep), fmt.Sprint(err)} {
+			if strings.Contains(text, "s3cret-pw") {
+				t.Errorf("%q: %q shows the password", ep, text)
+			}
+		}
+	}
+	if got := lifecycle.RedactedEndpoint("https://alice:s3cret-pw@api.example/prod"); !strings.Contains(got, "api.example/prod") {
+		t.Errorf("redacted endpoint %s lost the address", got)
+	}
+}

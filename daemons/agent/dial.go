@@ -28,7 +28,7 @@ type serverDialer struct {
 
 func (d *serverDialer) describe() string {
 	if d.waker != nil {
-		return "(from " + d.cfg.Lifecycle.Endpoint + ")"
+		return "(from " + lifecycle.RedactedEndpoint(d.cfg.Lifecycle.Endpoint) + ")"
 	}
 	return net.JoinHostPort(d.cfg.ServerIP, strconv.Itoa(d.cfg.ServerPort))
 }
