@@ -41,6 +41,9 @@ type ClientConfig struct {
 	// together: past it, no stream's window grows (see SessionConfig.StreamWindow).
 	// Default 128 MiB.
 	ReceiveBudget int64
+	// Observer, if set, is told of sessions, reconnects, round trips and
+	// streams (for metrics); see Observer.
+	Observer *Observer
 }
 
 // MaxSessions bounds ClientConfig.Sessions.
@@ -131,6 +134,9 @@ type lane struct {
 	sampledAt time.Time
 	sampled   int64
 	rate      float64
+	// up: a session has been established on this lane before (a new one is
+	// a reconnect).
+	up bool
 }
 
 // sampleEvery is how often a lane's load estimate is refreshed: long enough to
@@ -185,7 +191,11 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	return sess.ping(ctx)
+	rtt, err := sess.ping(ctx)
+	if err == nil {
+		c.cfg.Observer.rtt(rtt)
+	}
+	return rtt, err
 }
 
 // ActiveStreams reports the streams open now on all the client's sessions.
@@ -288,6 +298,11 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	if err == nil {
 		old, l.sess = l.sess, sess
 		l.sampledAt = time.Time{}
+		c.cfg.Observer.sessionUp()
+		if l.up {
+			c.cfg.Observer.reconnect()
+		}
+		l.up = true
 		c.wg.Add(1)
 		go c.watch(sess)
 		// The server is reachable: bring the other lanes up too (without Run,
@@ -319,7 +334,9 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 // and reconnects together with sess's, not up to a keepalive later.
 func (c *Client) watch(sess *session) {
 	defer c.wg.Done()
+	c.sampleRTT(sess)
 	<-sess.Done()
+	c.cfg.Observer.sessionDown(sess.endReason())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.retired = slices.DeleteFunc(c.retired, func(s *session) bool { return s == sess })
@@ -335,6 +352,30 @@ func (c *Client) watch(sess *session) {
 					_ = other.closeWith(fmt.Errorf("%w: no answer to a ping after a sibling session failed: %w", ErrSessionClosed, err))
 				}
 			})
+		}
+	}
+}
+
+// sampleRTT pings sess at once and then every KeepAliveInterval, for the
+// observer, until sess ends. Without Observer.RTT it returns at once. A ping
+// that fails is not reported: yamux's keepalive ends the session then.
+func (c *Client) sampleRTT(sess *session) {
+	if !c.cfg.Observer.wantsRTT() {
+		return
+	}
+	t := time.NewTicker(c.cfg.Session.KeepAliveInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 2*c.cfg.Session.WriteTimeout)
+		rtt, err := sess.ping(ctx)
+		cancel()
+		if err == nil {
+			c.cfg.Observer.rtt(rtt)
+		}
+		select {
+		case <-t.C:
+		case <-sess.Done():
+			return
 		}
 	}
 }
@@ -394,16 +435,23 @@ func (c *Client) isClosed() bool {
 // withSession runs fn on the least busy session; if the server did no work on
 // fn's stream (it could not be opened, or was refused or answered shutting_down),
 // it tries once more on a fresh session.
-func withSession[T any](c *Client, ctx context.Context, fn func(*session) (T, error)) (T, error) {
+// The stream is observed as one (tr), however many attempts it takes: its
+// trace ends when it fails here, or when its stream closes.
+func withSession[T any](c *Client, ctx context.Context, kind StreamKind, fn func(*session, *trace) (T, error)) (T, error) {
 	var zero T
+	tr := c.cfg.Observer.startStream(kind)
 	for attempt := 0; ; attempt++ {
 		sess, err := c.session(ctx, nil)
 		if err != nil {
+			tr.end(err, 0, 0)
 			return zero, err
 		}
-		v, err := fn(sess)
+		v, err := fn(sess, tr)
 		var no *notOpenedError
 		if err == nil || attempt > 0 || !errors.As(err, &no) {
+			if err != nil {
+				tr.end(err, 0, 0)
+			}
 			return v, keepOpened(err)
 		}
 		if no.sessionDown {
@@ -434,7 +482,7 @@ func (c *Client) retire(sess *session, draining bool) {
 // RoundTrip implements http.RoundTripper through the tunnel. It closes
 // req.Body, on errors too.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := withSession(c, req.Context(), func(s *session) (*http.Response, error) { return s.RoundTrip(req) })
+	resp, err := withSession(c, req.Context(), KindHTTP, func(s *session, tr *trace) (*http.Response, error) { return s.roundTrip(req, tr) })
 	if err != nil && req.Body != nil {
 		_ = req.Body.Close()
 	}
@@ -443,7 +491,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // DialContext opens a CONNECT stream to addr through the tunnel.
 func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return withSession(c, ctx, func(s *session) (net.Conn, error) { return s.DialContext(ctx, network, addr) })
+	return withSession(c, ctx, KindConnect, func(s *session, tr *trace) (net.Conn, error) { return s.dialContext(ctx, network, addr, tr) })
 }
 
 type wsResult struct {
@@ -455,8 +503,8 @@ type wsResult struct {
 // 101 it returns the response and a conn carrying the raw WebSocket frames; on
 // any other status it returns the response (with its body) and a nil conn.
 func (c *Client) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
-	r, err := withSession(c, ctx, func(s *session) (wsResult, error) {
-		resp, conn, err := s.DialWebSocket(ctx, req)
+	r, err := withSession(c, ctx, KindWebSocket, func(s *session, tr *trace) (wsResult, error) {
+		resp, conn, err := s.dialWebSocket(ctx, req, tr)
 		return wsResult{resp, conn}, err
 	})
 	return r.resp, r.conn, err

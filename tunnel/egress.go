@@ -170,6 +170,7 @@ func newGuards(cfg *ServerConfig, log zerolog.Logger) (*guards, error) {
 			host, port = key, ""
 		}
 		log.Warn().Str("target", host).Str("port", port).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
+		cfg.Observer.breakerChange(from.String(), to.String())
 	}))
 	return &guards{policy: policy, breakers: set, retry: cfg.Retry.internal()}, nil
 }

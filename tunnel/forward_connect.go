@@ -34,6 +34,7 @@ func (s *Server) serveConnect(ctx context.Context, abort context.CancelFunc, st 
 		return host, err
 	}
 	res := relay.Run(st, relay.AsConn(target), relay.Options{IdleTimeout: s.idleTimeout(), AReader: relay.Prefixed(early, st)})
+	st.trace.relayed(res.Err)
 	return host, res.Err
 }
 

@@ -97,5 +97,6 @@ func (s *Server) serveWebSocket(ctx context.Context, abort context.CancelFunc, s
 	// br may already hold the target's first frames: they go first.
 	res := relay.Run(st, relay.AsConn(conn), relay.Options{IdleTimeout: s.idleTimeout(),
 		AReader: relay.Prefixed(early, st), BReader: relay.Prefixed(relay.Buffered(br), conn)})
+	st.trace.relayed(res.Err)
 	return host, res.Err
 }

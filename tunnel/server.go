@@ -102,6 +102,9 @@ type ServerConfig struct {
 	// TargetTLSConfig is used for TLS to targets (https and wss); nil means the system
 	// roots. The server clones it.
 	TargetTLSConfig *tls.Config
+	// Observer, if set, is told of sessions, streams, handshake refusals,
+	// breaker changes and egress refusals (for metrics); see Observer.
+	Observer *Observer
 	// Transport, if set, makes HTTP requests instead of the server's own pooled one.
 	// Breakers and retries still apply to it, but the egress policy only does if its
 	// dialer goes through the server (the server's own transport always does): a
@@ -396,6 +399,7 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 	}
 	_ = conn.Close()
 	var why refusal
+	denied := false
 	switch {
 	case s.baseCtx.Err() != nil || ctx.Err() != nil:
 		return // the server is closing: not a refusal
@@ -415,11 +419,16 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 		// Only a holder of a certificate from the CA gets this far, so this
 		// cannot be a stranger's flood: worth its own line, as before.
 		s.log.Info().Str("remote", conn.RemoteAddr().String()).Err(err).Msg("tls handshake refused")
-		why = refusedFailed
+		why, denied = refusedFailed, true
 	default:
 		why = refusedFailed
 	}
 	s.refusals.add(why, conn.RemoteAddr(), err)
+	if denied {
+		s.cfg.Observer.handshakeRefused("denied")
+	} else {
+		s.cfg.Observer.handshakeRefused(refusalNames[why])
+	}
 }
 
 // ServeConn serves one session over conn, which the caller has authenticated (a
@@ -452,6 +461,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { _ = mux.Close() })
 	defer stop()
 	log.Info().Msg("session started")
+	s.cfg.Observer.sessionUp()
 	started := time.Now()
 	// A session's streams wait here while MaxPendingStreams of them owe their
 	// request frame: a client sending headers slowly or never holds up only its
@@ -469,6 +479,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 			_ = mux.Close()
 			reason := sessionEndReason(err, rc)
 			log.Info().Dur("duration", time.Since(started)).AnErr("reason", reason).Msg("session ended")
+			s.cfg.Observer.sessionDown(sessionEnd(s.isClosing() || ctx.Err() != nil, reason))
 			if s.isClosing() {
 				return ErrServerClosed
 			}

@@ -29,11 +29,13 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	defer st.Close()
 	if s.isDraining() {
 		s.answerError(st, &RemoteError{Code: CodeShuttingDown})
+		s.cfg.Observer.refused(CodeShuttingDown)
 		return
 	}
 	if !s.acquire() {
 		s.limit.event(log.Warn(), "over capacity").Int("max_streams", s.cfg.MaxStreams).Msg("over capacity; stream refused")
 		s.answerError(st, &RemoteError{Code: CodeOverCapacity, Message: "server at max_connections"})
+		s.cfg.Observer.refused(CodeOverCapacity)
 		return
 	}
 	s.active.Add(1)
@@ -57,12 +59,16 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	s.waiting.done(wait)
 	unpend()
 	if err != nil {
-		s.refuseFrame(st, err, log)
+		if code := s.refuseFrame(st, err, log); code != "" {
+			s.cfg.Observer.refused(code)
+		}
 		return
 	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	defer cancel()
 	start := time.Now()
+	// Set before any other goroutine uses the stream.
+	st.trace = s.cfg.Observer.startStream(StreamKind(req.Type))
 	var target string
 	switch req.Type {
 	case wire.TypeHTTP:
@@ -72,7 +78,9 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	case wire.TypeWebSocket:
 		target, err = s.serveWebSocket(ctx, cancel, st, req.HTTP(), log)
 	}
+	st.endTrace(err)
 	if errors.Is(err, ErrRefusedByPolicy) {
+		s.cfg.Observer.egressRefused()
 		// The session logger names the client; the target host is all that is said
 		// about the destination.
 		log.Info().Str("type", req.Type).Str("target", target).Msg("target refused by egress policy")
@@ -87,8 +95,10 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 
 // refuseFrame answers a request frame that could not be read. A peer speaking
 // an older version gets the refusal in its own version's framing, so that it can
-// tell its user why; a newer one gets it in this version's.
-func (s *Server) refuseFrame(st *stream, err error, log zerolog.Logger) {
+// tell its user why; a newer one gets it in this version's. It returns the code
+// answered, or "" when the agent gave up or the stream was pushed out (no
+// request, so no outcome).
+func (s *Server) refuseFrame(st *stream, err error, log zerolog.Logger) ErrorCode {
 	var ve *wire.VersionError
 	if errors.As(err, &ve) {
 		log.Info().Int("version", int(ve.Version)).Msg("stream in an unsupported protocol version refused")
@@ -102,20 +112,21 @@ func (s *Server) refuseFrame(st *stream, err error, log zerolog.Logger) {
 		if _, err := st.Write(buf); err == nil {
 			s.finish(st)
 		}
-		return
+		return CodeUnsupportedVersion
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		log.Debug().Msg("no request frame within the header timeout; stream reset")
 		_ = st.reset(wire.ResetCancel)
-		return
+		return CodeTimeout
 	}
 	if errors.Is(err, ErrStreamReset) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		// The agent gave up, or the stream was pushed out for a fresher one.
-		return
+		return ""
 	}
 	log.Debug().Err(err).Msg("bad request frame")
 	s.answerError(st, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
+	return CodeBadRequest
 }
 
 func (s *Server) touch() { s.lastActivity.Store(time.Now().UnixNano()) }
@@ -125,6 +136,9 @@ func (s *Server) answer(st *stream, typ string, payload any) error {
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.Session.WriteTimeout))
 	err := wire.Write(st, typ, payload)
 	_ = st.SetWriteDeadline(time.Time{})
+	if err == nil {
+		st.trace.firstByte()
+	}
 	return err
 }
 

@@ -86,6 +86,19 @@ func (s *session) closeWith(reason error) error {
 	return nil
 }
 
+// endReason names why the session ended, for Observer.SessionDown.
+func (s *session) endReason() string {
+	if p := s.closeErr.Load(); p != nil && *p != ErrSessionClosed {
+		// Closed after a sibling failed and this one's ping went unanswered.
+		return SessionEndKeepalive
+	}
+	err := s.conn.firstErr()
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		err = muxErr(s.mux)
+	}
+	return sessionEnd(!s.failed(), err)
+}
+
 // failed reports whether the session ended on its own (connection error,
 // keepalive, peer), rather than by Close.
 func (s *session) failed() bool {
@@ -139,14 +152,28 @@ func (s *session) open(ctx context.Context) (*stream, error) {
 // exchange opens a stream, sends the request frame and waits for the answer.
 // Cancelling ctx aborts the stream until the caller calls the returned release.
 // afterFrame runs once the request frame is written (it starts a body pump).
-func (s *session) exchange(ctx context.Context, typ string, payload any, afterFrame func(*stream)) (*stream, *wire.Answer, func() bool, error) {
+// tr, if not nil, is the stream's trace: it ends when the stream closes.
+func (s *session) exchange(ctx context.Context, typ string, payload any, afterFrame func(*stream), tr *trace) (*stream, *wire.Answer, func() bool, error) {
 	st, err := s.open(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	release := context.AfterFunc(ctx, func() { _ = st.Close() })
+	if tr != nil {
+		st.trace = tr
+		st.endOnClose.Store(true)
+	}
+	release := context.AfterFunc(ctx, func() {
+		st.fail(OutcomeCanceled)
+		_ = st.Close()
+	})
 	fail := func(err error) (*stream, *wire.Answer, func() bool, error) {
 		release()
+		if errors.Is(err, errNotOpened) {
+			// It may be sent again on another session, as the same stream.
+			st.endOnClose.Store(false)
+		} else {
+			st.fail(outcomeOf(err))
+		}
 		_ = st.Close()
 		return nil, nil, nil, err
 	}
@@ -189,6 +216,7 @@ func (s *session) exchange(ctx context.Context, typ string, payload any, afterFr
 		}
 		return fail(re)
 	}
+	tr.firstByte()
 	return st, &ans, release, nil
 }
 
@@ -211,6 +239,10 @@ func (s *session) streamErr(ctx context.Context, err error) error {
 // returned conn carries raw bytes; CloseWrite half-closes it, and Close before
 // both sides have half-closed is an abort the server acts on at once.
 func (s *session) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return s.dialContext(ctx, network, addr, nil)
+}
+
+func (s *session) dialContext(ctx context.Context, network, addr string, tr *trace) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
@@ -219,15 +251,17 @@ func (s *session) DialContext(ctx context.Context, network, addr string) (net.Co
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("tunnel: dial %q: %w", addr, err)
 	}
-	st, ans, release, err := s.exchange(ctx, wire.TypeConnect, wire.ConnectRequest{Addr: addr}, nil)
+	st, ans, release, err := s.exchange(ctx, wire.TypeConnect, wire.ConnectRequest{Addr: addr}, nil, tr)
 	if err != nil {
 		return nil, err
 	}
 	if !release() {
+		st.fail(OutcomeCanceled)
 		_ = st.Close()
 		return nil, ctx.Err()
 	}
 	if ans.Type != wire.TypeConnected {
+		st.fail(OutcomeAborted)
 		_ = st.Close()
 		return nil, fmt.Errorf("%w: unexpected %q answer to connect", wire.ErrMalformed, ans.Type)
 	}
@@ -238,14 +272,16 @@ func (s *session) DialContext(ctx context.Context, network, addr string) (net.Co
 // pooled client. req.URL must be absolute (http or https). The response body streams
 // from the server; closing it early aborts the upstream request. As an
 // http.RoundTripper must, it closes req.Body, on errors too.
-func (s *session) RoundTrip(req *http.Request) (*http.Response, error) {
+func (s *session) RoundTrip(req *http.Request) (*http.Response, error) { return s.roundTrip(req, nil) }
+
+func (s *session) roundTrip(req *http.Request, tr *trace) (*http.Response, error) {
 	payload, err := requestPayload(req, false)
 	if err != nil {
 		return nil, err
 	}
 	ctx := req.Context()
 	pump := &bodyPump{body: req.Body, n: payload.ContentLength}
-	st, ans, release, err := s.exchange(ctx, wire.TypeHTTP, payload, pump.start)
+	st, ans, release, err := s.exchange(ctx, wire.TypeHTTP, payload, pump.start, tr)
 	if err != nil {
 		if perr := pump.failure(); perr != nil {
 			// The stream failed because the caller's body did: say so.
@@ -262,6 +298,7 @@ func (s *session) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := s.response(req, st, ans, release, pump)
 	if err != nil {
 		release()
+		st.fail(OutcomeAborted)
 		_ = st.Close()
 		return nil, err
 	}
@@ -330,6 +367,7 @@ func (p *bodyPump) run() {
 	}
 	err = fmt.Errorf("tunnel: request body: %w", err)
 	p.err.Store(&err)
+	p.st.fail(OutcomeAborted)
 	_ = p.st.reset(wire.ResetCancel)
 }
 
@@ -347,21 +385,27 @@ func (p *bodyPump) failure() error {
 // returns the response and a conn carrying the raw WebSocket frames; on any other
 // status it returns the response (with its body) and a nil conn.
 func (s *session) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
+	return s.dialWebSocket(ctx, req, nil)
+}
+
+func (s *session) dialWebSocket(ctx context.Context, req *http.Request, tr *trace) (*http.Response, net.Conn, error) {
 	payload, err := requestPayload(req, true)
 	if err != nil {
 		return nil, nil, err
 	}
 	payload.ContentLength = 0
-	st, ans, release, err := s.exchange(ctx, wire.TypeWebSocket, payload, nil)
+	st, ans, release, err := s.exchange(ctx, wire.TypeWebSocket, payload, nil, tr)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !release() {
+		st.fail(OutcomeCanceled)
 		_ = st.Close()
 		return nil, nil, ctx.Err()
 	}
 	resp, err := s.response(req, st, ans, func() bool { return true }, nil)
 	if err != nil {
+		st.fail(OutcomeAborted)
 		_ = st.Close()
 		return nil, nil, err
 	}
@@ -429,6 +473,8 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err == io.EOF {
 		b.eof = true
+	} else if err != nil {
+		b.st.fail(outcomeOf(err))
 	}
 	return n, err
 }
@@ -440,6 +486,8 @@ func (b *responseBody) Close() error {
 			// The whole response is in and nothing more will be sent: end the
 			// stream cleanly (FIN), not as an abort.
 			_ = b.st.CloseWrite()
+		} else if !b.eof {
+			b.st.fail(OutcomeCanceled) // the caller stopped reading
 		}
 		_ = b.st.Close()
 	})

@@ -37,12 +37,22 @@ type stream struct {
 	wroteFIN atomic.Bool
 	readEOF  atomic.Bool
 	closed   atomic.Bool
+
+	// With an observer: the stream's trace, and its bytes each way. A
+	// client's trace ends when the stream closes (endOnClose); a server's
+	// when serveStream returns.
+	trace      *trace
+	endOnClose atomic.Bool
+	sent, recv atomic.Int64
 }
 
 func newStream(s *yamux.Stream) *stream { return &stream{Stream: s} }
 
 func (s *stream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
+	if s.trace != nil {
+		s.recv.Add(int64(n))
+	}
 	if err == io.EOF {
 		s.readEOF.Store(true)
 		return n, err
@@ -52,6 +62,9 @@ func (s *stream) Read(p []byte) (int, error) {
 
 func (s *stream) Write(p []byte) (int, error) {
 	n, err := s.Stream.Write(p)
+	if s.trace != nil {
+		s.sent.Add(int64(n))
+	}
 	return n, s.mapErr(err)
 }
 
@@ -90,6 +103,7 @@ func (s *stream) Close() error {
 	if s.done() {
 		if !s.closed.Swap(true) {
 			_ = s.Stream.Close()
+			s.ended()
 		}
 		return nil
 	}
@@ -100,9 +114,27 @@ func (s *stream) Close() error {
 func (s *stream) reset(code uint32) error {
 	if !s.closed.Swap(true) {
 		_ = s.Stream.ResetWithError(code)
+		s.ended()
 	}
 	return nil
 }
+
+// ended ends a client stream's trace when the stream closes.
+func (s *stream) ended() {
+	if s.endOnClose.Load() {
+		s.endTrace(nil)
+	}
+}
+
+// endTrace reports the stream's end to its observer, with err as its failure.
+func (s *stream) endTrace(err error) {
+	if s.trace != nil {
+		s.trace.end(err, s.sent.Load(), s.recv.Load())
+	}
+}
+
+// fail records why the stream failed, before it is closed.
+func (s *stream) fail(code ErrorCode) { s.trace.fail(code) }
 
 var _ interface {
 	net.Conn
