@@ -1,0 +1,175 @@
+// Package metrics counts what the tunnel does as Prometheus metrics: it
+// implements a tunnel.Observer with client_golang collectors registered on a
+// registry the daemon provides (never the global one).
+//
+// Names follow Prometheus conventions: fluidity_agent_… or fluidity_server_…,
+// counters end in _total, durations are in seconds and sizes in bytes. No label
+// carries a URL, path, host or client address: labels are the stream kind
+// (http, connect, websocket), an outcome code, a direction, a session end or
+// handshake reason, or a breaker state, all from small fixed sets.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// Daemon says which daemon's metrics a Metrics holds; it is the second word of
+// every name.
+type Daemon string
+
+// The daemons.
+const (
+	Agent  Daemon = "agent"
+	Server Daemon = "server"
+)
+
+// Metrics holds one daemon's tunnel metrics.
+type Metrics struct {
+	streamsActive *prometheus.GaugeVec
+	streams       *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	outcomes      *prometheus.CounterVec
+	firstByte     *prometheus.HistogramVec
+	sessions      prometheus.Gauge
+	sessionEnds   *prometheus.CounterVec
+
+	// agent
+	reconnects prometheus.Counter
+	rtt        prometheus.Histogram
+	wakes      *prometheus.CounterVec
+	wakeTime   prometheus.Histogram
+
+	// server
+	handshakes *prometheus.CounterVec
+	breakers   *prometheus.CounterVec
+	egress     prometheus.Counter
+}
+
+var kinds = []tunnel.StreamKind{tunnel.KindHTTP, tunnel.KindConnect, tunnel.KindWebSocket}
+
+// Buckets. First bytes: 5 ms to 41 s, doubling (a target's answer, through
+// a dial and TLS). Round trips: 1 ms to 8 s. Wake-ups: the Fargate task takes
+// tens of seconds to a couple of minutes to start.
+var (
+	firstByteBuckets = prometheus.ExponentialBuckets(0.005, 2, 14)
+	rttBuckets       = prometheus.ExponentialBuckets(0.001, 2, 14)
+	wakeBuckets      = []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300}
+)
+
+// New registers d's metrics on reg.
+func New(reg prometheus.Registerer, d Daemon) *Metrics {
+	ns, sub := "fluidity", string(d)
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
+		reg.MustRegister(v)
+		return v
+	}
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help, Buckets: buckets}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	counter1 := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts(opts(name, help)))
+		reg.MustRegister(c)
+		return c
+	}
+	histogram1 := func(name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
+		reg.MustRegister(h)
+		return h
+	}
+	m := &Metrics{
+		streamsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("streams_active", "Streams open now, by kind.")), []string{"kind"}),
+		streams:       counter("streams_total", "Streams started, by kind (http, connect, websocket).", "kind"),
+		bytes:         counter("stream_bytes_total", "Bytes carried by streams, by kind and direction (sent or received by this daemon on the tunnel).", "kind", "direction"),
+		outcomes:      counter("stream_outcomes_total", "Streams ended, by outcome: ok, or the error code (see PROTOCOL.md; also canceled, tunnel_unavailable, aborted, idle_timeout).", "code"),
+		firstByte:     histogram("stream_first_byte_seconds", "Time from a stream's start to its answer (response headers, or CONNECT connected), by kind.", firstByteBuckets, "kind"),
+		sessions:      prometheus.NewGauge(prometheus.GaugeOpts(opts("sessions", "Tunnel sessions (connections) up now."))),
+		sessionEnds:   counter("session_ends_total", "Tunnel sessions ended, by reason (closed, peer_closed, keepalive_timeout, connection_error).", "reason"),
+	}
+	reg.MustRegister(m.streamsActive, m.sessions)
+	for _, k := range kinds {
+		m.streamsActive.WithLabelValues(string(k))
+		m.streams.WithLabelValues(string(k))
+		m.bytes.WithLabelValues(string(k), "sent")
+		m.bytes.WithLabelValues(string(k), "received")
+	}
+	m.outcomes.WithLabelValues(string(tunnel.OutcomeOK))
+	switch d {
+	case Agent:
+		m.reconnects = counter1("reconnects_total", "Sessions established in place of one that was up before.")
+		m.rtt = histogram1("keepalive_rtt_seconds", "Round trips to the server measured by pings (one per keepalive interval per session).", rttBuckets)
+		m.wakes = counter("wake_calls_total", "Wake-ups of the sleeping server the agent started (each polls the Wake API until the server runs), by result (ok or error).", "result")
+		m.wakes.WithLabelValues("ok")
+		m.wakes.WithLabelValues("error")
+		m.wakeTime = histogram1("wake_duration_seconds", "Time from a wake-up's start until the server was running (or the wake-up failed).", wakeBuckets)
+	case Server:
+		m.handshakes = counter("handshake_failures_total", "Connections that did not become sessions, by reason (evicted, evicted_source, silent, slow, denied, failed).", "reason")
+		m.breakers = counter("breaker_state_changes_total", "Circuit breaker transitions, by state left and entered (closed, half-open, open).", "from", "to")
+		m.egress = counter1("egress_refusals_total", "Targets refused by the egress policy.")
+	}
+	return m
+}
+
+// Observer returns the tunnel.Observer that feeds m, for ClientConfig or
+// ServerConfig.
+func (m *Metrics) Observer() *tunnel.Observer {
+	o := &tunnel.Observer{
+		StreamStart: func(k tunnel.StreamKind) {
+			m.streams.WithLabelValues(string(k)).Inc()
+			m.streamsActive.WithLabelValues(string(k)).Inc()
+		},
+		StreamFirstByte: func(k tunnel.StreamKind, d time.Duration) {
+			m.firstByte.WithLabelValues(string(k)).Observe(d.Seconds())
+		},
+		StreamEnd: m.streamEnd,
+		SessionUp: m.sessions.Inc,
+		SessionDown: func(reason string) {
+			m.sessions.Dec()
+			m.sessionEnds.WithLabelValues(reason).Inc()
+		},
+	}
+	if m.reconnects != nil {
+		o.Reconnect = m.reconnects.Inc
+		o.RTT = func(d time.Duration) { m.rtt.Observe(d.Seconds()) }
+	}
+	if m.handshakes != nil {
+		o.HandshakeRefused = func(reason string) { m.handshakes.WithLabelValues(reason).Inc() }
+		o.BreakerStateChange = func(from, to string) { m.breakers.WithLabelValues(from, to).Inc() }
+		o.EgressRefused = m.egress.Inc
+	}
+	return o
+}
+
+func (m *Metrics) streamEnd(s tunnel.StreamStats) {
+	m.outcomes.WithLabelValues(string(s.Code)).Inc()
+	if s.Kind == "" {
+		return // refused before its request frame: never started
+	}
+	k := string(s.Kind)
+	m.streamsActive.WithLabelValues(k).Dec()
+	m.bytes.WithLabelValues(k, "sent").Add(float64(s.Sent))
+	m.bytes.WithLabelValues(k, "received").Add(float64(s.Received))
+}
+
+// ObserveWake records one wake-up of the server (agent metrics only): how
+// long it took and whether it ended with the server running.
+func (m *Metrics) ObserveWake(elapsed time.Duration, err error) {
+	if m.wakes == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.wakes.WithLabelValues(result).Inc()
+	m.wakeTime.Observe(elapsed.Seconds())
+}
