@@ -76,6 +76,10 @@ func (c ClientConfig) Client(hc *http.Client, log zerolog.Logger) *APIClient {
 // remembered until Forget. It serves both wake modes: call Address at start
 // (on_start) or from the first request (on_demand).
 type Waker struct {
+	// Done, if set (before the first Address), is told of every wake-up the
+	// Waker made, with how long it took and its error; for metrics.
+	Done func(elapsed time.Duration, err error)
+
 	client       *APIClient
 	pollInterval time.Duration
 	timeout      time.Duration
@@ -139,7 +143,11 @@ func (w *Waker) run(call *wakeCall) {
 	defer w.wg.Done()
 	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
 	defer cancel()
+	start := time.Now()
 	call.addr, call.err = w.client.WaitRunning(ctx, w.pollInterval, w.progress)
+	if w.Done != nil {
+		w.Done(time.Since(start), call.err)
+	}
 	w.mu.Lock()
 	if call.err == nil {
 		w.addr = call.addr

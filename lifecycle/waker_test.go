@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,12 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 		progress++
 		mu.Unlock()
 	})
+	var wakeUps atomic.Int32
+	w.Done = func(elapsed time.Duration, err error) {
+		if err == nil && elapsed > 0 {
+			wakeUps.Add(1)
+		}
+	}
 	var wg sync.WaitGroup
 	addrs := make([]string, 8)
 	errs := make([]error, 8)
@@ -54,6 +61,9 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 	w.Forget("203.0.113.5:8443")
 	if _, err := w.Address(context.Background()); err != nil || g.calls.Load() != 4 {
 		t.Fatalf("after Forget: calls %d, err %v; want a new wake", g.calls.Load(), err)
+	}
+	if n := wakeUps.Load(); n != 2 {
+		t.Errorf("Done told of %d wake-ups, want 2", n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
