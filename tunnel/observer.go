@@ -31,9 +31,10 @@ import (
 type Observer struct {
 	// StreamStart is called when a stream of kind starts.
 	StreamStart func(kind StreamKind)
-	// StreamFirstByte is called once per stream when its answer arrives (at a
-	// Client: response headers, or the CONNECT target connected) or leaves (at
-	// a Server), with the time since StreamStart.
+	// StreamFirstByte is called once per stream when its answer, response
+	// headers or CONNECT's connected, arrives (at a Client) or leaves (at a
+	// Server), with the time since StreamStart. An error answer is not a first
+	// byte: the stream's outcome tells of it.
 	StreamFirstByte func(kind StreamKind, elapsed time.Duration)
 	// StreamEnd is called when a stream has ended. A Server also calls it,
 	// with an empty Kind and no StreamStart before, for a stream it refused

@@ -136,7 +136,7 @@ func (s *Server) answer(st *stream, typ string, payload any) error {
 	_ = st.SetWriteDeadline(time.Now().Add(s.cfg.Session.WriteTimeout))
 	err := wire.Write(st, typ, payload)
 	_ = st.SetWriteDeadline(time.Time{})
-	if err == nil {
+	if err == nil && typ != wire.TypeError {
 		st.trace.firstByte()
 	}
 	return err
