@@ -27,6 +27,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"server_name", func(c *Config) { c.ServerName = "" }},
 		{"listen_addr", func(c *Config) { c.ListenAddr = "not-an-ip" }},
 		{"local_proxy_port", func(c *Config) { c.LocalProxyPort = -1 }},
+		{"admin_listen", func(c *Config) { c.AdminListen = "8081" }},
+		{"admin_listen", func(c *Config) { c.AdminListen = "admin.example:8081" }},
+		{"admin_listen", func(c *Config) { c.AdminListen = "127.0.0.1:8080" }}, // the proxy's
 		{"cert_file", func(c *Config) { c.CertFile = "" }},
 		{"key_file", func(c *Config) { c.KeyFile = "" }},
 		{"ca_cert_file", func(c *Config) { c.CACertFile = "" }},
@@ -51,6 +54,10 @@ func TestValidateNamesTheKey(t *testing.T) {
 	c := validAgentConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
+	}
+	c.AdminListen = ""
+	if err := c.Validate(); err != nil {
+		t.Fatalf("admin listener off refused: %v", err)
 	}
 }
 

@@ -19,9 +19,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fluidity-tunnel/fluidity/internal/admin"
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
+	"github.com/fluidity-tunnel/fluidity/internal/metrics"
 	"github.com/fluidity-tunnel/fluidity/internal/upstream"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/proxy"
@@ -36,6 +38,7 @@ type Config struct {
 	ServerName     string `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
 	ListenAddr     string `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
 	LocalProxyPort int    `koanf:"local_proxy_port" help:"port the local proxy listens on"`
+	AdminListen    string `koanf:"admin_listen" help:"host:port of the admin listener (GET /metrics, Prometheus); empty turns it off. It answers only requests for localhost or its own address"`
 	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
 	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
@@ -66,6 +69,7 @@ func defaultConfig() Config {
 		ServerName:      tunnel.DefaultServerName,
 		ListenAddr:      "127.0.0.1",
 		LocalProxyPort:  8080,
+		AdminListen:     "127.0.0.1:8081",
 		LogSettings:     daemon.DefaultLogSettings(),
 		RuntimeSettings: daemon.DefaultRuntimeSettings(),
 		DialTimeout:     15 * time.Second,
@@ -101,6 +105,10 @@ func (c *Config) Validate() error {
 		return bad("listen_addr", "%q is not an IP address", c.ListenAddr)
 	case c.LocalProxyPort < 0 || c.LocalProxyPort > 65535:
 		return bad("local_proxy_port", "%d is not a port", c.LocalProxyPort)
+	case c.AdminListen != "" && admin.CheckAddr(c.AdminListen) != nil:
+		return bad("admin_listen", "%v", admin.CheckAddr(c.AdminListen))
+	case c.AdminListen == net.JoinHostPort(c.ListenAddr, strconv.Itoa(c.LocalProxyPort)):
+		return bad("admin_listen", "%s is the proxy's own address", c.AdminListen)
 	case c.CertFile == "":
 		return bad("cert_file", "required")
 	case c.KeyFile == "":
@@ -211,12 +219,20 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		}()
 	}
 	d := &serverDialer{cfg: cfg, certs: certs, route: route, log: log}
+	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Agent, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	var api *lifecycle.APIClient
 	if cfg.Lifecycle.Enabled() {
 		api = cfg.Lifecycle.Client(apiHTTPClient(route), log)
 		d.waker = lifecycle.NewWaker(api, cfg.Lifecycle.PollInterval, cfg.Lifecycle.WakeTimeout, func(r lifecycle.WakeResult, elapsed time.Duration) {
 			log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
 		})
+		if obs != nil {
+			d.waker.Done = obs.ObserveWake
+		}
 		defer d.waker.Close()
 	}
 	ccfg := tunnel.DefaultClientConfig()
@@ -233,6 +249,7 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		ccfg.DialTimeout = cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
 	}
 	ccfg.Dial = d.dial
+	ccfg.Observer = obs.Observer()
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		return err

@@ -23,6 +23,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 	}{
 		{"listen_addr", func(c *Config) { c.ListenAddr = "example.com" }},
 		{"listen_port", func(c *Config) { c.ListenPort = 65536 }},
+		{"admin_listen", func(c *Config) { c.AdminListen = "127.0.0.1:8443" }}, // the tunnel port
+		{"admin_listen", func(c *Config) { c.AdminListen = "metrics.internal:9100" }},
 		{"cert_file", func(c *Config) { c.CertFile = "" }},
 		{"cert_file", func(c *Config) { c.CertPEM = "-----BEGIN CERTIFICATE-----" }},
 		{"cert_reload_interval", func(c *Config) { c.CertReload = -1 }},
@@ -62,6 +64,11 @@ func TestValidateNamesTheKey(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
+	c.AdminListen = "127.0.0.1:9100"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("admin listener on its own port refused: %v", err)
+	}
+	c.AdminListen = ""
 	// The deny list works with PEM certificates too.
 	pem := validServerConfig()
 	pem.CertFile, pem.KeyFile, pem.CACertFile = "", "", ""

@@ -16,10 +16,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fluidity-tunnel/fluidity/internal/admin"
 	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
 	"github.com/fluidity-tunnel/fluidity/internal/egress"
+	"github.com/fluidity-tunnel/fluidity/internal/metrics"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -28,6 +30,7 @@ import (
 type Config struct {
 	ListenAddr  string        `koanf:"listen_addr" help:"address the tunnel listener binds"`
 	ListenPort  int           `koanf:"listen_port" help:"tunnel port (also the Fargate TCP health check)"`
+	AdminListen string        `koanf:"admin_listen" help:"host:port of the admin listener (GET /metrics, Prometheus); empty (the default) turns it off. Never the tunnel port, nor published: keep it on loopback or a private network"`
 	CertFile    string        `koanf:"cert_file" help:"server certificate (PEM), with the server name as a SAN"`
 	KeyFile     string        `koanf:"key_file" help:"the server certificate's private key (PEM)"`
 	CACertFile  string        `koanf:"ca_cert_file" help:"the private CA whose client certificates are accepted (PEM)"`
@@ -96,6 +99,10 @@ func (c *Config) Validate() error {
 		return bad("listen_addr", "%q is not an IP address", c.ListenAddr)
 	case c.ListenPort < 0 || c.ListenPort > 65535:
 		return bad("listen_port", "%d is not a port", c.ListenPort)
+	case c.AdminListen != "" && admin.CheckAddr(c.AdminListen) != nil:
+		return bad("admin_listen", "%v", admin.CheckAddr(c.AdminListen))
+	case c.AdminListen != "" && adminPort(c.AdminListen) == c.ListenPort:
+		return bad("admin_listen", "must not be the tunnel port %d", c.ListenPort)
 	case (c.CertFile == "") == (c.CertPEM == ""):
 		return bad("cert_file", "set exactly one of cert_file and cert_pem")
 	case (c.KeyFile == "") == (c.KeyPEM == ""):
@@ -159,6 +166,13 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// adminPort is the port of a checked admin_listen address.
+func adminPort(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 var command = daemon.Command{
@@ -234,6 +248,12 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		scfg.IdleTimeout = -1 // the library's zero means its default
 	}
 	applyEgress(&scfg, cfg)
+	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Server, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	scfg.Observer = obs.Observer()
 	srv, err := tunnel.NewServer(scfg)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/fluidity-tunnel/fluidity/internal/metrics"
 )
 
 // Server is a running admin listener.
@@ -121,3 +124,34 @@ func hostAllowed(host string, bound netip.AddrPort) bool {
 type promLog struct{ log zerolog.Logger }
 
 func (l promLog) Println(v ...any) { l.log.Warn().Msg(fmt.Sprint(v...)) }
+
+// CheckAddr reports whether addr can be an admin listener's address: host:port
+// with an IP address or localhost, and a port.
+func CheckAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+		return fmt.Errorf("%q is not an IP address or localhost", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q is not a port", port)
+	}
+	return nil
+}
+
+// StartMetrics builds daemon d's metrics and serves them at addr. With addr
+// empty it serves nothing and returns nil metrics (whose Observer is nil). stop
+// closes the listener.
+func StartMetrics(addr string, d metrics.Daemon, log zerolog.Logger) (m *metrics.Metrics, stop func(), err error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	reg, m := metrics.NewRegistry(d)
+	s, err := Start(addr, reg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { _ = s.Close() }, nil
+}

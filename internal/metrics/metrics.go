@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
@@ -120,8 +121,11 @@ func New(reg prometheus.Registerer, d Daemon) *Metrics {
 }
 
 // Observer returns the tunnel.Observer that feeds m, for ClientConfig or
-// ServerConfig.
+// ServerConfig; nil for nil metrics.
 func (m *Metrics) Observer() *tunnel.Observer {
+	if m == nil {
+		return nil
+	}
 	o := &tunnel.Observer{
 		StreamStart: func(k tunnel.StreamKind) {
 			m.streams.WithLabelValues(string(k)).Inc()
@@ -163,7 +167,7 @@ func (m *Metrics) streamEnd(s tunnel.StreamStats) {
 // ObserveWake records one wake-up of the server (agent metrics only): how
 // long it took and whether it ended with the server running.
 func (m *Metrics) ObserveWake(elapsed time.Duration, err error) {
-	if m.wakes == nil {
+	if m == nil || m.wakes == nil {
 		return
 	}
 	result := "ok"
@@ -172,4 +176,13 @@ func (m *Metrics) ObserveWake(elapsed time.Duration, err error) {
 	}
 	m.wakes.WithLabelValues(result).Inc()
 	m.wakeTime.Observe(elapsed.Seconds())
+}
+
+// NewRegistry returns a registry holding d's tunnel metrics, with the Go
+// runtime's (go_…) and the process's (process_…: memory, CPU, descriptors),
+// and the tunnel metrics themselves.
+func NewRegistry(d Daemon) (*prometheus.Registry, *Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, New(reg, d)
 }

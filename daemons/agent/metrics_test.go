@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluidity-tunnel/fluidity/internal/awstest"
+	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
+)
+
+// TestAgentMetrics runs the agent in-process with its admin listener against
+// an in-process server, pushes an HTTP request, a CONNECT and a request to a
+// closed port through the proxy, and checks that /metrics moved with them and
+// passes promlint.
+func TestAgentMetrics(t *testing.T) {
+	dir := t.TempDir()
+	ca, srvCert, cliFiles := writeCerts(t, dir)
+	serverPort := startServer(t, ca, srvCert)
+	const body = "counted"
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
+	defer target.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedURL := "http://" + closed.Addr().String() + "/"
+	closed.Close()
+
+	proxyPort, adminPort := awstest.FreePort(t), awstest.FreePort(t)
+	args := []string{
+		"--server-ip", "127.0.0.1", "--server-port", strconv.Itoa(serverPort),
+		"--local-proxy-port", strconv.Itoa(proxyPort),
+		"--admin-listen", "127.0.0.1:" + strconv.Itoa(adminPort),
+		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		if code := <-exited; code != 0 {
+			t.Errorf("agent exited %d; log:\n%s", code, logs.String())
+		}
+	}()
+	metricsURL := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
+	proxyAddr := "127.0.0.1:" + strconv.Itoa(proxyPort)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, _, err := metricstest.Fetch(metricsURL); err == nil && s.Value("fluidity_agent_sessions") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent sessions never 2; log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	proxyURL, _ := url.Parse("http://" + proxyAddr)
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := hc.Get(target.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != body {
+		t.Fatalf("through the proxy: %d %q", resp.StatusCode, got)
+	}
+	resp, err = hc.Get(closedURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("closed port: status %d, want 502", resp.StatusCode)
+	}
+	connectThrough(t, proxyAddr, strings.TrimPrefix(target.URL, "http://"), body)
+
+	var s metricstest.Scrape
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		s = metricstest.Get(t, metricsURL)
+		if s.Value("fluidity_agent_streams_active", "kind", "connect") == 0 && s.Value("fluidity_agent_streams_active", "kind", "http") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("streams still active after the traffic ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"fluidity_agent_streams_total", []string{"kind", "http"}, 2},
+		{"fluidity_agent_streams_total", []string{"kind", "connect"}, 1},
+		{"fluidity_agent_stream_bytes_total", []string{"kind", "http", "direction", "received"}, float64(len(body))},
+		{"fluidity_agent_stream_bytes_total", []string{"kind", "connect", "direction", "received"}, float64(len(body))},
+		{"fluidity_agent_stream_bytes_total", []string{"kind", "connect", "direction", "sent"}, 1},
+		{"fluidity_agent_stream_outcomes_total", []string{"code", "ok"}, 2},
+		{"fluidity_agent_stream_outcomes_total", []string{"code", "connection_refused"}, 1},
+		{"fluidity_agent_stream_first_byte_seconds", []string{"kind", "http"}, 1}, // not the failure
+		{"fluidity_agent_stream_first_byte_seconds", []string{"kind", "connect"}, 1},
+		{"fluidity_agent_keepalive_rtt_seconds", nil, 1},
+		{"fluidity_agent_sessions", nil, 2},
+	} {
+		if v := s.Value(c.name, c.labels...); v < c.min {
+			t.Errorf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min)
+		}
+	}
+	if v := s.Value("fluidity_agent_sessions"); v != 2 {
+		t.Errorf("fluidity_agent_sessions = %v, want 2", v)
+	}
+	if _, ok := s["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+}
+
+// connectThrough opens a CONNECT tunnel through the proxy to addr and makes
+// one HTTP request over it, expecting body.
+func connectThrough(t *testing.T, proxyAddr, addr, body string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, "CONNECT "+addr+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+addr+"\r\nConnection: close\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != body {
+		t.Fatalf("over CONNECT: %q", got)
+	}
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
+)
+
+// TestServerMetrics runs the server in-process with its admin listener, pushes
+// an HTTP request, a CONNECT, a request to a closed port and a connection that
+// is not TLS through it, and checks that /metrics moved with them and passes
+// promlint.
+func TestServerMetrics(t *testing.T) {
+	ca, _ := pki.NewCA(pki.CAOptions{})
+	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	keyPEM, _ := srvKP.KeyPEM()
+	port, adminPort := freePort(t), freePort(t)
+	env := []string{
+		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
+		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
+		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
+		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
+		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+		"FLUIDITY_SERVER_ADMIN_LISTEN=127.0.0.1:" + strconv.Itoa(adminPort),
+		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("server exited %d", code)
+		}
+	}()
+
+	const body = "counted by the server"
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
+	defer target.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedURL := "http://" + closed.Addr().String() + "/"
+	closed.Close()
+
+	cert, _ := cliKP.TLSCertificate()
+	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ccfg := tunnel.DefaultClientConfig()
+	ccfg.Sessions = 1
+	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
+	client, err := tunnel.NewClient(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := client.RoundTrip(mustGet(target.URL))
+		if err == nil {
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(got) != body {
+				t.Fatalf("body %q", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := client.RoundTrip(mustGet(closedURL)); err == nil {
+		t.Fatal("request to a closed port succeeded")
+	}
+	conn, err := client.DialContext(ctx, "tcp", strings.TrimPrefix(target.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if raw, _ := io.ReadAll(conn); !strings.Contains(string(raw), body) {
+		t.Fatalf("over CONNECT: %q", raw)
+	}
+	conn.Close()
+	// Not TLS: a failed handshake.
+	if plain, err := net.Dial("tcp", addr); err == nil {
+		_, _ = io.WriteString(plain, "GET / HTTP/1.0\r\n\r\n")
+		_, _ = io.Copy(io.Discard, plain)
+		plain.Close()
+	}
+
+	metricsURL := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
+	var s metricstest.Scrape
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		s = metricstest.Get(t, metricsURL)
+		if s.Value("fluidity_server_streams_active", "kind", "connect") == 0 &&
+			s.Value("fluidity_server_handshake_failures_total", "reason", "failed") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the CONNECT stream's end or the failed handshake not counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		min    float64
+	}{
+		{"fluidity_server_streams_total", []string{"kind", "http"}, 2},
+		{"fluidity_server_streams_total", []string{"kind", "connect"}, 1},
+		{"fluidity_server_stream_bytes_total", []string{"kind", "http", "direction", "sent"}, float64(len(body))},
+		{"fluidity_server_stream_bytes_total", []string{"kind", "connect", "direction", "sent"}, float64(len(body))},
+		{"fluidity_server_stream_bytes_total", []string{"kind", "connect", "direction", "received"}, 1},
+		{"fluidity_server_stream_outcomes_total", []string{"code", "ok"}, 2},
+		{"fluidity_server_stream_outcomes_total", []string{"code", "connection_refused"}, 1},
+		{"fluidity_server_stream_first_byte_seconds", []string{"kind", "http"}, 1},
+		{"fluidity_server_breaker_state_changes_total", nil, 0},
+		{"fluidity_server_egress_refusals_total", nil, 0},
+	} {
+		if v := s.Value(c.name, c.labels...); v < c.min {
+			t.Errorf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min)
+		}
+	}
+	if v := s.Value("fluidity_server_sessions"); v != 1 {
+		t.Errorf("fluidity_server_sessions = %v, want 1", v)
+	}
+	if _, ok := s["fluidity_server_egress_refusals_total"]; !ok {
+		t.Error("no egress refusals counter")
+	}
+}
+
+func mustGet(u string) *http.Request {
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
