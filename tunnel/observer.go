@@ -108,7 +108,9 @@ type StreamStats struct {
 	// Code is OutcomeOK, another Outcome constant or the server's error code.
 	Code ErrorCode
 	// Sent and Received count the stream's bytes as this end wrote and read
-	// them: frames and bodies, not yamux's or TLS's overhead.
+	// them: frames and bodies, not yamux's or TLS's overhead. A Server starts
+	// counting after the request frame, which it reads before it knows the
+	// stream's kind.
 	Sent, Received int64
 	// Duration runs from StreamStart to the end.
 	Duration time.Duration
