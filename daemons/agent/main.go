@@ -220,7 +220,13 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	}
 	d := &serverDialer{cfg: cfg, certs: certs, route: route, log: log}
 	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Agent, log)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		// The proxy is what the user needs; its cockpit must not keep it from
+		// starting (a second agent on one machine, another program on the port).
+		log.Warn().Err(err).Str("admin_listen", cfg.AdminListen).Msg("admin listener not started: its address is in use; metrics are off")
+		obs, stopAdmin = nil, func() {}
+	case err != nil:
 		return err
 	}
 	defer stopAdmin()

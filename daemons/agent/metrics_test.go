@@ -152,3 +152,56 @@ func connectThrough(t *testing.T, proxyAddr, addr, body string) {
 		t.Fatalf("over CONNECT: %q", got)
 	}
 }
+
+// TestAgentStartsWithAdminPortTaken: an admin address already in use (a second
+// agent, another program) turns metrics off with a warning; the proxy works.
+func TestAgentStartsWithAdminPortTaken(t *testing.T) {
+	dir := t.TempDir()
+	ca, srvCert, cliFiles := writeCerts(t, dir)
+	serverPort := startServer(t, ca, srvCert)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "still proxied") }))
+	defer target.Close()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+
+	proxyPort := awstest.FreePort(t)
+	args := []string{
+		"--server-ip", "127.0.0.1", "--server-port", strconv.Itoa(serverPort),
+		"--local-proxy-port", strconv.Itoa(proxyPort),
+		"--admin-listen", taken.Addr().String(),
+		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		if code := <-exited; code != 0 {
+			t.Errorf("agent exited %d; log:\n%s", code, logs.String())
+		}
+	}()
+	proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := hc.Get(target.URL)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) == "still proxied" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer through the agent: %v; log:\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "admin listener not started") {
+		t.Errorf("no warning about the admin address; log:\n%s", logs.String())
+	}
+}
