@@ -236,7 +236,18 @@ func RedactedEndpoint(endpoint string) string {
 	return fmt.Sprintf("%q", u.Redacted())
 }
 
-var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
+// defaultHTTPClient is what an APIClient without HTTPClient uses. It never
+// follows HTTP(S)_PROXY: the API key must not go to whatever proxy the
+// environment names (with https_proxy pointing at the agent itself, Wake would
+// even loop into the tunnel it is waking). A caller with a proxy to use gives
+// its own HTTPClient, as the agent does with upstream_proxy.
+var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: directTransport()}
+
+func directTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return t
+}
 
 // Wake asks for the server to run and returns its state; the address is set
 // once it is running. Calling it repeatedly is how progress is polled.
