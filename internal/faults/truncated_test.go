@@ -24,7 +24,11 @@ func TestTruncatedResponseThroughProxy(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 			defer cancel()
 			status, body, err := get(ctx, c, tg.URL+"/truncate"+tc.query)
-			if tc.query != "" && status == http.StatusBadGateway {
+			if tc.query != "" && (status == http.StatusBadGateway || (status == 0 && err != nil)) {
+				// Without a length only the stream's reset tells of the cut, and it
+				// may come before the proxy has sent the answer's headers on: the
+				// client then gets a 502, or a connection dropped before any
+				// status. Either is an error, never a body that looks complete.
 				return
 			}
 			if status != http.StatusOK {
