@@ -33,6 +33,10 @@ func (d *serverDialer) describe() string {
 	return net.JoinHostPort(d.cfg.ServerIP, strconv.Itoa(d.cfg.ServerPort))
 }
 
+// firstConnectRetry is the first wait between attempts to reach a server that
+// Wake just reported running: a fixed 5 s would cost most of that in latency.
+const firstConnectRetry = 250 * time.Millisecond
+
 func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 	if d.waker == nil {
 		return d.dialOnce(ctx, net.JoinHostPort(d.cfg.ServerIP, strconv.Itoa(d.cfg.ServerPort)))
@@ -41,11 +45,19 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wake the server: %w", err)
 	}
-	// ECS reports a task running before the server inside it listens: keep trying
-	// on a fixed schedule (the seed's 5 s, up to 90 s) before giving up. No wait
-	// starts that would end past RetryTimeout; 0 means a single attempt.
-	p := retry.Constant(d.cfg.RetryInterval)
-	p.MaxElapsed = d.cfg.RetryTimeout
+	// ECS reports a task running before the server inside it listens, which
+	// takes it well under a second to do once its process runs: keep trying,
+	// from firstConnectRetry doubling up to RetryInterval (the seed's 5 s), for
+	// up to RetryTimeout (90 s). No wait starts that would end past
+	// RetryTimeout; 0 means a single attempt.
+	p := retry.Policy{
+		Attempts:   retry.Unlimited,
+		Initial:    min(firstConnectRetry, d.cfg.RetryInterval),
+		Multiplier: 2,
+		Max:        d.cfg.RetryInterval,
+		Jitter:     0.2,
+		MaxElapsed: d.cfg.RetryTimeout,
+	}
 	if d.cfg.RetryTimeout == 0 {
 		p.Attempts = 1
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -66,5 +67,59 @@ func TestDialRetriesAfterWakeThenGivesUp(t *testing.T) {
 	_, _ = d.dial(context.Background())
 	if wakes.Load() == before {
 		t.Error("the address was not forgotten: no new Wake after giving up")
+	}
+}
+
+// TestDialReachesAStartingServerQuickly: a server that starts listening 600 ms
+// after Wake said running is reached within about a second, not at the next
+// connect_retry_interval (5 s): the attempts start at 250 ms and double.
+func TestDialReachesAStartingServerQuickly(t *testing.T) {
+	dir := t.TempDir()
+	ca, srvCert, files := writeCerts(t, dir)
+	// Learn a free port, then leave it closed until the "server process" is up.
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.Addr().String()
+	probe.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"state":"running","address":%q,"desired_count":1,"running_count":1}`, addr)
+	}))
+	defer api.Close()
+	srv := newTestServer(t, ca, srvCert)
+	served := make(chan error, 1)
+	go func() {
+		time.Sleep(600 * time.Millisecond) // the task's process starting
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			served <- err
+			return
+		}
+		served <- srv.Serve(context.Background(), ln)
+	}()
+
+	certs, err := tunnel.NewCertReloader(files[0], files[1], filepath.Join(dir, "ca.crt"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig() // connect_retry_interval 5 s, timeout 90 s
+	client := &lifecycle.APIClient{Endpoint: api.URL, APIKey: "k"}
+	waker := lifecycle.NewWaker(client, 10*time.Millisecond, 5*time.Second, nil)
+	defer waker.Close()
+	d := &serverDialer{cfg: cfg, certs: certs, waker: waker, log: zerolog.Nop()}
+	start := time.Now()
+	conn, err := d.dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	took := time.Since(start)
+	_ = srv.Close()
+	if err := <-served; !errors.Is(err, tunnel.ErrServerClosed) {
+		t.Fatalf("serve: %v", err)
+	}
+	if took > 2500*time.Millisecond {
+		t.Fatalf("reached the starting server after %v, want about 1 s (attempts from 250 ms, doubling)", took)
 	}
 }

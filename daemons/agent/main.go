@@ -57,7 +57,7 @@ type Config struct {
 	Sessions        int           `koanf:"sessions" help:"connections (yamux sessions) kept to the server; each new request takes the least busy, so a download does not hold up interactive requests"`
 	StreamWindow    uint32        `koanf:"stream_window" help:"largest receive window one stream may grow to, in bytes (windows start at 256 KiB and grow while the reader keeps up): the cap on one stream's speed, window / round-trip time"`
 	ReceiveBudget   int64         `koanf:"receive_budget" help:"bytes of receive window all streams together may hold; past it no window grows"`
-	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, interval between attempts to reach the starting server"`
+	RetryInterval   time.Duration `koanf:"connect_retry_interval" help:"after a wake-up, the longest wait between attempts to reach the starting server (they start at 250 ms and double)"`
 	RetryTimeout    time.Duration `koanf:"connect_retry_timeout" help:"after a wake-up, how long to keep trying to reach the server before giving up"`
 
 	Lifecycle lifecycle.ClientConfig `koanf:"lifecycle"`

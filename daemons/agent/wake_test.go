@@ -160,6 +160,22 @@ func writeCerts(t *testing.T, dir string) (*pki.CA, *pki.KeyPair, [2]string) {
 // startServer runs an in-process Fluidity server on a loopback port.
 func startServer(t *testing.T, ca *pki.CA, srv *pki.KeyPair) int {
 	t.Helper()
+	s := newTestServer(t, ca, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(context.Background(), ln) }()
+	t.Cleanup(func() { _ = s.Close(); <-done }) // runs before newTestServer's Close
+
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// newTestServer is a tunnel server for srv's certificate, allowing loopback
+// targets, closed at the test's end.
+func newTestServer(t *testing.T, ca *pki.CA, srv *pki.KeyPair) *tunnel.Server {
+	t.Helper()
 	cert, err := srv.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
@@ -171,14 +187,8 @@ func startServer(t *testing.T, ca *pki.CA, srv *pki.KeyPair) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(context.Background(), ln) }()
-	t.Cleanup(func() { _ = s.Close(); <-done })
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 type syncBuffer struct {
