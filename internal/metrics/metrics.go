@@ -159,9 +159,10 @@ func (m *Metrics) streamEnd(s tunnel.StreamStats) {
 		return // refused before its request frame: never started
 	}
 	k := string(s.Kind)
-	m.streamsActive.WithLabelValues(k).Dec()
 	m.bytes.WithLabelValues(k, "sent").Add(float64(s.Sent))
 	m.bytes.WithLabelValues(k, "received").Add(float64(s.Received))
+	// Last, so that a scrape that sees the stream gone sees its bytes too.
+	m.streamsActive.WithLabelValues(k).Dec()
 }
 
 // ObserveWake records one wake-up of the server (agent metrics only): how
