@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,49 +84,19 @@ func TestAgentMetrics(t *testing.T) {
 	}
 	connectThrough(t, proxyAddr, strings.TrimPrefix(target.URL, "http://"), body)
 
-	checks := []struct {
-		name   string
-		labels []string
-		min    float64
-	}{
-		{"fluidity_agent_streams_total", []string{"kind", "http"}, 2},
-		{"fluidity_agent_streams_total", []string{"kind", "connect"}, 1},
-		{"fluidity_agent_stream_bytes_total", []string{"kind", "http", "direction", "received"}, float64(len(body))},
-		{"fluidity_agent_stream_bytes_total", []string{"kind", "connect", "direction", "received"}, float64(len(body))},
-		{"fluidity_agent_stream_bytes_total", []string{"kind", "connect", "direction", "sent"}, 1},
-		{"fluidity_agent_stream_outcomes_total", []string{"code", "ok"}, 2},
-		{"fluidity_agent_stream_outcomes_total", []string{"code", "connection_refused"}, 1},
-		{"fluidity_agent_stream_first_byte_seconds", []string{"kind", "http"}, 1}, // not the failure
-		{"fluidity_agent_stream_first_byte_seconds", []string{"kind", "connect"}, 1},
-		{"fluidity_agent_keepalive_rtt_seconds", nil, 1},
-		{"fluidity_agent_sessions", nil, 2},
-	}
-	// A stream's end is recorded when the proxy closes its side, a moment after
-	// the local client has its answer: scrape until every figure is in.
-	var (
-		s      metricstest.Scrape
-		missed []string
-	)
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		s = metricstest.Get(t, metricsURL)
-		missed = missed[:0]
-		if s.Value("fluidity_agent_streams_active", "kind", "connect") != 0 || s.Value("fluidity_agent_streams_active", "kind", "http") != 0 {
-			missed = append(missed, "streams still active after the traffic ended")
-		}
-		for _, c := range checks {
-			if v := s.Value(c.name, c.labels...); v < c.min {
-				missed = append(missed, fmt.Sprintf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min))
-			}
-		}
-		if len(missed) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, m := range missed {
-		t.Error(m)
-	}
+	s := metricstest.WaitFor(t, metricsURL, 5*time.Second, []metricstest.AtLeast{
+		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "http"}, Min: 2},
+		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "http", "direction", "received"}, Min: float64(len(body))},
+		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "received"}, Min: float64(len(body))},
+		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "sent"}, Min: 1},
+		{Name: "fluidity_agent_stream_outcomes_total", Labels: []string{"code", "ok"}, Min: 2},
+		{Name: "fluidity_agent_stream_outcomes_total", Labels: []string{"code", "connection_refused"}, Min: 1},
+		{Name: "fluidity_agent_stream_first_byte_seconds", Labels: []string{"kind", "http"}, Min: 1}, // not the failure
+		{Name: "fluidity_agent_stream_first_byte_seconds", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_agent_keepalive_rtt_seconds", Labels: nil, Min: 1},
+		{Name: "fluidity_agent_sessions", Labels: nil, Min: 2},
+	}, []string{"fluidity_agent_streams_active", "kind", "connect"}, []string{"fluidity_agent_streams_active", "kind", "http"})
 	if v := s.Value("fluidity_agent_sessions"); v != 2 {
 		t.Errorf("fluidity_agent_sessions = %v, want 2", v)
 	}

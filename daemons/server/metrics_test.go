@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -100,49 +99,19 @@ func TestServerMetrics(t *testing.T) {
 	}
 
 	metricsURL := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
-	checks := []struct {
-		name   string
-		labels []string
-		min    float64
-	}{
-		{"fluidity_server_streams_total", []string{"kind", "http"}, 2},
-		{"fluidity_server_streams_total", []string{"kind", "connect"}, 1},
-		{"fluidity_server_stream_bytes_total", []string{"kind", "http", "direction", "sent"}, float64(len(body))},
-		{"fluidity_server_stream_bytes_total", []string{"kind", "connect", "direction", "sent"}, float64(len(body))},
-		{"fluidity_server_stream_bytes_total", []string{"kind", "connect", "direction", "received"}, 1},
-		{"fluidity_server_stream_outcomes_total", []string{"code", "ok"}, 2},
-		{"fluidity_server_stream_outcomes_total", []string{"code", "connection_refused"}, 1},
-		{"fluidity_server_stream_first_byte_seconds", []string{"kind", "http"}, 1},
-		{"fluidity_server_breaker_state_changes_total", nil, 0},
-		{"fluidity_server_egress_refusals_total", nil, 0},
-		{"fluidity_server_handshake_failures_total", []string{"reason", "failed"}, 1},
-	}
-	// Streams end a moment after their clients have their answers: scrape
-	// until every figure is in.
-	var (
-		s      metricstest.Scrape
-		missed []string
-	)
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		s = metricstest.Get(t, metricsURL)
-		missed = missed[:0]
-		if s.Value("fluidity_server_streams_active", "kind", "connect") != 0 {
-			missed = append(missed, "the CONNECT stream still active")
-		}
-		for _, c := range checks {
-			if v := s.Value(c.name, c.labels...); v < c.min {
-				missed = append(missed, fmt.Sprintf("%s%v = %v, want at least %v", c.name, c.labels, v, c.min))
-			}
-		}
-		if len(missed) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, m := range missed {
-		t.Error(m)
-	}
+	s := metricstest.WaitFor(t, metricsURL, 5*time.Second, []metricstest.AtLeast{
+		{Name: "fluidity_server_streams_total", Labels: []string{"kind", "http"}, Min: 2},
+		{Name: "fluidity_server_streams_total", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_server_stream_bytes_total", Labels: []string{"kind", "http", "direction", "sent"}, Min: float64(len(body))},
+		{Name: "fluidity_server_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "sent"}, Min: float64(len(body))},
+		{Name: "fluidity_server_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "received"}, Min: 1},
+		{Name: "fluidity_server_stream_outcomes_total", Labels: []string{"code", "ok"}, Min: 2},
+		{Name: "fluidity_server_stream_outcomes_total", Labels: []string{"code", "connection_refused"}, Min: 1},
+		{Name: "fluidity_server_stream_first_byte_seconds", Labels: []string{"kind", "http"}, Min: 1},
+		{Name: "fluidity_server_breaker_state_changes_total", Labels: nil, Min: 0},
+		{Name: "fluidity_server_egress_refusals_total", Labels: nil, Min: 0},
+		{Name: "fluidity_server_handshake_failures_total", Labels: []string{"reason", "failed"}, Min: 1},
+	}, []string{"fluidity_server_streams_active", "kind", "connect"})
 	if v := s.Value("fluidity_server_sessions"); v != 1 {
 		t.Errorf("fluidity_server_sessions = %v, want 1", v)
 	}

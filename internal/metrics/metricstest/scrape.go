@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -94,4 +95,46 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 		}
 	}
 	return true
+}
+
+// AtLeast is one expectation of WaitFor: the metric name, with labels given
+// as name, value pairs, has at least Min.
+type AtLeast struct {
+	Name   string
+	Labels []string
+	Min    float64
+}
+
+// WaitFor scrapes url until every expectation holds and every gauge in zero
+// (name and label pairs, as Value takes them) reads 0, or until timeout, then
+// fails t with what was still missing and returns the last scrape. Streams end
+// a moment after their clients have their answers, so a test asks until the
+// figures are in rather than scraping once.
+func WaitFor(t testing.TB, url string, timeout time.Duration, want []AtLeast, zero ...[]string) Scrape {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := Get(t, url)
+		var missed []string
+		for _, z := range zero {
+			if v := s.Value(z[0], z[1:]...); v != 0 {
+				missed = append(missed, fmt.Sprintf("%s%v = %v, want 0", z[0], z[1:], v))
+			}
+		}
+		for _, w := range want {
+			if v := s.Value(w.Name, w.Labels...); v < w.Min {
+				missed = append(missed, fmt.Sprintf("%s%v = %v, want at least %v", w.Name, w.Labels, v, w.Min))
+			}
+		}
+		if len(missed) == 0 {
+			return s
+		}
+		if time.Now().After(deadline) {
+			for _, m := range missed {
+				t.Error(m)
+			}
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
