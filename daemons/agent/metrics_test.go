@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -40,16 +39,7 @@ func TestAgentMetrics(t *testing.T) {
 		"--admin-listen", "127.0.0.1:" + strconv.Itoa(adminPort),
 		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
 	}
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		if code := <-exited; code != 0 {
-			t.Errorf("agent exited %d; log:\n%s", code, logs.String())
-		}
-	}()
+	logs, _ := runAgent(t, args)
 	metricsURL := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
 	proxyAddr := "127.0.0.1:" + strconv.Itoa(proxyPort)
 	deadline := time.Now().Add(10 * time.Second)
@@ -154,16 +144,7 @@ func TestAgentStartsWithAdminPortTaken(t *testing.T) {
 		"--admin-listen", taken.Addr().String(),
 		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
 	}
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		if code := <-exited; code != 0 {
-			t.Errorf("agent exited %d; log:\n%s", code, logs.String())
-		}
-	}()
+	logs, _ := runAgent(t, args)
 	proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	deadline := time.Now().Add(10 * time.Second)

@@ -67,21 +67,7 @@ func TestWakeFlow(t *testing.T) {
 		"--connect-retry-interval", "200ms",
 		"--log-level", "debug",
 	}
-	var logs syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, args, nil, io.Discard, &logs) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if code := <-exited; code != 0 {
-				t.Errorf("agent exited %d; log:\n%s", code, logs.String())
-			}
-		}
-	}
-	defer stop()
+	logs, stop := runAgent(t, args)
 
 	proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 60 * time.Second}
@@ -189,6 +175,27 @@ func newTestServer(t *testing.T, ca *pki.CA, srv *pki.KeyPair) *tunnel.Server {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// runAgent runs the agent in-process with args until stop (or the test's end),
+// and fails the test if it exits with an error. logs collects its log.
+func runAgent(t *testing.T, args []string) (logs *syncBuffer, stop func()) {
+	t.Helper()
+	logs = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, nil, io.Discard, logs) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-exited; code != 0 {
+				t.Errorf("agent exited %d; log:\n%s", code, logs.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return logs, stop
 }
 
 type syncBuffer struct {
