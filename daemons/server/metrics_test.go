@@ -21,20 +21,13 @@ import (
 // is not TLS through it, and checks that /metrics moved with them and passes
 // promlint.
 func TestServerMetrics(t *testing.T) {
-	ca, _ := pki.NewCA(pki.CAOptions{})
-	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	ca, env, port := pemServer(t)
 	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	keyPEM, _ := srvKP.KeyPEM()
-	port, adminPort := freePort(t), freePort(t)
-	env := []string{
-		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
-		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
-		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
-		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
-		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
-		"FLUIDITY_SERVER_ADMIN_LISTEN=127.0.0.1:" + strconv.Itoa(adminPort),
+	adminPort := freePort(t)
+	env = append(env,
+		"FLUIDITY_SERVER_ADMIN_LISTEN=127.0.0.1:"+strconv.Itoa(adminPort),
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
-	}
+	)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()

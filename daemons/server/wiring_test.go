@@ -20,22 +20,42 @@ import (
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
-// TestServeFromPEMEnvironment starts the server with its certificates passed as
-// environment variables (as the Fargate task does) and pushes a request through it.
-func TestServeFromPEMEnvironment(t *testing.T) {
-	ca, _ := pki.NewCA(pki.CAOptions{})
-	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
-	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	keyPEM, _ := srvKP.KeyPEM()
+// pemServer makes a CA and a server certificate, and returns the environment
+// that starts the server with them as PEM text (as the Fargate task does) on a
+// free loopback port; callers append their own settings and issue clients
+// from ca.
+func pemServer(t *testing.T) (*pki.CA, []string, int) {
+	t.Helper()
+	ca, err := pki.NewCA(pki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKP, err := ca.IssueServer(pki.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := srvKP.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
-	env := []string{
+	return ca, []string{
 		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
 		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
 		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
 		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
 		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+	}, port
+}
+
+// TestServeFromPEMEnvironment starts the server with its certificates passed as
+// environment variables (as the Fargate task does) and pushes a request through it.
+func TestServeFromPEMEnvironment(t *testing.T) {
+	ca, env, port := pemServer(t)
+	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	env = append(env,
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
-	}
+	)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
@@ -83,21 +103,13 @@ func TestServeFromPEMEnvironment(t *testing.T) {
 // deny_clients refuses a client by its serial written as openssl prints it, lets
 // others in, and logs the doubtful entry at start.
 func TestServeFromPEMEnvironmentDeniesClients(t *testing.T) {
-	ca, _ := pki.NewCA(pki.CAOptions{})
-	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
-	keyPEM, _ := srvKP.KeyPEM()
+	ca, env, port := pemServer(t)
 	lost, _ := ca.IssueClient(pki.ClientOptions{Name: "lost-laptop"})
 	kept, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	port := freePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	env := []string{
-		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
-		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
-		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
-		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
-		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
-		"FLUIDITY_SERVER_DENY_CLIENTS=CN=someone,serial=00" + strings.ToUpper(lost.Cert.SerialNumber.Text(16)),
-	}
+	env = append(env,
+		"FLUIDITY_SERVER_DENY_CLIENTS=CN=someone,serial=00"+strings.ToUpper(lost.Cert.SerialNumber.Text(16)),
+	)
 	logs := new(lockedBuffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -195,23 +207,15 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	ca, _ := pki.NewCA(pki.CAOptions{})
-	srvKP, _ := ca.IssueServer(pki.ServerOptions{})
+	ca, env, port := pemServer(t)
 	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	keyPEM, _ := srvKP.KeyPEM()
-	port := freePort(t)
 	const interval = 4 * time.Second
-	env := []string{
-		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
-		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
-		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
-		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
-		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
+	env = append(env,
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
 		"FLUIDITY_SERVER_EMIT_METRICS=true",
 		"FLUIDITY_SERVER_METRICS_SERVICE=svc-wiring",
-		"FLUIDITY_SERVER_METRICS_INTERVAL=" + interval.String(),
-	}
+		"FLUIDITY_SERVER_METRICS_INTERVAL="+interval.String(),
+	)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	started := time.Now()
