@@ -17,7 +17,7 @@ SERVER_IMAGE_PLATFORM := linux/arm64
 # Builds infra/Dockerfile.* without a Docker engine.
 CONTAINER ?= podman
 
-.PHONY: all build build-host cross image-server run test deps fmt vet clean
+.PHONY: all build build-host cross images image-server run test deps fmt vet clean
 
 all: build
 
@@ -42,8 +42,29 @@ cross:
 		$(BUILD_ENV) GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
 			-o dist/fluidity-server-$$os-$$arch ./daemons/server
 
-# The server image for Fargate (push it to ECR: see the README's AWS walk-through).
-image-server:
+# The server and agent images (OCI, multi-arch), built by internal/image without a
+# container engine or a base image, from the same binaries as `make build`, into
+# dist/images/: NAME.oci.tar (podman/docker load) and NAME/ (OCI layout, to push).
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+# Image timestamps: the commit's time, so that a rebuild gives the same digests.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+images: dist/ca-certificates.crt
+	@set -e; for p in $(IMAGE_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; for d in agent server; do \
+		echo "build $$d $$os/$$arch"; \
+		$(BUILD_ENV) GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' \
+			-o dist/fluidity-$$d-$$os-$$arch ./daemons/$$d; \
+	done; done
+	$(GO) run ./internal/image/cmd/fluidity-image -dist dist -out dist/images -platforms '$(IMAGE_PLATFORMS)' \
+		-version '$(VERSION)' -revision '$(REVISION)' -created '$(SOURCE_DATE_EPOCH)' -ca-bundle dist/ca-certificates.crt
+
+# The build machine's CA bundle, for the images (and the Dockerfiles' build context).
+dist/ca-certificates.crt: /etc/ssl/certs/ca-certificates.crt
+	@mkdir -p dist && cp $< $@
+
+# The alternative with a container engine: infra/Dockerfile.server around the
+# binary `make cross` builds for SERVER_IMAGE_PLATFORM (no base image pulled).
+image-server: cross dist/ca-certificates.crt
 	$(CONTAINER) build --platform $(SERVER_IMAGE_PLATFORM) -f infra/Dockerfile.server \
 		--build-arg VERSION=$(VERSION) -t fluidity-server:$(VERSION) .
 
