@@ -80,6 +80,12 @@ fmt:
 vet:
 	$(GO) vet ./...
 
+.PHONY: lint
+# The linters `make test` runs (.golangci.yml; scripts/ci-deps.sh installs the pinned version).
+lint:
+	./scripts/ci-deps.sh
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" golangci-lint run ./...
+
 test:
 	./scripts/test.sh
 

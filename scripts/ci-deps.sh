@@ -33,3 +33,13 @@ if ! command -v aws-lambda-rie >/dev/null; then
 	echo "ci-deps: go install aws-lambda-rie"
 	go install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
 fi
+
+# Linters for `make test`, pinned; reinstalled when the binary is another version.
+go_tool() { # go_tool BINARY MODULE VERSION PACKAGE
+	if [ "$(go version -m "$GOBIN/$1" 2>/dev/null | awk -v m="$2" '$1=="mod" && $2==m {print $3}')" != "$3" ]; then
+		echo "ci-deps: go install $4@$3"
+		go install "$4@$3"
+	fi
+}
+go_tool golangci-lint github.com/golangci/golangci-lint/v2 v2.15.0 github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+go_tool govulncheck golang.org/x/vuln v1.9.0 golang.org/x/vuln/cmd/govulncheck

@@ -17,6 +17,9 @@ if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1
 step "go vet"
 go vet ./...
 
+step "golangci-lint (.golangci.yml)"
+golangci-lint run ./...
+
 step "build (host and every agent platform)"
 make --no-print-directory build
 

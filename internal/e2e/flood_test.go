@@ -315,18 +315,6 @@ func (s *rssSampler) finish() error {
 	return s.err
 }
 
-// waitUntil polls cond every 20 ms until it holds or d passes.
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // waitSettled waits until value stops changing for quiet, or d passes, and
 // returns the last value.
 func waitSettled(d, quiet time.Duration, value func() int64) int64 {
