@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/fluidity-tunnel/fluidity/internal/retry"
 )
 
 // WakeResult is the JSON body the Wake and Kill endpoints answer with.
@@ -33,6 +31,24 @@ type WakeResult struct {
 	// since the server was woken, within its failure window.
 	FailedStarts int32 `json:"failed_starts,omitempty"`
 }
+
+// WakeRequest is the optional JSON body of POST /wake; {} (or none) asks
+// for the server to run and answers at once.
+type WakeRequest struct {
+	// Probe asks for the state only: nothing is woken or recorded. The agent
+	// probes once when its tunnel drops, to tell a server put to sleep
+	// (wait for demand) from one that is still running (reconnect).
+	Probe bool `json:"probe,omitempty"`
+	// WaitSeconds lets the Wake Lambda wait, up to this many seconds (it caps
+	// them at MaxWakeWait, under API Gateway's 29 s integration limit), until
+	// the server is running with an address before answering, so the agent
+	// learns of it without paying a poll interval. Older Lambdas ignore it.
+	WaitSeconds int `json:"wait_seconds,omitempty"`
+}
+
+// MaxWakeWait caps [WakeRequest.WaitSeconds]: API Gateway ends an
+// integration after 29 s, and the Lambda needs a moment to answer.
+const MaxWakeWait = 20 * time.Second
 
 // KillRequest is the optional JSON body of POST /kill.
 type KillRequest struct {
@@ -210,6 +226,11 @@ type APIClient struct {
 	HTTPClient *http.Client
 	// Log receives retry notices from WaitRunning; the zero value discards.
 	Log zerolog.Logger
+	// Wait is how long each Wake call of WaitRunning asks the Lambda to wait
+	// for the server to run before answering (long-poll); 0 asks for an
+	// answer at once. At most MaxWakeWait; the HTTP client's timeout must
+	// exceed it.
+	Wait time.Duration
 }
 
 // Validate reports an unusable endpoint. Its errors never carry a password the
@@ -252,8 +273,22 @@ func directTransport() *http.Transport {
 // Wake asks for the server to run and returns its state; the address is set
 // once it is running. Calling it repeatedly is how progress is polled.
 func (c *APIClient) Wake(ctx context.Context) (WakeResult, error) {
+	return c.WakeWith(ctx, WakeRequest{})
+}
+
+// Probe asks for the server's state without waking it.
+func (c *APIClient) Probe(ctx context.Context) (WakeResult, error) {
+	return c.WakeWith(ctx, WakeRequest{Probe: true})
+}
+
+// WakeWith posts req to /wake and returns the state it answers with.
+func (c *APIClient) WakeWith(ctx context.Context, req WakeRequest) (WakeResult, error) {
 	var r WakeResult
-	if err := c.post(ctx, "wake", nil, &r); err != nil {
+	var in any
+	if req != (WakeRequest{}) {
+		in = req
+	}
+	if err := c.post(ctx, "wake", in, &r); err != nil {
 		return WakeResult{}, err
 	}
 	if err := r.check(); err != nil {
@@ -298,54 +333,59 @@ func (c *APIClient) KillWith(ctx context.Context, req KillRequest) (WakeResult, 
 	return r, nil
 }
 
-// WaitRunning calls Wake every pollInterval until the server is running with
-// an address, and returns that address. progress (optional) is called after
+// WaitRunning calls Wake until the server is running with an address, and
+// returns that address. Calls start at most every pollInterval; with
+// c.Wait set each call may itself wait that long in the Lambda (long-poll),
+// so the next call follows at once. progress (optional) is called after
 // every successful Wake with the answer and the time spent so far, for the
-// agent to show. Temporary failures (network, 429, 5xx) are retried; others,
-// such as a rejected API key (ErrUnauthorized) or a missing service
-// (ErrNotFound), end the wait at once, as does a Wake answering StateFailed
-// (a [*FailedError]). ctx bounds the whole wait.
+// agent to show. Temporary failures (network, 429, 5xx) are retried after
+// pollInterval; others, such as a rejected API key (ErrUnauthorized) or a
+// missing service (ErrNotFound), end the wait at once, as does a Wake
+// answering StateFailed (a [*FailedError]). ctx bounds the whole wait.
 func (c *APIClient) WaitRunning(ctx context.Context, pollInterval time.Duration, progress func(WakeResult, time.Duration)) (string, error) {
 	if pollInterval <= 0 {
 		pollInterval = 2 * time.Second
 	}
+	req := WakeRequest{WaitSeconds: int(min(c.Wait, MaxWakeWait) / time.Second)}
 	start := time.Now()
 	var last WakeResult
-	p := retry.Constant(pollInterval) // unlimited: ctx ends the wait
-	p.OnRetry = func(_ int, err error, _ time.Duration) {
-		if !errors.Is(err, errNotRunning) {
+	for {
+		called := time.Now()
+		r, err := c.WakeWith(ctx, req)
+		next := pollInterval
+		switch {
+		case err == nil:
+			last = r
+			if progress != nil {
+				progress(r, time.Since(start))
+			}
+			if r.State == StateRunning && r.Address != "" {
+				return r.Address, nil
+			}
+			if r.State == StateFailed {
+				return "", &FailedError{Reason: r.Reason, FailedStarts: r.FailedStarts}
+			}
+			// A Lambda that waited has paced the poll itself.
+			next -= time.Since(called)
+		case ctx.Err() != nil:
+		case !IsTemporary(err):
+			return "", err
+		default:
 			c.Log.Warn().Err(err).Dur("elapsed", time.Since(start)).Msg("wake failed, retrying")
 		}
+		if ctx.Err() == nil && next > 0 {
+			t := time.NewTimer(next)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("wait for server (last state %q): %w", last.State, ctx.Err())
+		}
 	}
-	err := p.Do(ctx, func(ctx context.Context) error {
-		r, err := c.Wake(ctx)
-		if err != nil {
-			return err
-		}
-		last = r
-		if progress != nil {
-			progress(r, time.Since(start))
-		}
-		if r.State == StateRunning && r.Address != "" {
-			return nil
-		}
-		if r.State == StateFailed {
-			return &FailedError{Reason: r.Reason, FailedStarts: r.FailedStarts}
-		}
-		return errNotRunning
-	}, func(err error) bool { return errors.Is(err, errNotRunning) || IsTemporary(err) })
-	switch {
-	case err == nil:
-		return last.Address, nil
-	case ctx.Err() != nil:
-		return "", fmt.Errorf("wait for server (last state %q): %w", last.State, ctx.Err())
-	}
-	return "", err
 }
-
-// errNotRunning is the poll's "not yet": Wake answered, with the server not
-// running.
-var errNotRunning = errors.New("lifecycle api: server not running yet")
 
 func temporary(err error) bool {
 	var ae *APIError

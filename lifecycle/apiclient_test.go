@@ -22,9 +22,10 @@ import (
 // gateway answers like API Gateway + the Lambdas: each call to /wake takes
 // the next scripted answer (the last one repeats).
 type gateway struct {
-	answers []answer
-	calls   atomic.Int32
-	kills   atomic.Int32
+	requests atomic.Int32 // every request, refused ones too
+	answers  []answer
+	calls    atomic.Int32
+	kills    atomic.Int32
 	// kill, when set, answers /kill; killBody records the last request body.
 	kill     *answer
 	killBody atomic.Value
@@ -36,6 +37,7 @@ type answer struct {
 }
 
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.requests.Add(1)
 	if r.Header.Get("x-api-key") != "secret" {
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte(`{"message":"Forbidden"}`))

@@ -4,90 +4,77 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// WakeMode says when the agent wakes the server.
-type WakeMode string
-
-const (
-	// WakeOnStart wakes the server when the agent starts.
-	WakeOnStart WakeMode = "on_start"
-	// WakeOnDemand wakes it when the first request arrives; requests wait.
-	WakeOnDemand WakeMode = "on_demand"
-)
-
-// ClientConfig is the agent's lifecycle section. An empty Endpoint disables
-// the lifecycle: the agent then dials a fixed server address.
-type ClientConfig struct {
-	Endpoint string   `koanf:"api_endpoint" yaml:"api_endpoint" help:"base URL of the wake/kill API (API Gateway stage URL); empty dials server_ip without waking anything"`
-	APIKey   string   `koanf:"api_key" yaml:"api_key" help:"API Gateway key, sent as x-api-key"`
-	WakeMode WakeMode `koanf:"wake_mode" yaml:"wake_mode" help:"on_start wakes the server when the agent starts; on_demand when the first request arrives (requests wait)"`
-	// KillOnExit calls Kill on graceful shutdown; turn it off when several
-	// agents share one server.
-	KillOnExit bool `koanf:"kill_on_exit" yaml:"kill_on_exit" help:"put the server to sleep when the agent shuts down; turn off when several agents share it"`
-	// PollInterval between Wake calls while the server starts.
-	PollInterval time.Duration `koanf:"poll_interval" yaml:"poll_interval" help:"interval between Wake calls while the server starts"`
-	// WakeTimeout bounds one whole wake-up (Fargate usually needs 30–90 s).
-	WakeTimeout time.Duration `koanf:"wake_timeout" yaml:"wake_timeout" help:"how long to wait for the server to report running"`
-}
-
-// DefaultClientConfig returns the defaults: wake on start, kill on exit,
-// poll every 2 s, give up after 3 minutes.
-func DefaultClientConfig() ClientConfig {
-	return ClientConfig{WakeMode: WakeOnStart, KillOnExit: true, PollInterval: 2 * time.Second, WakeTimeout: 3 * time.Minute}
-}
-
-// Enabled reports whether a wake/kill API is configured.
-func (c ClientConfig) Enabled() bool { return strings.TrimSpace(c.Endpoint) != "" }
-
-// Validate checks a configured lifecycle section; a disabled one is valid.
-func (c ClientConfig) Validate() error {
-	if !c.Enabled() {
-		return nil
-	}
-	if err := (&APIClient{Endpoint: c.Endpoint}).Validate(); err != nil {
-		return err
-	}
-	if strings.TrimSpace(c.APIKey) == "" {
-		return errors.New("lifecycle: api_key is empty (API Gateway requires one)")
-	}
-	if c.WakeMode != WakeOnStart && c.WakeMode != WakeOnDemand {
-		return fmt.Errorf("lifecycle: wake_mode %q is neither %q nor %q", c.WakeMode, WakeOnStart, WakeOnDemand)
-	}
-	if c.PollInterval <= 0 || c.WakeTimeout <= 0 {
-		return errors.New("lifecycle: poll_interval and wake_timeout must be positive")
-	}
-	return nil
-}
-
-// Client returns the API client for this configuration.
-func (c ClientConfig) Client(hc *http.Client, log zerolog.Logger) *APIClient {
-	return &APIClient{Endpoint: c.Endpoint, APIKey: c.APIKey, HTTPClient: hc, Log: log}
-}
-
-// Waker shares one wake-up among all callers: the first caller of Address
-// starts it, concurrent callers wait for the same result, and the address is
-// remembered until Forget. It serves both wake modes: call Address at start
-// (on_start) or from the first request (on_demand).
-type Waker struct {
-	// Done, if set (before the first Address), is told of every wake-up the
-	// Waker made, with how long it took and its error; for metrics.
+// WakerConfig configures a Waker; zero fields take their defaults.
+type WakerConfig struct {
+	// PollInterval paces Wake calls while the server starts. Default 2 s.
+	PollInterval time.Duration
+	// Timeout bounds one wake-up. Default 3 min.
+	Timeout time.Duration
+	// Progress, if set, sees every answer during a wake-up with the time
+	// spent so far, for the agent's log.
+	Progress func(WakeResult, time.Duration)
+	// Done, if set, is told of every wake-up with its duration and error,
+	// for metrics.
 	Done func(elapsed time.Duration, err error)
+	// Log receives what the Waker decides on its own: a misconfiguration
+	// reported once, a lost tunnel and what it found. The zero value
+	// discards.
+	Log zerolog.Logger
+}
 
-	client       *APIClient
-	pollInterval time.Duration
-	timeout      time.Duration
-	progress     func(WakeResult, time.Duration)
+func (c WakerConfig) withDefaults() WakerConfig {
+	d := DefaultClientConfig()
+	if c.PollInterval <= 0 {
+		c.PollInterval = d.PollInterval
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = d.WakeTimeout
+	}
+	return c
+}
+
+// WakerStatus is what a Waker knows of the server, for a status page.
+type WakerStatus struct {
+	// State is the state the API last reported; empty before any answer.
+	State State
+	// Reason is the API's reason with StateFailed.
+	Reason string
+	// Address is where the server is dialled; empty when unknown (asleep,
+	// or not asked yet).
+	Address string
+	// Waking: a wake-up is in flight, since Since.
+	Waking bool
+	Since  time.Time
+	// Checked is when the API last answered.
+	Checked time.Time
+	// Err is why the last wake-up or probe failed; nil after a success.
+	// With Stopped set it is a misconfiguration the Waker will not call
+	// the API again for (a wrong key, no such service): fix and restart.
+	Err     error
+	Stopped bool
+}
+
+// Waker knows where the server is, and wakes it when asked: it shares one
+// wake-up among all callers (the first caller of Address starts it,
+// concurrent callers wait for the same result) and remembers the address
+// until Forget. It calls Wake only from Address, that is on demand: Keep,
+// which watches the tunnel, only ever probes.
+type Waker struct {
+	client *APIClient
+	cfg    WakerConfig
+	log    zerolog.Logger
 
 	mu       sync.Mutex
 	addr     string
+	woke     bool // addr came from Wake or Probe since the last Connected
 	inflight *wakeCall
+	status   WakerStatus
 
 	ctx    context.Context // cancelled by Close; bounds wake-ups in flight
 	cancel context.CancelFunc
@@ -100,61 +87,143 @@ type wakeCall struct {
 	err  error
 }
 
-// NewWaker returns a Waker. progress (optional) sees every answer while the
-// server starts, with the elapsed time, for the agent's terminal and log.
-func NewWaker(client *APIClient, pollInterval, timeout time.Duration, progress func(WakeResult, time.Duration)) *Waker {
+// NewWaker returns a Waker calling the API through client. It does not keep
+// cfg.
+func NewWaker(client *APIClient, cfg WakerConfig) *Waker {
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Waker{client: client, pollInterval: pollInterval, timeout: timeout, progress: progress, ctx: ctx, cancel: cancel}
+	return &Waker{client: client, cfg: cfg, log: cfg.Log, ctx: ctx, cancel: cancel}
 }
 
-// Close stops a wake-up in flight and waits for it.
+// Close stops a wake-up in flight and waits for it. It is idempotent.
 func (w *Waker) Close() {
 	w.cancel()
 	w.wg.Wait()
 }
 
-// Address returns the server's address, waking it if needed. ctx bounds
-// only this caller's wait: the wake-up itself runs to its own timeout, so one
-// impatient request does not abort it for the others.
-func (w *Waker) Address(ctx context.Context) (string, error) {
+// Status returns what the Waker knows now.
+func (w *Waker) Status() WakerStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.status
+	st.Address = w.addr
+	return st
+}
+
+// Address returns the server's address, waking it if none is remembered.
+// woke reports that the address came from a wake-up or probe since the last
+// [Waker.Connected]: the server may have just started and not listen yet,
+// which is worth a few connection attempts; a remembered address that
+// served before and now refuses is worth one (then Forget it and call
+// Address again, which wakes the server).
+//
+// ctx bounds only this caller's wait: the wake-up runs to its own timeout,
+// so one impatient request does not abort it for the others. After a
+// misconfiguration (a permanent API error) Address fails at once, without
+// calling the API again.
+func (w *Waker) Address(ctx context.Context) (addr string, woke bool, err error) {
 	w.mu.Lock()
 	if w.addr != "" {
-		a := w.addr
+		a, wk := w.addr, w.woke
 		w.mu.Unlock()
-		return a, nil
+		return a, wk, nil
+	}
+	if w.status.Stopped {
+		err := w.status.Err
+		w.mu.Unlock()
+		return "", false, err
 	}
 	call := w.inflight
 	if call == nil {
 		call = &wakeCall{done: make(chan struct{})}
 		w.inflight = call
+		w.status.Waking, w.status.Since = true, time.Now()
 		w.wg.Add(1)
 		go w.run(call)
 	}
 	w.mu.Unlock()
 	select {
 	case <-call.done:
-		return call.addr, call.err
+		return call.addr, true, call.err
 	case <-ctx.Done():
-		return "", fmt.Errorf("wait for server: %w", ctx.Err())
+		return "", false, fmt.Errorf("wait for server: %w", ctx.Err())
 	}
 }
 
 func (w *Waker) run(call *wakeCall) {
 	defer w.wg.Done()
-	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	call.addr, call.err = w.client.WaitRunning(ctx, w.pollInterval, w.progress)
-	if w.Done != nil {
-		w.Done(time.Since(start), call.err)
+	call.addr, call.err = w.client.WaitRunning(ctx, w.cfg.PollInterval, func(r WakeResult, elapsed time.Duration) {
+		w.observe(r)
+		if w.cfg.Progress != nil {
+			w.cfg.Progress(r, elapsed)
+		}
+	})
+	if w.cfg.Done != nil {
+		w.cfg.Done(time.Since(start), call.err)
 	}
 	w.mu.Lock()
-	if call.err == nil {
-		w.addr = call.addr
-	}
 	w.inflight = nil
+	w.status.Waking = false
+	w.status.Err = call.err
+	if call.err == nil {
+		w.addr, w.woke = call.addr, true
+	} else if errors.Is(call.err, ErrPermanent) && !w.status.Stopped {
+		w.status.Stopped = true
+		w.log.Error().Err(call.err).Msg("the lifecycle API refused the agent: not calling it again; fix the configuration and restart the agent")
+	}
 	w.mu.Unlock()
 	close(call.done)
+}
+
+// observe records an answer of the API.
+func (w *Waker) observe(r WakeResult) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.State, w.status.Reason, w.status.Checked = r.State, r.Reason, time.Now()
+}
+
+// Probe asks the API for the server's state once, without waking it. A
+// running server's address is remembered (as woken: it may be a new task);
+// any other state forgets the address, so that the next Address wakes the
+// server.
+func (w *Waker) Probe(ctx context.Context) (WakeResult, error) {
+	w.mu.Lock()
+	if w.status.Stopped {
+		err := w.status.Err
+		w.mu.Unlock()
+		return WakeResult{}, err
+	}
+	w.mu.Unlock()
+	r, err := w.client.Probe(ctx)
+	if err != nil {
+		w.mu.Lock()
+		w.status.Err = err
+		w.mu.Unlock()
+		return WakeResult{}, err
+	}
+	w.observe(r)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.Err = nil
+	if r.State == StateRunning && r.Address != "" {
+		w.addr, w.woke = r.Address, true
+	} else {
+		w.addr, w.woke = "", false
+	}
+	return r, nil
+}
+
+// Connected records that a session to addr came up: from now on a failure
+// to reach addr is worth one attempt before waking (see Address).
+func (w *Waker) Connected(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.addr == addr {
+		w.woke = false
+	}
 }
 
 // Forget drops a remembered address (say, the dial failed because the
@@ -164,6 +233,6 @@ func (w *Waker) Forget(addr string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.addr == addr {
-		w.addr = ""
+		w.addr, w.woke = "", false
 	}
 }

@@ -1,9 +1,11 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,17 +23,19 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 	g, c := newGateway(t, answer{200, starting}, answer{200, starting}, answer{200, running})
 	var mu sync.Mutex
 	progress := 0
-	w := lifecycle.NewWaker(c, 5*time.Millisecond, 10*time.Second, func(lifecycle.WakeResult, time.Duration) {
-		mu.Lock()
-		progress++
-		mu.Unlock()
-	})
 	var wakeUps atomic.Int32
-	w.Done = func(elapsed time.Duration, err error) {
-		if err == nil && elapsed > 0 {
-			wakeUps.Add(1)
-		}
-	}
+	w := lifecycle.NewWaker(c, lifecycle.WakerConfig{PollInterval: 5 * time.Millisecond, Timeout: 10 * time.Second,
+		Progress: func(lifecycle.WakeResult, time.Duration) {
+			mu.Lock()
+			progress++
+			mu.Unlock()
+		},
+		Done: func(elapsed time.Duration, err error) {
+			if err == nil && elapsed > 0 {
+				wakeUps.Add(1)
+			}
+		},
+	})
 	var wg sync.WaitGroup
 	addrs := make([]string, 8)
 	errs := make([]error, 8)
@@ -39,7 +43,7 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addrs[i], errs[i] = w.Address(context.Background())
+			addrs[i], _, errs[i] = w.Address(context.Background())
 		}()
 	}
 	wg.Wait()
@@ -51,15 +55,19 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 	if n := g.calls.Load(); n != 3 {
 		t.Fatalf("%d wake calls for 8 concurrent callers, want one wake-up of 3 polls", n)
 	}
-	if _, err := w.Address(context.Background()); err != nil || g.calls.Load() != 3 {
-		t.Fatalf("remembered address not used (calls %d, err %v)", g.calls.Load(), err)
+	if _, woke, err := w.Address(context.Background()); err != nil || g.calls.Load() != 3 || !woke {
+		t.Fatalf("remembered address not used (calls %d, woke %v, err %v)", g.calls.Load(), woke, err)
+	}
+	w.Connected("203.0.113.5:8443")
+	if _, woke, _ := w.Address(context.Background()); woke {
+		t.Fatal("an address that served is still reported as just woken")
 	}
 	w.Forget("198.51.100.1:8443") // a stale address: ignored
-	if _, _ = w.Address(context.Background()); g.calls.Load() != 3 {
+	if _, _, _ = w.Address(context.Background()); g.calls.Load() != 3 {
 		t.Fatal("forgetting another address dropped the current one")
 	}
 	w.Forget("203.0.113.5:8443")
-	if _, err := w.Address(context.Background()); err != nil || g.calls.Load() != 4 {
+	if _, _, err := w.Address(context.Background()); err != nil || g.calls.Load() != 4 {
 		t.Fatalf("after Forget: calls %d, err %v; want a new wake", g.calls.Load(), err)
 	}
 	if n := wakeUps.Load(); n != 2 {
@@ -76,28 +84,74 @@ func TestWakerSharesOneWakeUp(t *testing.T) {
 func TestWakerCallerContext(t *testing.T) {
 	t.Parallel()
 	_, c := newGateway(t, answer{200, starting}, answer{200, starting}, answer{200, starting}, answer{200, running})
-	w := lifecycle.NewWaker(c, 20*time.Millisecond, 10*time.Second, nil)
+	w := lifecycle.NewWaker(c, lifecycle.WakerConfig{PollInterval: 20 * time.Millisecond, Timeout: 10 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
-	if _, err := w.Address(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := w.Address(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("impatient caller: %v", err)
 	}
-	if addr, err := w.Address(context.Background()); err != nil || addr != "203.0.113.5:8443" {
+	if addr, _, err := w.Address(context.Background()); err != nil || addr != "203.0.113.5:8443" {
 		t.Fatalf("patient caller: %q, %v", addr, err)
 	}
 }
 
-func TestWakerFailureIsNotRemembered(t *testing.T) {
+// A temporary failure is not remembered: the next caller wakes again.
+func TestWakerTemporaryFailureIsNotRemembered(t *testing.T) {
 	t.Parallel()
-	g, c := newGateway(t, answer{200, running})
-	c.APIKey = "wrong"
-	w := lifecycle.NewWaker(c, time.Millisecond, time.Second, nil)
-	if _, err := w.Address(context.Background()); !errors.Is(err, lifecycle.ErrUnauthorized) {
-		t.Fatalf("err = %v", err)
+	g, c := newGateway(t, answer{503, `{"message":"Service Unavailable"}`})
+	w := lifecycle.NewWaker(c, lifecycle.WakerConfig{PollInterval: 5 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	defer w.Close()
+	if _, _, err := w.Address(context.Background()); err == nil {
+		t.Fatal("wake through a failing API succeeded")
 	}
-	c.APIKey = "secret"
-	if addr, err := w.Address(context.Background()); err != nil || addr == "" || g.calls.Load() != 1 {
-		t.Fatalf("retry after a failure: %q, %v", addr, err)
+	if st := w.Status(); st.Stopped || st.Err == nil || st.Waking {
+		t.Fatalf("status after a temporary failure: %+v", st)
+	}
+	before := g.calls.Load()
+	_, _, _ = w.Address(context.Background())
+	if g.calls.Load() == before {
+		t.Fatal("a temporary failure stopped the Waker")
+	}
+}
+
+// A misconfiguration (wrong key, no such service) is reported once and the
+// API is not called again: every later caller gets the same error at once.
+func TestWakerStopsOnAPermanentError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		reply answer
+		key   string
+		is    error
+	}{
+		{"wrong key", answer{200, running}, "wrong", lifecycle.ErrUnauthorized},
+		{"no such service", answer{404, `{"code":"service_not_found","message":"wake: the ECS service does not exist"}`}, "secret", lifecycle.ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g, c := newGateway(t, tc.reply)
+			c.APIKey = tc.key
+			var logs bytes.Buffer
+			w := lifecycle.NewWaker(c, lifecycle.WakerConfig{PollInterval: time.Millisecond, Timeout: time.Second, Log: zerolog.New(&logs)})
+			defer w.Close()
+			for range 3 {
+				if _, _, err := w.Address(context.Background()); !errors.Is(err, tc.is) {
+					t.Fatalf("err = %v, want %v", err, tc.is)
+				}
+			}
+			if _, err := w.Probe(context.Background()); !errors.Is(err, tc.is) {
+				t.Fatalf("probe after the stop: %v", err)
+			}
+			if n := g.requests.Load(); n != 1 {
+				t.Fatalf("%d API calls, want 1: the agent stops at a permanent error", n)
+			}
+			if n := strings.Count(logs.String(), "not calling it again"); n != 1 {
+				t.Fatalf("reported %d times, want once:\n%s", n, logs.String())
+			}
+			if st := w.Status(); !st.Stopped || !errors.Is(st.Err, tc.is) {
+				t.Fatalf("status %+v", st)
+			}
+		})
 	}
 }
 

@@ -121,6 +121,10 @@ type Client struct {
 	retired []*session // draining sessions still serving their streams
 	closed  bool
 	wg      sync.WaitGroup
+	// up says whether a lane has a live session; changed is closed and
+	// replaced whenever up flips or the client closes (WaitUp, WaitDown).
+	up      bool
+	changed chan struct{}
 }
 
 // lane is one of the client's sessions with its own connection attempt. Its
@@ -177,7 +181,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, log: cfg.Logger, budget: newReceiveBudget(cfg.ReceiveBudget), limit: newLogLimit(), ctx: ctx, cancel: cancel}
+	c := &Client{cfg: cfg, log: cfg.Logger, budget: newReceiveBudget(cfg.ReceiveBudget), limit: newLogLimit(), ctx: ctx, cancel: cancel,
+		changed: make(chan struct{})}
 	for i := range cfg.Sessions {
 		c.lanes = append(c.lanes, &lane{id: i})
 	}
@@ -212,6 +217,68 @@ func (c *Client) ActiveStreams() int {
 		n += s.NumStreams()
 	}
 	return n
+}
+
+// Connect brings a session up if none is, sharing the attempt with
+// concurrent work, and returns when one is up, the attempt failed or ctx
+// ended.
+func (c *Client) Connect(ctx context.Context) error {
+	_, err := c.session(ctx, nil)
+	return err
+}
+
+// Up reports whether a session is up now.
+func (c *Client) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lanes {
+		if l.live() {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitUp returns once a session is up, or with ctx's error, or
+// ErrSessionClosed after Close.
+func (c *Client) WaitUp(ctx context.Context) error { return c.waitUp(ctx, true) }
+
+// WaitDown returns once no session is up (a lost tunnel: the sessions ended
+// or the server is draining them), or with ctx's error, or
+// ErrSessionClosed after Close.
+func (c *Client) WaitDown(ctx context.Context) error { return c.waitUp(ctx, false) }
+
+func (c *Client) waitUp(ctx context.Context, want bool) error {
+	for {
+		c.mu.Lock()
+		closed, up, changed := c.closed, c.up, c.changed
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return ErrSessionClosed
+		case up == want:
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// noteLocked records whether a session is up, waking WaitUp and WaitDown
+// when that changed.
+func (c *Client) noteLocked() {
+	up := false
+	for _, l := range c.lanes {
+		up = up || l.live()
+	}
+	if up != c.up || c.closed {
+		c.up = up
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
 }
 
 // session returns want's session, or the least busy one when want is nil,
@@ -303,6 +370,7 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 			c.cfg.Observer.reconnect()
 		}
 		l.up = true
+		c.noteLocked()
 		c.wg.Add(1)
 		go c.watch(sess)
 		// The server is reachable: bring the other lanes up too (without Run,
@@ -340,6 +408,7 @@ func (c *Client) watch(sess *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.retired = slices.DeleteFunc(c.retired, func(s *session) bool { return s == sess })
+	c.noteLocked()
 	if c.closed || !sess.failed() {
 		return
 	}
@@ -473,6 +542,7 @@ func (c *Client) retire(sess *session, draining bool) {
 	if draining && !c.closed && !slices.Contains(c.retired, sess) {
 		c.retired = append(c.retired, sess)
 	}
+	c.noteLocked()
 	c.mu.Unlock()
 	if !draining {
 		_ = sess.Close()
@@ -522,6 +592,7 @@ func (c *Client) Close() error {
 		l.sess = nil
 	}
 	c.retired = nil
+	c.noteLocked()
 	c.mu.Unlock()
 	c.cancel()
 	for _, s := range sessions {

@@ -41,15 +41,44 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 	if d.waker == nil {
 		return d.dialOnce(ctx, net.JoinHostPort(d.cfg.ServerIP, strconv.Itoa(d.cfg.ServerPort)))
 	}
-	addr, err := d.waker.Address(ctx)
+	addr, woke, err := d.waker.Address(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("wake the server: %w", err)
 	}
-	// ECS reports a task running before the server inside it listens, which
-	// takes it well under a second to do once its process runs: keep trying,
-	// from firstConnectRetry doubling up to RetryInterval (the seed's 5 s), for
-	// up to RetryTimeout (90 s). No wait starts that would end past
-	// RetryTimeout; 0 means a single attempt.
+	if !woke {
+		// An address that served before: one attempt. If it refuses, the
+		// server was put to sleep or replaced, and this dial is demand (the
+		// tunnel's keeper never dials an address it has not just probed): wake it.
+		conn, err := d.dialOnce(ctx, addr)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		d.log.Info().Err(err).Str("server", addr).Msg("server no longer answers; waking it")
+		d.waker.Forget(addr)
+		if addr, _, err = d.waker.Address(ctx); err != nil {
+			return nil, fmt.Errorf("wake the server: %w", err)
+		}
+	}
+	conn, err := d.dialStarting(ctx, addr)
+	if err != nil {
+		// It may have been replaced or put to sleep: wake it again next time.
+		d.waker.Forget(addr)
+		return nil, err
+	}
+	d.waker.Connected(addr)
+	return conn, nil
+}
+
+// dialStarting dials a server that was just reported running: ECS reports a
+// task running before the server inside it listens, which takes it well
+// under a second to do once its process runs. It keeps trying, from
+// firstConnectRetry doubling up to RetryInterval (the seed's 5 s), for up to
+// RetryTimeout (90 s). No wait starts that would end past RetryTimeout; 0
+// means a single attempt.
+func (d *serverDialer) dialStarting(ctx context.Context, addr string) (net.Conn, error) {
 	p := retry.Policy{
 		Attempts:   retry.Unlimited,
 		Initial:    min(firstConnectRetry, d.cfg.RetryInterval),
@@ -70,7 +99,7 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 		conn     net.Conn
 		cutShort bool // ctx ended during a dial
 	)
-	err = p.Do(ctx, func(ctx context.Context) error {
+	err := p.Do(ctx, func(ctx context.Context) error {
 		c, err := d.dialOnce(ctx, addr)
 		if err != nil && ctx.Err() != nil {
 			cutShort = true
@@ -94,8 +123,6 @@ func (d *serverDialer) dial(ctx context.Context) (net.Conn, error) {
 	}
 	d.log.Error().Err(err).Str("server", addr).Dur("waited", time.Since(start).Round(time.Second)).
 		Msg("server not reachable; giving up until the next request")
-	// It may have been replaced or put to sleep: wake it again next time.
-	d.waker.Forget(addr)
 	return nil, err
 }
 

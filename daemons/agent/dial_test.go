@@ -46,7 +46,7 @@ func TestDialRetriesAfterWakeThenGivesUp(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.RetryInterval, cfg.RetryTimeout = 50*time.Millisecond, 300*time.Millisecond
 	client := &lifecycle.APIClient{Endpoint: api.URL, APIKey: "k"}
-	waker := lifecycle.NewWaker(client, 10*time.Millisecond, 5*time.Second, nil)
+	waker := lifecycle.NewWaker(client, lifecycle.WakerConfig{PollInterval: 10 * time.Millisecond, Timeout: 5 * time.Second})
 	defer waker.Close()
 	d := &serverDialer{cfg: cfg, certs: certs, waker: waker, log: zerolog.New(&logs)}
 
@@ -105,7 +105,7 @@ func TestDialReachesAStartingServerQuickly(t *testing.T) {
 	}
 	cfg := defaultConfig() // connect_retry_interval 5 s, timeout 90 s
 	client := &lifecycle.APIClient{Endpoint: api.URL, APIKey: "k"}
-	waker := lifecycle.NewWaker(client, 10*time.Millisecond, 5*time.Second, nil)
+	waker := lifecycle.NewWaker(client, lifecycle.WakerConfig{PollInterval: 10 * time.Millisecond, Timeout: 5 * time.Second})
 	defer waker.Close()
 	d := &serverDialer{cfg: cfg, certs: certs, waker: waker, log: zerolog.Nop()}
 	start := time.Now()

@@ -232,13 +232,19 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	defer stopAdmin()
 	var api *lifecycle.APIClient
 	if cfg.Lifecycle.Enabled() {
-		api = cfg.Lifecycle.Client(apiHTTPClient(route), log)
-		d.waker = lifecycle.NewWaker(api, cfg.Lifecycle.PollInterval, cfg.Lifecycle.WakeTimeout, func(r lifecycle.WakeResult, elapsed time.Duration) {
-			log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
-		})
-		if obs != nil {
-			d.waker.Done = obs.ObserveWake
+		api = cfg.Lifecycle.Client(apiHTTPClient(route, cfg.Lifecycle.WakeWait), log)
+		wcfg := lifecycle.WakerConfig{
+			PollInterval: cfg.Lifecycle.PollInterval,
+			Timeout:      cfg.Lifecycle.WakeTimeout,
+			Progress: func(r lifecycle.WakeResult, elapsed time.Duration) {
+				log.Info().Str("state", string(r.State)).Dur("elapsed", elapsed.Round(time.Second)).Msg("waiting for the server to start")
+			},
+			Log: log,
 		}
+		if obs != nil {
+			wcfg.Done = obs.ObserveWake
+		}
+		d.waker = lifecycle.NewWaker(api, wcfg)
 		defer d.waker.Close()
 	}
 	ccfg := tunnel.DefaultClientConfig()
@@ -251,8 +257,9 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	ccfg.Sessions = cfg.Sessions
 	ccfg.DialTimeout = cfg.DialTimeout
 	if d.waker != nil {
-		// One attempt may include the whole wake-up and the server's start.
-		ccfg.DialTimeout = cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
+		// One attempt may include a try of the old address, the whole
+		// wake-up and the server's start.
+		ccfg.DialTimeout = cfg.DialTimeout + cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
 	}
 	ccfg.Dial = d.dial
 	ccfg.Observer = obs.Observer()
@@ -261,20 +268,23 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		return err
 	}
 	defer client.Close()
-	onDemand := d.waker != nil && cfg.Lifecycle.WakeMode == lifecycle.WakeOnDemand
 
 	pcfg := proxy.DefaultConfig()
 	pcfg.Logger = log
 	pcfg.MaxHeaderBytes = cfg.MaxHeaderBytes
 	pcfg.IdleTimeout = cfg.IdleTimeout
 	pcfg.Health = func(ctx context.Context) error {
-		if onDemand {
-			return nil // the tunnel comes up with the first request
+		if d.waker != nil {
+			return lifecycleHealth(ctx, client, d.waker)
 		}
 		_, err := client.Ping(ctx)
 		return err
 	}
-	px, err := proxy.New(client, pcfg)
+	var tun proxy.Tunnel = client
+	if d.waker != nil {
+		tun = &heldTunnel{client: client, waker: d.waker, bound: cfg.Lifecycle.HoldTimeout}
+	}
+	px, err := proxy.New(tun, pcfg)
 	if err != nil {
 		return err
 	}
@@ -291,8 +301,10 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	keeper := make(chan struct{})
 	go func() {
 		defer close(keeper)
-		if onDemand {
-			return // connect (and wake the server) when the first request arrives
+		if d.waker != nil {
+			// The tunnel follows the server's lifecycle; only requests wake it.
+			d.waker.Keep(runCtx, client, cfg.Lifecycle.WakeMode == lifecycle.WakeOnStart)
+			return
 		}
 		_ = client.Run(runCtx)
 	}()
@@ -357,9 +369,11 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 // apiHTTPClient is the Wake/Kill API's client: the same route as the tunnel,
 // and never a proxy from the environment by accident (Proxy is nil; env mode
 // is the upstream dialer's to apply).
-func apiHTTPClient(route *upstream.Dialer) *http.Client {
+// A Wake call may wait up to wait in the Lambda (long-poll) on top of the
+// usual 30 s bound.
+func apiHTTPClient(route *upstream.Dialer, wait time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.DialContext = route.DialContext
-	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	return &http.Client{Timeout: 30*time.Second + wait, Transport: tr}
 }

@@ -64,7 +64,7 @@ func TestAPIClientFollowsTheRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &lifecycle.APIClient{Endpoint: api.URL, APIKey: "k", HTTPClient: apiHTTPClient(route)}
+		c := &lifecycle.APIClient{Endpoint: api.URL, APIKey: "k", HTTPClient: apiHTTPClient(route, 0)}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		r, err := c.Wake(ctx)
 		cancel()

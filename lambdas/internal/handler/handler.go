@@ -28,6 +28,9 @@ import (
 type Controller interface {
 	Wake(ctx context.Context) (fargate.Status, error)
 	Kill(ctx context.Context) (fargate.Status, error)
+	// Status reads the state (with a running task's address) and changes
+	// nothing: the Wake handler's probe and long-poll.
+	Status(ctx context.Context) (fargate.Status, error)
 }
 
 // Config is what the mains read from the environment.
@@ -132,25 +135,83 @@ func (c Config) Validate() error {
 type Wake struct {
 	Service    Controller
 	TunnelPort int
-	Log        zerolog.Logger
+	// PollEvery paces the status reads of a long-poll (default 1 s: each is
+	// a few ECS and EC2 reads).
+	PollEvery time.Duration
+	Log       zerolog.Logger
 }
 
+// wakeAnswerMargin is kept free of a long-poll before the Lambda's own
+// deadline, to answer in time.
+const wakeAnswerMargin = 2 * time.Second
+
 // Handle raises the desired count to 1 (if it is 0) and answers with the
-// state and, once running, the address to dial.
+// state and, once running, the address to dial. The body may ask for a
+// probe ({"probe":true}: the state only, nothing woken or recorded) or a
+// long-poll ({"wait_seconds":N}: wait, up to N s capped at
+// lifecycle.MaxWakeWait and the Lambda's deadline, until the server is
+// running with an address or has failed).
 func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
 	log := requestLogger(ctx, h.Log, req)
 	if resp, ok := onlyPost(req); !ok {
 		log.Warn().Str("method", req.HTTPMethod).Msg("wake: method not allowed")
 		return resp, nil
 	}
-	st, err := h.Service.Wake(ctx)
+	var wr lifecycle.WakeRequest
+	if body, err := requestBody(req); err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &wr) != nil) || wr.WaitSeconds < 0 {
+		log.Warn().Msg("wake: body is not a JSON wake request")
+		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `wake: the body must be {}, {"probe":true} or {"wait_seconds":N}`}), nil
+	}
+	op, call := "wake", h.Service.Wake
+	if wr.Probe {
+		op, call = "probe", h.Service.Status
+	}
+	st, err := call(ctx)
 	if err != nil {
-		return awsFailure(log, "wake", err), nil
+		return awsFailure(log, op, err), nil
 	}
 	res := fargate.ResultFromStatus(st, h.TunnelPort)
-	log.Info().Str("state", string(res.State)).Int32("desired_count", res.DesiredCount).
+	if !wr.Probe && wr.WaitSeconds > 0 {
+		res, err = h.wait(ctx, res, time.Duration(wr.WaitSeconds)*time.Second)
+		if err != nil {
+			return awsFailure(log, op, err), nil
+		}
+	}
+	log.Info().Str("op", op).Str("state", string(res.State)).Int32("desired_count", res.DesiredCount).
 		Int32("running_count", res.RunningCount).Bool("has_address", res.Address != "").Msg("wake")
 	return jsonResponse(http.StatusOK, res), nil
+}
+
+// wait re-reads the state until the server is running with an address or
+// has failed, or the wait is over; then it answers the newest state.
+func (h *Wake) wait(ctx context.Context, res lifecycle.WakeResult, wait time.Duration) (lifecycle.WakeResult, error) {
+	wait = min(wait, lifecycle.MaxWakeWait)
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)-wakeAnswerMargin)
+	}
+	every := h.PollEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for res.State != lifecycle.StateFailed && (res.State != lifecycle.StateRunning || res.Address == "") {
+		if time.Until(deadline) < every {
+			break
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return res, nil
+		}
+		st, err := h.Service.Status(ctx)
+		if err != nil {
+			return res, err
+		}
+		res = fargate.ResultFromStatus(st, h.TunnelPort)
+	}
+	return res, nil
 }
 
 // Kill serves POST /kill and the nightly EventBridge schedule.

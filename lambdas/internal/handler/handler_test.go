@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -26,6 +27,9 @@ type fakeController struct {
 	err   error
 	wakes int
 	kills int
+	// statuses counts Status calls; next, if set, is what they return in turn.
+	statuses int
+	next     []fargate.Status
 }
 
 func (f *fakeController) Summary(context.Context) (fargate.Status, error) { return f.sum, f.err }
@@ -103,6 +107,14 @@ func (f *fakeController) Wake(context.Context) (fargate.Status, error) {
 	return f.st, f.err
 }
 
+func (f *fakeController) Status(context.Context) (fargate.Status, error) {
+	f.statuses++
+	if len(f.next) > 0 {
+		f.st, f.next = f.next[0], f.next[1:]
+	}
+	return f.st, f.err
+}
+
 func (f *fakeController) Kill(context.Context) (fargate.Status, error) {
 	f.kills++
 	return fargate.Status{State: lifecycle.StateSleeping}, f.err
@@ -136,9 +148,12 @@ func TestWakeHandler(t *testing.T) {
 		method     string
 		st         fargate.Status
 		err        error
+		body       string
+		next       []fargate.Status // what Status answers in turn
 		wantStatus int
 		wantBody   map[string]any
 		wantWakes  int
+		wantReads  int // Status calls
 	}{
 		{name: "running", st: fargate.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
 			wantStatus: 200, wantBody: map[string]any{"state": "running", "address": "203.0.113.9:9443"}, wantWakes: 1},
@@ -151,38 +166,63 @@ func TestWakeHandler(t *testing.T) {
 			wantBody: map[string]any{"code": lifecycle.CodeServiceNotFound}, wantWakes: 1},
 		{name: "missing cluster", err: fmt.Errorf("x: %w", fargate.ErrClusterNotFound), wantStatus: 404,
 			wantBody: map[string]any{"code": lifecycle.CodeClusterNotFound}, wantWakes: 1},
+		{name: "probe wakes nothing", body: `{"probe":true}`, st: fargate.Status{State: lifecycle.StateSleeping},
+			wantStatus: 200, wantBody: map[string]any{"state": "sleeping"}, wantReads: 1},
+		{name: "probe of a running server", body: `{"probe":true}`,
+			st:         fargate.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
+			wantStatus: 200, wantBody: map[string]any{"state": "running", "address": "203.0.113.9:9443"}, wantReads: 1},
+		{name: "long-poll until running", body: `{"wait_seconds":5}`, st: fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1},
+			next:       []fargate.Status{{State: lifecycle.StateStarting, DesiredCount: 1}, {State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"}},
+			wantStatus: 200, wantBody: map[string]any{"state": "running", "address": "203.0.113.9:9443"}, wantWakes: 1, wantReads: 2},
+		{name: "long-poll ends on failure", body: `{"wait_seconds":5}`, st: fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1},
+			next:       []fargate.Status{{State: lifecycle.StateFailed, DesiredCount: 1, FailureReason: "Essential container exited"}},
+			wantStatus: 200, wantBody: map[string]any{"state": "failed", "reason": "Essential container exited"}, wantWakes: 1, wantReads: 1},
+		{name: "long-poll of a running server answers at once", body: `{"wait_seconds":20}`,
+			st:         fargate.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, PublicIP: "203.0.113.9"},
+			wantStatus: 200, wantBody: map[string]any{"state": "running"}, wantWakes: 1},
+		{name: "long-poll gives up at its wait", body: `{"wait_seconds":1}`, st: fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1},
+			wantStatus: 200, wantBody: map[string]any{"state": "starting"}, wantWakes: 1, wantReads: 2},
+		{name: "not a wake request", body: `{"wait_seconds":"soon"}`, wantStatus: 400, wantBody: map[string]any{"code": lifecycle.CodeBadRequest}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var logs bytes.Buffer
-			c := &fakeController{st: tc.st, err: tc.err}
-			h := &Wake{Service: c, TunnelPort: 9443, Log: zerolog.New(&logs)}
-			resp, err := h.Handle(context.Background(), apiRequest(t, "apigw-wake.json", tc.method))
-			if err != nil {
-				t.Fatalf("Handle returned a Go error (API Gateway would answer 502): %v", err)
-			}
-			var body map[string]any
-			if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
-				t.Fatalf("body %q is not JSON", resp.Body)
-			}
-			if resp.StatusCode != tc.wantStatus || c.wakes != tc.wantWakes {
-				t.Fatalf("status %d wakes %d, want %d %d (%s)", resp.StatusCode, c.wakes, tc.wantStatus, tc.wantWakes, resp.Body)
-			}
-			for k, v := range tc.wantBody {
-				if body[k] != v {
-					t.Errorf("body[%s] = %v, want %v (%s)", k, body[k], v, resp.Body)
+			// The long-poll's timing runs on synctest's clock.
+			synctest.Test(t, func(t *testing.T) {
+				c := &fakeController{st: tc.st, err: tc.err, next: tc.next}
+				h := &Wake{Service: c, TunnelPort: 9443, PollEvery: 500 * time.Millisecond, Log: zerolog.New(&logs)}
+				req := apiRequest(t, "apigw-wake.json", tc.method)
+				if tc.body != "" {
+					req.Body, req.IsBase64Encoded = tc.body, false
 				}
-			}
-			if strings.Contains(resp.Body, "secret account detail") {
-				t.Error("AWS error detail leaked into the answer")
-			}
-			if tc.err != nil && !strings.Contains(logs.String(), tc.err.Error()) {
-				t.Error("AWS error detail not logged")
-			}
-			if strings.Contains(logs.String(), "fixture-api-key") {
-				t.Error("the API key was logged")
-			}
+				resp, err := h.Handle(context.Background(), req)
+				if err != nil {
+					t.Fatalf("Handle returned a Go error (API Gateway would answer 502): %v", err)
+				}
+				var body map[string]any
+				if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
+					t.Fatalf("body %q is not JSON", resp.Body)
+				}
+				if resp.StatusCode != tc.wantStatus || c.wakes != tc.wantWakes || c.statuses != tc.wantReads {
+					t.Fatalf("status %d wakes %d reads %d, want %d %d %d (%s)", resp.StatusCode, c.wakes, c.statuses,
+						tc.wantStatus, tc.wantWakes, tc.wantReads, resp.Body)
+				}
+				for k, v := range tc.wantBody {
+					if body[k] != v {
+						t.Errorf("body[%s] = %v, want %v (%s)", k, body[k], v, resp.Body)
+					}
+				}
+				if strings.Contains(resp.Body, "secret account detail") {
+					t.Error("AWS error detail leaked into the answer")
+				}
+				if tc.err != nil && !strings.Contains(logs.String(), tc.err.Error()) {
+					t.Error("AWS error detail not logged")
+				}
+				if strings.Contains(logs.String(), "fixture-api-key") {
+					t.Error("the API key was logged")
+				}
+			})
 		})
 	}
 }

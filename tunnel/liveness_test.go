@@ -1,0 +1,50 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// WaitUp and WaitDown follow the client's sessions: up after Connect, down
+// once the server has gone, and both end with ErrSessionClosed after Close.
+// The agent's lifecycle keeper relies on them to notice a sleeping server.
+func TestClientWaitUpDown(t *testing.T) {
+	forEachTransport(t, nil, func(t *testing.T, h *harness) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c := h.client
+		if c.Up() {
+			t.Fatal("up before any connection")
+		}
+		if err := c.WaitDown(ctx); err != nil {
+			t.Fatalf("WaitDown with nothing up: %v", err)
+		}
+		up := make(chan error, 1)
+		go func() { up <- c.WaitUp(ctx) }()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-up; err != nil || !c.Up() {
+			t.Fatalf("WaitUp = %v, Up %v after Connect", err, c.Up())
+		}
+		down := make(chan error, 1)
+		go func() { down <- c.WaitDown(ctx) }()
+		if err := h.server.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-down; err != nil || c.Up() {
+			t.Fatalf("WaitDown = %v, Up %v after the server closed", err, c.Up())
+		}
+		_ = c.Close()
+		if err := c.WaitUp(ctx); !errors.Is(err, ErrSessionClosed) {
+			t.Fatalf("WaitUp after Close = %v", err)
+		}
+		short, cancelShort := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancelShort()
+		if err := (&Client{changed: make(chan struct{})}).WaitUp(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitUp on an idle client = %v, want the context's error", err)
+		}
+	})
+}
