@@ -64,8 +64,10 @@ dist/ca-certificates.crt: /etc/ssl/certs/ca-certificates.crt
 
 # The alternative with a container engine: infra/Dockerfile.server around the
 # binary `make cross` builds for SERVER_IMAGE_PLATFORM (no base image pulled).
+# podman keeps the HEALTHCHECK only in Docker format.
 image-server: cross dist/ca-certificates.crt
-	$(CONTAINER) build --platform $(SERVER_IMAGE_PLATFORM) -f infra/Dockerfile.server \
+	$(CONTAINER) build $(if $(filter podman,$(notdir $(CONTAINER))),--format docker) \
+		--platform $(SERVER_IMAGE_PLATFORM) -f infra/Dockerfile.server \
 		--build-arg VERSION=$(VERSION) -t fluidity-server:$(VERSION) .
 
 run: build-host

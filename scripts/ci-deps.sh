@@ -16,6 +16,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# podman and runc run the server image in internal/image's test (rootful, vfs storage,
+# host network: none of podman's recommends, such as crun, buildah or slirp4netns, is used).
+need_podman=()
+command -v podman >/dev/null || need_podman+=(podman)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need_podman+=(runc)
+if [ ${#need_podman[@]} -gt 0 ]; then
+	echo "ci-deps: apt-get install --no-install-recommends ${need_podman[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	[ ${#need_apt[@]} -gt 0 ] || apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need_podman[@]}" >/dev/null
+fi
 
 # moto and cfn-lint: the image ships them; install with pip only where absent.
 if ! command -v moto_server >/dev/null; then
