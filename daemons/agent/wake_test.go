@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,91 +21,181 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
-// TestWakeFlow runs the agent's whole wake-up against real components: the agent
-// calls the HTTP wake API (an adapter playing API Gateway), which invokes the Wake
-// Lambda under the Runtime Interface Emulator, which scales the ECS service in moto
-// and reports the seeded task's address — 127.0.0.1 and the port of a Fluidity
-// server running here — which the agent dials, verifying the server name. A
-// request through the proxy then succeeds, and shutting the agent down calls Kill.
+// TestWakeFlow runs the agent through the scale-to-zero cycle against real
+// components, in both wake modes: the agent calls the HTTP wake API (an
+// adapter playing API Gateway), which invokes the Wake and Kill Lambdas under
+// the Runtime Interface Emulator, which scale the ECS service in moto and
+// report the seeded task's address — 127.0.0.1 and the port of a Fluidity
+// server running here — which the agent dials, verifying the server name.
+// running → Kill (as Sleep would) → seconds without demand: the agent probes
+// once and wakes nothing → a request, held through the wake-up → shutdown,
+// whose Kill on exit puts the server to sleep.
 func TestWakeFlow(t *testing.T) {
 	endpoint := awstest.StartMoto(t)
 	wakeBin := awstest.BuildLambda(t, "wake")
 	killBin := awstest.BuildLambda(t, "kill")
-
 	dir := t.TempDir()
 	ca, srvCert, cliFiles := writeCerts(t, dir)
-	serverPort := startServer(t, ca, srvCert)
-
-	f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "wake-e2e", PublicIP: "127.0.0.1"})
-	env := awstest.LambdaEnv(endpoint, "CLUSTER_NAME="+f.Cluster, "SERVICE_NAME="+f.Service,
-		"TUNNEL_PORT="+strconv.Itoa(serverPort), "LOG_LEVEL=debug")
-	wake := awstest.StartEmulator(t, wakeBin, env)
-	// The agent's Kill on exit is refused within the grace after a Wake; the
-	// flow below outlasts a one-second grace.
-	kill := awstest.StartEmulator(t, killBin, append(env, "WAKE_GRACE=1s"))
-	const apiKey = "test-key"
-	gw := httptest.NewServer(&awstest.APIGatewayAdapter{
-		Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
-		APIKey: apiKey,
-	})
-	defer gw.Close()
-
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello through a woken server")
 	}))
 	defer target.Close()
+	for _, mode := range []lifecycle.WakeMode{lifecycle.WakeOnStart, lifecycle.WakeOnDemand} {
+		t.Run(string(mode), func(t *testing.T) {
+			srv := &restartable{t: t, ca: ca, cert: srvCert, port: awstest.FreePort(t)}
+			srv.start()
+			defer srv.stop()
+			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "wake-e2e-" + strings.ReplaceAll(string(mode), "_", "-"), PublicIP: "127.0.0.1"})
+			env := awstest.LambdaEnv(endpoint, "CLUSTER_NAME="+f.Cluster, "SERVICE_NAME="+f.Service,
+				"TUNNEL_PORT="+strconv.Itoa(srv.port), "LOG_LEVEL=debug")
+			wake := awstest.StartEmulator(t, wakeBin, env)
+			// The agent's Kill on exit is refused within the grace after a Wake; the
+			// flow below outlasts a one-second grace.
+			kill := awstest.StartEmulator(t, killBin, append(env, "WAKE_GRACE=1s"))
+			const apiKey = "test-key"
+			gw := httptest.NewServer(&awstest.APIGatewayAdapter{
+				Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
+				APIKey: apiKey,
+			})
+			defer gw.Close()
 
-	proxyPort := awstest.FreePort(t)
-	args := []string{
-		"--local-proxy-port", strconv.Itoa(proxyPort),
-		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
-		"--lifecycle-api-endpoint", gw.URL + "/prod",
-		"--lifecycle-api-key", apiKey,
-		"--lifecycle-wake-mode", "on_demand",
-		"--lifecycle-poll-interval", "200ms",
-		"--connect-retry-interval", "200ms",
-		"--log-level", "debug",
-	}
-	logs, stop := runAgent(t, args)
-
-	proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
-	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 60 * time.Second}
-	var body []byte
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := hc.Get(target.URL)
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
+			proxyPort := awstest.FreePort(t)
+			args := []string{
+				"--local-proxy-port", strconv.Itoa(proxyPort), "--admin-listen", "",
+				"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
+				"--lifecycle-api-endpoint", gw.URL + "/prod",
+				"--lifecycle-api-key", apiKey,
+				"--lifecycle-wake-mode", string(mode),
+				"--lifecycle-poll-interval", "200ms", "--lifecycle-wake-wait", "2s",
+				"--connect-retry-interval", "200ms", "--keepalive-interval", "500ms", "--sessions", "1",
+				"--log-level", "debug",
 			}
-			err = &url.Error{Op: "status", URL: target.URL, Err: io.ErrUnexpectedEOF}
-		}
+			logs, stop := runAgent(t, args)
+			proxyURL, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
+			hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 60 * time.Second}
+			get := func() {
+				t.Helper()
+				var last string
+				deadline := time.Now().Add(60 * time.Second)
+				for time.Now().Before(deadline) {
+					resp, err := hc.Get(target.URL)
+					if err == nil {
+						body, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode == 200 && string(body) == "hello through a woken server" {
+							return
+						}
+						last = fmt.Sprintf("%d %q", resp.StatusCode, body)
+					} else {
+						last = err.Error() // the proxy not listening yet
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				t.Fatalf("no answer through the woken tunnel: %s\nagent log:\n%s\nwake log:\n%s", last, logs.String(), wake.Logs())
+			}
+
+			if mode == lifecycle.WakeOnStart {
+				waitLog(t, logs, "tunnel session established")
+			} else {
+				time.Sleep(time.Second)
+				if got := desired(t, endpoint, f); got != 0 {
+					t.Fatalf("an on_demand agent woke the server with no request: desired %d", got)
+				}
+			}
+			get()
+			if got := desired(t, endpoint, f); got != 1 {
+				t.Fatalf("desired count after wake = %d, want 1", got)
+			}
+
+			// Put to sleep (the Sleep Lambda's effect; `fluidity sleep` calls the
+			// same Kill), and the task stops.
+			api := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: apiKey}
+			if err := api.Kill(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			srv.stop()
+			waitLog(t, logs, "tunnel closed: the server is not running; it is woken when a request arrives")
+			time.Sleep(2 * time.Second) // no demand
+			if got := desired(t, endpoint, f); got != 0 {
+				t.Fatalf("the agent woke the sleeping server by itself: desired %d\nagent log:\n%s", got, logs.String())
+			}
+			if n := strings.Count(logs.String(), "waiting for the server to start"); n > 1 && mode == lifecycle.WakeOnDemand {
+				t.Fatalf("wake-ups while asleep:\n%s", logs.String())
+			}
+
+			// A request: held through the wake-up (the task "starts": the server
+			// is back on its port), then answered.
+			srv.start()
+			get()
+			if got := desired(t, endpoint, f); got != 1 {
+				t.Fatalf("desired count after the request = %d, want 1", got)
+			}
+
+			// Past the Kill Lambda's one-second grace after the last Wake (a
+			// wall-clock rule of a separate process), the agent's Kill on exit
+			// stops the server.
+			time.Sleep(1100 * time.Millisecond)
+			hc.CloseIdleConnections()
+			stop()
+			if got := desired(t, endpoint, f); got != 0 {
+				t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)\nagent log:\n%s\nkill log:\n%s", got, logs.String(), kill.Logs())
+			}
+		})
+	}
+}
+
+// restartable is a tunnel server on a fixed port that can stop and start
+// again, as a Fargate task at one address would.
+type restartable struct {
+	t    *testing.T
+	ca   *pki.CA
+	cert *pki.KeyPair
+	port int
+
+	srv  *tunnel.Server
+	done chan struct{}
+}
+
+func (r *restartable) start() {
+	r.t.Helper()
+	cert, err := r.cert.TLSCertificate()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cfg := tunnel.DefaultServerConfig()
+	cfg.TLSConfig = tunnel.NewServerTLSConfig(cert, r.ca.CertPool())
+	cfg.Egress.AllowCIDRs = []string{"127.0.0.0/8"}
+	if r.srv, err = tunnel.NewServer(cfg); err != nil {
+		r.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.done = make(chan struct{})
+	go func(s *tunnel.Server, done chan struct{}) { defer close(done); _ = s.Serve(context.Background(), ln) }(r.srv, r.done)
+}
+
+func (r *restartable) stop() {
+	if r.srv != nil {
+		_ = r.srv.Close()
+		<-r.done
+		r.srv = nil
+	}
+}
+
+func waitLog(t *testing.T, logs *syncBuffer, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), msg) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no answer through the woken tunnel: %v\nagent log:\n%s\nwake log:\n%s", err, logs.String(), wake.Logs())
+			t.Fatalf("agent never logged %q:\n%s", msg, logs.String())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if string(body) != "hello through a woken server" {
-		t.Fatalf("body %q", body)
-	}
-	if got := desired(t, endpoint, f); got != 1 {
-		t.Fatalf("desired count after wake = %d, want 1", got)
-	}
-	if !bytes.Contains([]byte(logs.String()), []byte("waiting for the server to start")) &&
-		!bytes.Contains([]byte(logs.String()), []byte("tunnel session established")) {
-		t.Errorf("agent log shows no wake progress:\n%s", logs.String())
-	}
-	// Past the Kill Lambda's one-second grace after the last Wake (a wall-clock
-	// rule of a separate process), the agent's Kill on exit stops the server.
-	time.Sleep(1100 * time.Millisecond)
-	stop()
-	if got := desired(t, endpoint, f); got != 0 {
-		t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)\nagent log:\n%s\nkill log:\n%s", got, logs.String(), kill.Logs())
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
