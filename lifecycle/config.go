@@ -25,10 +25,10 @@ const (
 type ClientConfig struct {
 	Endpoint string   `koanf:"api_endpoint" yaml:"api_endpoint" help:"base URL of the wake/kill API (API Gateway stage URL); empty dials server_ip without waking anything"`
 	APIKey   string   `koanf:"api_key" yaml:"api_key" help:"API Gateway key, sent as x-api-key"`
-	WakeMode WakeMode `koanf:"wake_mode" yaml:"wake_mode" help:"on_start wakes the server when the agent starts; on_demand when the first request arrives (requests wait)"`
-	// KillOnExit calls Kill on graceful shutdown; turn it off when several
-	// agents share one server.
-	KillOnExit bool `koanf:"kill_on_exit" yaml:"kill_on_exit" help:"put the server to sleep when the agent shuts down; turn off when several agents share it"`
+	WakeMode WakeMode `koanf:"wake_mode" yaml:"wake_mode" help:"on_start wakes the server when the agent starts; on_demand when the first request arrives (requests are held); either way later wake-ups come only from requests"`
+	// KillOnExit calls Kill on graceful shutdown, marked as an agent's exit:
+	// the Kill Lambda refuses it while another agent may use the server.
+	KillOnExit bool `koanf:"kill_on_exit" yaml:"kill_on_exit" help:"put the server to sleep when the agent shuts down, unless another agent is using it or it was woken within the last few minutes (the Kill Lambda decides)"`
 	// PollInterval between Wake calls while the server starts.
 	PollInterval time.Duration `koanf:"poll_interval" yaml:"poll_interval" help:"interval between Wake calls while the server starts"`
 	// WakeTimeout bounds one whole wake-up (Fargate usually needs 30–90 s).
