@@ -12,6 +12,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,9 +164,9 @@ func (p *Proxy) forward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *h
 	host := r.URL.Hostname()
 	resp, err := p.tun.RoundTrip(r)
 	if err != nil {
-		status := tunnel.HTTPStatus(err)
-		p.logRequest(r.Method, host, status, start, err)
-		return r, errorResponse(r, status, err)
+		f := explain(err, host)
+		p.logRequest(r.Method, host, f.Status, start, err)
+		return r, errorResponse(r, f)
 	}
 	// goproxy copies the body and only logs a read error, after which net/http ends
 	// a chunked response cleanly: a body cut short would reach the client as if
@@ -189,13 +190,24 @@ func (p *Proxy) connectDial(r *http.Request, network, addr string) (net.Conn, er
 	return p.counted(conn), nil
 }
 
-// connectError answers a failed CONNECT with the status its cause maps to.
+// connectError answers a failed CONNECT with the status its cause maps to and a
+// short plain body: what reads it is a program, not a person.
 func (p *Proxy) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
-	status := tunnel.HTTPStatus(err)
-	p.logRequest(http.MethodConnect, ctx.Req.URL.Hostname(), status, time.Now(), err)
-	msg := errorText(status, err)
-	_, _ = fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), len(msg), msg)
+	host := ctx.Req.URL.Hostname()
+	f := explain(err, host)
+	p.logRequest(http.MethodConnect, host, f.Status, time.Now(), err)
+	msg := f.text()
+	h := http.Header{}
+	f.header(h)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(msg)))
+	h.Set("Connection", "close")
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", f.Status, http.StatusText(f.Status))
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	b.WriteString(msg)
+	_, _ = io.WriteString(w, b.String())
 }
 
 func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -203,9 +215,10 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	host := r.URL.Hostname()
 	resp, conn, err := p.tun.DialWebSocket(r.Context(), r)
 	if err != nil {
-		status := tunnel.HTTPStatus(err)
-		p.logRequest(r.Method, host, status, start, err)
-		http.Error(w, errorText(status, err), status)
+		f := explain(err, host)
+		p.logRequest(r.Method, host, f.Status, start, err)
+		f.header(w.Header())
+		http.Error(w, f.text(), f.Status)
 		return
 	}
 	if conn == nil {
@@ -273,20 +286,12 @@ func (p *Proxy) logRequest(method, host string, status int, start time.Time, err
 	ev.Str("method", method).Str("target", host).Int("status", status).Dur("duration", time.Since(start)).Msg("request")
 }
 
-func errorText(status int, err error) string {
-	var re *tunnel.RemoteError
-	if errors.As(err, &re) {
-		return fmt.Sprintf("fluidity: %s (%s)\n", http.StatusText(status), re.Code)
-	}
-	return fmt.Sprintf("fluidity: %s\n", http.StatusText(status))
-}
-
-func errorResponse(r *http.Request, status int, err error) *http.Response {
-	resp := goproxy.NewResponse(r, goproxy.ContentTypeText, status, errorText(status, err))
-	var re *tunnel.RemoteError
-	if errors.As(err, &re) {
-		resp.Header.Set("X-Fluidity-Error", string(re.Code))
-	}
+// errorResponse is the answer to a failed plain-HTTP request: a page for a
+// browser, text for anything else.
+func errorResponse(r *http.Request, f failure) *http.Response {
+	ct, body := f.page(r.Header.Get("Accept"))
+	resp := goproxy.NewResponse(r, ct, f.Status, string(body))
+	f.header(resp.Header)
 	return resp
 }
 
