@@ -325,18 +325,23 @@ func (s *SOCKSServer) stop(all bool) {
 
 // Shutdown stops accepting, ends connections that have not made their request
 // yet, and waits for the others (relays in progress) to finish, or for ctx.
+// Like http.Server.Shutdown it polls rather than start a goroutine to wait.
 func (s *SOCKSServer) Shutdown(ctx context.Context) error {
 	s.stop(false)
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
 }
 

@@ -10,6 +10,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # e2e test; openssl writes its password file. squid lives in /usr/sbin, off a user's PATH.
 [ -x /usr/sbin/squid ] && [ -x /usr/lib/squid/ntlm_fake_auth ] || need_apt+=(squid)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# OpenBSD netcat (nc -X 5, as ssh's ProxyCommand uses it) for the SOCKS5 e2e test.
+command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "ci-deps: apt-get install ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

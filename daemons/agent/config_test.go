@@ -30,6 +30,10 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"admin_listen", func(c *Config) { c.AdminListen = "8081" }},
 		{"admin_listen", func(c *Config) { c.AdminListen = "admin.example:8081" }},
 		{"admin_listen", func(c *Config) { c.AdminListen = "127.0.0.1:8080" }}, // the proxy's
+		{"socks_port", func(c *Config) { c.SOCKSPort = 70000 }},
+		{"socks_port", func(c *Config) { c.SOCKSPort = -1 }},
+		{"socks_port", func(c *Config) { c.SOCKSPort = c.LocalProxyPort }},
+		{"socks_port", func(c *Config) { c.SOCKSPort = 8081 }}, // admin_listen's
 		{"cert_file", func(c *Config) { c.CertFile = "" }},
 		{"key_file", func(c *Config) { c.KeyFile = "" }},
 		{"ca_cert_file", func(c *Config) { c.CACertFile = "" }},
@@ -58,6 +62,10 @@ func TestValidateNamesTheKey(t *testing.T) {
 	c.AdminListen = ""
 	if err := c.Validate(); err != nil {
 		t.Fatalf("admin listener off refused: %v", err)
+	}
+	c.SOCKSPort = 1080
+	if err := c.Validate(); err != nil {
+		t.Fatalf("socks_port 1080 refused: %v", err)
 	}
 }
 

@@ -38,6 +38,7 @@ type Config struct {
 	ServerName     string `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
 	ListenAddr     string `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
 	LocalProxyPort int    `koanf:"local_proxy_port" help:"port the local proxy listens on"`
+	SOCKSPort      int    `koanf:"socks_port" help:"port of a SOCKS5 listener on listen_addr (CONNECT, no password, names resolved by the server: socks5h); 0 turns it off"`
 	AdminListen    string `koanf:"admin_listen" help:"host:port of the admin listener (GET /metrics, Prometheus); empty turns it off. It answers only requests for localhost or its own address"`
 	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
@@ -143,6 +144,9 @@ func (c *Config) Validate() error {
 		return bad("connect_retry_timeout", "must not be negative")
 	case c.UpstreamCreds != "" && c.UpstreamProxy == "":
 		return bad("upstream_proxy_credentials_file", "set, but upstream_proxy is empty (direct)")
+	}
+	if err := c.checkSOCKS(); err != nil {
+		return err
 	}
 	if c.UpstreamProxy != "" && c.UpstreamProxy != upstream.EnvMode {
 		if _, err := upstream.ParseURL(c.UpstreamProxy); err != nil {
@@ -296,6 +300,12 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	socks, err := startSOCKS(ctx, cfg, px, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer socks.Close()
 	httpSrv := px.NewHTTPServer()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	keeper := make(chan struct{})
