@@ -177,29 +177,43 @@ func TestRetryAfter(t *testing.T) {
 	resp.Body.Close()
 	check("http", resp)
 
-	conn, err := net.Dial("tcp", proxyURL.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "CONNECT target.example:443 HTTP/1.1\r\nHost: target.example:443\r\n\r\n")
-	cresp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(cresp.Body)
-	conn.Close()
+	cresp, body := connectVia(t, proxyURL.Host)
 	check("connect", cresp)
 	if !strings.HasPrefix(cresp.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(body), "starting") {
 		t.Errorf("connect: %q %q, want a short plain body", cresp.Header.Get("Content-Type"), body)
 	}
+	wresp := upgradeVia(t, hc)
+	check("websocket", wresp)
+}
 
-	req, _ := http.NewRequest("GET", "http://target.example/ws", nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	wresp, err := hc.Do(req)
+// connectVia asks the proxy at host for CONNECT target.example:443 and returns
+// its answer, with the body read.
+func connectVia(t *testing.T, host string) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wresp.Body.Close()
-	check("websocket", wresp)
+	defer conn.Close()
+	fmt.Fprintf(conn, "CONNECT target.example:443 HTTP/1.1\r\nHost: target.example:443\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// upgradeVia sends a WebSocket upgrade for target.example through hc's proxy.
+func upgradeVia(t *testing.T, hc *http.Client) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://target.example/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }

@@ -280,28 +280,12 @@ func TestErrorStatuses(t *testing.T) {
 				t.Errorf("http: status %d, want %d", resp.StatusCode, tc.want)
 			}
 			// CONNECT: the status arrives as the CONNECT answer.
-			conn, err := net.Dial("tcp", proxyURL.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(conn, "CONNECT target.example:443 HTTP/1.1\r\nHost: target.example:443\r\n\r\n")
-			cresp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
-			conn.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			cresp, _ := connectVia(t, proxyURL.Host)
 			if cresp.StatusCode != tc.want {
 				t.Errorf("connect: status %d, want %d", cresp.StatusCode, tc.want)
 			}
 			// WebSocket upgrade.
-			req, _ := http.NewRequest("GET", "http://target.example/ws", nil)
-			req.Header.Set("Connection", "Upgrade")
-			req.Header.Set("Upgrade", "websocket")
-			wresp, err := hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wresp.Body.Close()
+			wresp := upgradeVia(t, hc)
 			if wresp.StatusCode != tc.want {
 				t.Errorf("websocket: status %d, want %d", wresp.StatusCode, tc.want)
 			}
