@@ -223,10 +223,11 @@ const (
 	refusedSilent                // sent nothing within FirstByteTimeout
 	refusedSlow                  // handshake not done within HandshakeTimeout
 	refusedFailed                // the handshake failed: no or bad certificate, not TLS 1.3, not TLS
+	refusedDecoy                 // no client certificate: answered by the decoy (DecoyConfig)
 	numRefusals
 )
 
-var refusalNames = [numRefusals]string{"evicted", "evicted_source", "silent", "slow", "failed"}
+var refusalNames = [numRefusals]string{"evicted", "evicted_source", "silent", "slow", "failed", "decoy"}
 
 // refusalLogEvery is how often refusals are summed up in the log.
 const refusalLogEvery = time.Second

@@ -370,7 +370,8 @@ func TestHandshakeEvictionOrder(t *testing.T) {
 	p := sharedPKI(t)
 	now := time.Now()
 	cfg.TLSConfig = tlsAt(cfg.TLSConfig, now)
-	clientTLS := tlsAt(NewClientTLSConfig(p.client, p.pool, DefaultServerName), now)
+	clientTLS := newClientTLSConfig(p.client, p.pool, DefaultServerName, func() time.Time { return now })
+	clientTLS.Time = func() time.Time { return now }
 	// No resumption: in a resumed TLS 1.3 handshake the server writes its session
 	// ticket while the client writes its Finished, which deadlocks on net.Pipe (no
 	// buffer); the full handshake with the client certificate is the case anyway.

@@ -57,7 +57,8 @@ type Observer struct {
 
 	// HandshakeRefused is called (on a Server) when a connection did not
 	// become a session, with why: "evicted", "evicted_source", "silent",
-	// "slow", "denied" (a certificate on the deny list) or "failed".
+	// "slow", "denied" (a certificate on the deny list), "failed", or "decoy" (no
+	// client certificate, answered by the decoy; see DecoyConfig).
 	HandshakeRefused func(reason string)
 	// BreakerStateChange is called (on a Server) when a target's circuit
 	// breaker changes state: "closed", "half-open" or "open".

@@ -38,6 +38,7 @@ type CertReloader struct {
 	cert  *tls.Certificate
 	pool  *x509.CertPool
 	stamp string // modification times and sizes of the three files
+	sni   string // server name in the client configs' ClientHellos; "" for none
 }
 
 // NewCertReloader loads the files once; it fails if they are unusable.
@@ -278,10 +279,26 @@ func checkDenied(cs tls.ConnectionState, d denyList) error {
 
 // ClientTLSConfig returns a client configuration (as NewClientTLSConfig) built
 // from the current files; call it for every dial so that reloads take effect. The
-// session ticket cache is shared across calls.
+// session ticket cache is shared across calls. Its ClientHello carries the
+// server name SetClientSNI set, none by default; serverName is what the server
+// certificate is verified for, whatever the SNI says.
 func (r *CertReloader) ClientTLSConfig(serverName string) *tls.Config {
-	cert, pool := r.current()
+	r.mu.RLock()
+	cert, pool, sni := r.cert, r.pool, r.sni
+	r.mu.RUnlock()
 	cfg := NewClientTLSConfig(*cert, pool, serverName)
 	cfg.ClientSessionCache = r.tickets
+	cfg.ServerName = sni
 	return cfg
+}
+
+// SetClientSNI sets the server name (SNI) the ClientHellos of ClientTLSConfig's
+// configurations carry in clear text: empty, the default, sends none, so that
+// nothing names the product to an observer; or a name of the user's choosing. It
+// changes nothing in what is verified. An IP address is never sent as SNI (RFC
+// 6066), so one here means none.
+func (r *CertReloader) SetClientSNI(sni string) {
+	r.mu.Lock()
+	r.sni = sni
+	r.mu.Unlock()
 }

@@ -175,8 +175,15 @@ func mustRead(t *testing.T, path string) []byte {
 // TestSessionResumption: a second connection from the same agent resumes the TLS
 // session (a handshake without certificate verification on either side), and the
 // resumed session still carries the client's certificate, which the deny list and
-// the logs rely on.
+// the logs rely on. Without SNI the client caches sessions by the server's
+// address, which stays the same for one server process (the one that knows the
+// tickets), so every handshake here goes to one listener.
 func TestSessionResumption(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	dir := t.TempDir()
 	writePKI(t, dir, "carol")
 	log := zerolog.Nop()
@@ -190,7 +197,7 @@ func TestSessionResumption(t *testing.T) {
 	}
 	serverCfg := srv.ServerTLSConfig([]string{"someone-else"})
 	for i, wantResumed := range []bool{false, true, true} {
-		client, server, err := handshakeStates(serverCfg, cli.ClientTLSConfig(DefaultServerName))
+		client, server, err := handshakeStates(ln, serverCfg, cli.ClientTLSConfig(DefaultServerName))
 		if err != nil {
 			t.Fatalf("handshake %d: %v", i+1, err)
 		}
@@ -207,17 +214,17 @@ func TestSessionResumption(t *testing.T) {
 	keys := [32]byte{1, 2, 3}
 	serverCfg.SetSessionTicketKeys([][32]byte{keys})
 	denying.SetSessionTicketKeys([][32]byte{keys})
-	if _, _, err := handshakeStates(serverCfg, cli.ClientTLSConfig(DefaultServerName)); err != nil {
+	if _, _, err := handshakeStates(ln, serverCfg, cli.ClientTLSConfig(DefaultServerName)); err != nil {
 		t.Fatal(err)
 	}
 	// With shared keys another accepting config resumes, so the denying one below
 	// is offered a resumption too.
 	accepting := srv.ServerTLSConfig(nil)
 	accepting.SetSessionTicketKeys([][32]byte{keys})
-	if client, _, err := handshakeStates(accepting, cli.ClientTLSConfig(DefaultServerName)); err != nil || !client.DidResume {
+	if client, _, err := handshakeStates(ln, accepting, cli.ClientTLSConfig(DefaultServerName)); err != nil || !client.DidResume {
 		t.Fatalf("no resumption across configs sharing ticket keys: resumed %v, %v", client.DidResume, err)
 	}
-	client, _, err := handshakeStates(denying, cli.ClientTLSConfig(DefaultServerName))
+	client, _, err := handshakeStates(ln, denying, cli.ClientTLSConfig(DefaultServerName))
 	if err == nil {
 		t.Fatalf("denied client accepted (resumed %v)", client.DidResume)
 	}
@@ -226,12 +233,7 @@ func TestSessionResumption(t *testing.T) {
 // handshakeStates is handshake returning both sides' view of the connection. It
 // runs over loopback TCP: a refusal on resumption has both sides writing at once,
 // which net.Pipe (unbuffered) would deadlock.
-func handshakeStates(serverCfg, clientCfg *tls.Config) (client, server tls.ConnectionState, err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return client, server, err
-	}
-	defer ln.Close()
+func handshakeStates(ln net.Listener, serverCfg, clientCfg *tls.Config) (client, server tls.ConnectionState, err error) {
 	a, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		return client, server, err

@@ -105,6 +105,10 @@ type ServerConfig struct {
 	// Observer, if set, is told of sessions, streams, handshake refusals,
 	// breaker changes and egress refusals (for metrics); see Observer.
 	Observer *Observer
+	// Decoy, when enabled, answers TLS clients without a client certificate like
+	// an ordinary HTTPS server instead of failing their handshake; see
+	// DecoyConfig. Off by default.
+	Decoy DecoyConfig
 	// Transport, if set, makes HTTP requests instead of the server's own pooled one.
 	// Breakers and retries still apply to it, but the egress policy only does if its
 	// dialer goes through the server (the server's own transport always does): a
@@ -196,11 +200,16 @@ func (c ServerConfig) Validate() error {
 	if err := c.Retry.validate(); err != nil {
 		return err
 	}
+	if err := c.Decoy.validate(); err != nil {
+		return err
+	}
 	if c.TLSConfig != nil {
 		if c.TLSConfig.MinVersion < tls.VersionTLS13 {
 			return errors.New("tunnel: server: TLS config must require TLS 1.3")
 		}
 		if c.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+			// Even with a decoy: the server relaxes it itself (decoyTLS), so a
+			// config that does not demand certificates is a mistake either way.
 			return errors.New("tunnel: server: TLS config must require and verify client certificates")
 		}
 	}
@@ -225,6 +234,7 @@ type Server struct {
 	streams  chan struct{} // admission tokens, cap MaxStreams
 	pending  *admission    // connections in their TLS handshake
 	refusals *refusalLog
+	decoy    *decoy // nil without DecoyConfig.Enabled
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -248,6 +258,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TLSConfig != nil {
 		cfg.TLSConfig = cfg.TLSConfig.Clone()
+		if cfg.Decoy.Enabled {
+			cfg.TLSConfig = decoyTLS(cfg.TLSConfig)
+		}
 	}
 	g, err := newGuards(&cfg, cfg.Logger)
 	if err != nil {
@@ -269,6 +282,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		budget:     newReceiveBudget(cfg.ReceiveBudget),
 		limit:      newLogLimit(),
 		waiting:    newHeaderWaits(),
+	}
+	if cfg.Decoy.Enabled {
+		s.decoy = newDecoy(cfg.Decoy)
 	}
 	s.lastActivity.Store(time.Now().UnixNano())
 	s.transport = cfg.Transport
@@ -394,8 +410,21 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 	cancel()
 	out, started := s.pending.release(p)
 	if err == nil && out == notEvicted {
-		_ = s.ServeConn(ctx, tconn)
-		return
+		// The one gate to the tunnel: a client certificate that crypto/tls
+		// verified against the CA (and the deny list passed). Whatever the
+		// TLS config says, nothing else becomes a session.
+		cs := tconn.ConnectionState()
+		if len(cs.VerifiedChains) > 0 {
+			_ = s.ServeConn(ctx, tconn)
+			return
+		}
+		if s.decoy != nil && len(cs.PeerCertificates) == 0 {
+			s.refusals.add(refusedDecoy, conn.RemoteAddr(), nil)
+			s.cfg.Observer.handshakeRefused(refusalNames[refusedDecoy])
+			s.decoy.serve(tconn, s.goOwned)
+			return
+		}
+		err = errUnverifiedClient
 	}
 	_ = conn.Close()
 	var why refusal
@@ -429,6 +458,21 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 	} else {
 		s.cfg.Observer.handshakeRefused(refusalNames[why])
 	}
+}
+
+// errUnverifiedClient is why a completed handshake without a verified client
+// certificate was closed: only possible with a TLS config that does not verify
+// them (NewServer refuses those, but GetConfigForClient may return one).
+var errUnverifiedClient = errors.New("tunnel: client certificate not verified")
+
+// goOwned runs f in a goroutine Close waits for. Only called from a goroutine
+// Close already waits for, so the WaitGroup cannot be at zero.
+func (s *Server) goOwned(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 // ServeConn serves one session over conn, which the caller has authenticated (a
@@ -669,6 +713,10 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.cancelBase()
 	})
+	if s.decoy != nil {
+		// Before Wait: the decoy's Serve returns only once it is closed.
+		s.decoy.close()
+	}
 	s.wg.Wait()
 	s.refusals.stop()
 	if s.ownedTr != nil {

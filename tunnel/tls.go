@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
 )
@@ -17,30 +19,93 @@ import (
 // is what identifies it.
 const DefaultServerName = pki.DefaultServerName // one name for the issuer and the verifier
 
+// ALPN is what both ends offer for application protocols: what browsers send
+// (and what an ordinary HTTPS server accepts), so that neither the agent's
+// ClientHello nor the server's answer to one stands out. The tunnel itself
+// ignores the protocol negotiated; a decoy answer (DecoyConfig) speaks it.
+var ALPN = []string{"h2", "http/1.1"}
+
 // NewServerTLSConfig returns the server side of the tunnel's mutual TLS: TLS 1.3
-// only, client certificates required and verified against clientCAs.
+// only, client certificates required and verified against clientCAs, and the
+// application protocols of an ordinary HTTPS server (ALPN), of which it picks h2
+// when the client offers it, as such a server does.
 func NewServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clientCAs,
+		NextProtos:   slices.Clone(ALPN),
 	}
 }
 
+// ErrServerCertificate wraps every refusal of the server's certificate by the
+// agent's verification (see NewClientTLSConfig); the x509 error is wrapped too.
+var ErrServerCertificate = errors.New("tunnel: server certificate refused")
+
 // NewClientTLSConfig returns the agent side: TLS 1.3 only, the server verified
-// against rootCAs for serverName whatever address is dialled, and session tickets
-// cached so that reconnecting costs one round trip less.
+// against rootCAs for serverName (DefaultServerName if empty) whatever address
+// is dialled, ALPN as browsers send it, and session tickets cached so that
+// reconnecting costs one round trip less.
+//
+// The ClientHello carries no server name (SNI) unless the caller sets one in the
+// returned config's ServerName: that field only says what an observer of the
+// ClientHello reads, never what is verified. Go's TLS client sends no SNI only
+// with InsecureSkipVerify, so the config sets it, and verifies in
+// VerifyConnection instead, exactly as strictly as Go would: the whole chain
+// against rootCAs (never the system roots; a nil pool refuses every server),
+// server-auth usage, serverName among the SANs, every certificate valid now. It
+// fails closed: no certificate, or any error, ends the handshake. A resumed
+// session is verified again in the same way.
 func NewClientTLSConfig(cert tls.Certificate, rootCAs *x509.CertPool, serverName string) *tls.Config {
+	return newClientTLSConfig(cert, rootCAs, serverName, time.Now)
+}
+
+// newClientTLSConfig is NewClientTLSConfig checking validity at now(), for tests
+// on a fake clock.
+func newClientTLSConfig(cert tls.Certificate, rootCAs *x509.CertPool, serverName string, now func() time.Time) *tls.Config {
 	if serverName == "" {
 		serverName = DefaultServerName
 	}
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		// Not consulted (InsecureSkipVerify), but kept so the config says which
+		// CA it trusts.
 		RootCAs:            rootCAs,
-		ServerName:         serverName,
+		NextProtos:         slices.Clone(ALPN),
+		InsecureSkipVerify: true, // only so that no SNI is sent; verifyServer checks everything
+		VerifyConnection:   verifyServer(rootCAs, serverName, now),
 		ClientSessionCache: tls.NewLRUClientSessionCache(8),
+	}
+}
+
+// verifyServer is the server verification crypto/tls would do with RootCAs and
+// ServerName set, done by hand because InsecureSkipVerify turns Go's off.
+func verifyServer(roots *x509.CertPool, serverName string, now func() time.Time) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if roots == nil {
+			// x509 would fall back to the system roots: never for the tunnel.
+			return fmt.Errorf("%w: no CA to verify it against", ErrServerCertificate)
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("%w: the server sent none", ErrServerCertificate)
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: inter,
+			DNSName:       serverName,
+			CurrentTime:   now(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrServerCertificate, err)
+		}
+		return nil
 	}
 }
 
@@ -106,8 +171,10 @@ func DialTLSWith(ctx context.Context, dialer ContextDialer, addr string, cfg *tl
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: dial server %s: %w", addr, err)
 	}
-	if cfg.ServerName == "" {
-		// As tls.Dialer does: verify the dialled host.
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		// As tls.Dialer does: verify the dialled host. Not for a config that
+		// verifies for itself (NewClientTLSConfig): its empty ServerName means
+		// no SNI.
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			host = addr

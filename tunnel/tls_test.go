@@ -6,9 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
 )
@@ -18,8 +22,15 @@ import (
 func serveMTLS(t *testing.T, cert tls.Certificate, clientCAs *x509.CertPool) string {
 	t.Helper()
 	cfg := DefaultServerConfig()
-	cfg.Logger = testLogger(t)
 	cfg.TLSConfig = NewServerTLSConfig(cert, clientCAs)
+	return serveConfig(t, cfg)
+}
+
+// serveConfig runs a Server with cfg (its TLSConfig set) on a loopback listener
+// and returns its address.
+func serveConfig(t *testing.T, cfg ServerConfig) string {
+	t.Helper()
+	cfg.Logger = testLogger(t)
 	cfg.HandshakeTimeout = 5 * time.Second
 	srv, err := NewServer(cfg)
 	if err != nil {
@@ -62,8 +73,13 @@ func serverAnswer(t *testing.T, addr string, cfg *tls.Config) error {
 		return err
 	}
 	defer conn.Close()
+	return sessionAnswer(conn)
+}
+
+// sessionAnswer is serverAnswer over a connection dialled already.
+func sessionAnswer(conn net.Conn) error {
 	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, err = conn.Read(make([]byte, 1))
+	_, err := conn.Read(make([]byte, 1))
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return nil
@@ -154,38 +170,62 @@ func TestClientRefusesServers(t *testing.T) {
 	wrongName := mustTLSCert(t, kp, err)
 	kp, err = p.ca.IssueServer(pki.ServerOptions{NotBefore: time.Now().Add(-72 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
 	expired := mustTLSCert(t, kp, err)
+	kp, err = p.ca.IssueServer(pki.ServerOptions{NotBefore: time.Now().Add(time.Hour), NotAfter: time.Now().Add(72 * time.Hour)})
+	notYetValid := mustTLSCert(t, kp, err)
 	kp, err = p.ca.IssueServer(pki.ServerOptions{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	clientUsage := mustTLSCert(t, kp, err)
 
 	cases := []struct {
 		name string
 		cert tls.Certificate
+		cfg  func() *tls.Config // nil: the agent's config for DefaultServerName
 		want func(error) bool
 	}{
-		{"certificate of other CA", otherServer, func(err error) bool {
+		{"certificate of other CA", otherServer, nil, func(err error) bool {
 			var e x509.UnknownAuthorityError
 			return errors.As(err, &e)
 		}},
-		{"wrong server name", wrongName, func(err error) bool {
+		{"wrong server name", wrongName, nil, func(err error) bool {
 			var e x509.HostnameError
 			return errors.As(err, &e)
 		}},
-		{"right name, client-auth usage", clientUsage, func(err error) bool {
+		{"right name, client-auth usage", clientUsage, nil, func(err error) bool {
 			var e x509.CertificateInvalidError
 			return errors.As(err, &e) && e.Reason == x509.IncompatibleUsage
 		}},
-		{"expired", expired, func(err error) bool {
+		{"expired", expired, nil, func(err error) bool {
 			var e x509.CertificateInvalidError
 			return errors.As(err, &e) && e.Reason == x509.Expired
 		}},
+		{"not yet valid", notYetValid, nil, func(err error) bool {
+			var e x509.CertificateInvalidError
+			return errors.As(err, &e) && e.Reason == x509.Expired
+		}},
+		// The SNI says nothing about what is verified: naming the wrong
+		// server's name in it does not make its certificate acceptable.
+		{"SNI naming the wrong name", wrongName, func() *tls.Config {
+			c := NewClientTLSConfig(p.client, p.pool, DefaultServerName)
+			c.ServerName = "someone-else"
+			return c
+		}, func(err error) bool {
+			var e x509.HostnameError
+			return errors.As(err, &e)
+		}},
+		// Fails closed: without a CA the system roots are not consulted.
+		{"no CA pool", p.server, func() *tls.Config { return NewClientTLSConfig(p.client, nil, DefaultServerName) },
+			func(err error) bool { return err != nil }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := serveMTLS(t, tc.cert, p.pool)
+			cfg := tc.cfg
+			if cfg == nil {
+				cfg = func() *tls.Config { return NewClientTLSConfig(p.client, p.pool, DefaultServerName) }
+			}
 			ccfg := DefaultClientConfig()
 			ccfg.Logger = testLogger(t)
 			ccfg.Dial = func(ctx context.Context) (net.Conn, error) {
-				return DialTLS(ctx, addr, NewClientTLSConfig(p.client, p.pool, DefaultServerName))
+				return DialTLS(ctx, addr, cfg())
 			}
 			c, err := NewClient(ccfg)
 			if err != nil {
@@ -193,7 +233,7 @@ func TestClientRefusesServers(t *testing.T) {
 			}
 			defer c.Close()
 			_, err = c.DialContext(context.Background(), "tcp", "127.0.0.1:1")
-			if err == nil || !tc.want(err) {
+			if err == nil || !tc.want(err) || !errors.Is(err, ErrServerCertificate) {
 				t.Fatalf("got %v", err)
 			}
 		})
@@ -246,5 +286,99 @@ func TestDialTLSWith(t *testing.T) {
 	}
 	if _, err := DialTLSWith(ctx, nil, addr, NewClientTLSConfig(p.client, p.pool, "")); err == nil {
 		t.Error("a nil dialer was accepted")
+	}
+}
+
+// reloaders loads writePKI's files into a server and a client CertReloader.
+func reloaders(t *testing.T) (srv, cli *CertReloader) {
+	t.Helper()
+	dir := t.TempDir()
+	writePKI(t, dir, "dave")
+	f := func(n string) string { return filepath.Join(dir, n) }
+	srv, err := NewCertReloader(f("server.crt"), f("server.key"), f("ca.crt"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err = NewCertReloader(f("client.crt"), f("client.key"), f("ca.crt"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, cli
+}
+
+// TestClientHello: what an observer reads in the agent's ClientHello. No server
+// name (SNI) by default, not even the dialled host name; the one SetClientSNI
+// chose otherwise, except an IP address, which is never sent; ALPN h2 and
+// http/1.1 as browsers offer them, of which the server picks h2 as an ordinary
+// HTTPS server does. The certificate is verified for server_name whatever the
+// SNI says, so every dial here makes a session.
+func TestClientHello(t *testing.T) {
+	srvCerts, cli := reloaders(t)
+	hellos := make(chan *tls.ClientHelloInfo, 1)
+	scfg := srvCerts.ServerTLSConfig(nil)
+	inner := scfg.GetConfigForClient
+	scfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		hellos <- h
+		return inner(h)
+	}
+	cfg := DefaultServerConfig()
+	cfg.TLSConfig = scfg
+	addr := serveConfig(t, cfg)
+	byName := dialerFunc(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	})
+	for _, tc := range []struct {
+		name, sni, dial, wantSNI string
+	}{
+		{"default", "", addr, ""},
+		{"dialled by host name", "", "fluidity.example:443", ""},
+		{"server_sni set", "www.example.com", addr, "www.example.com"},
+		{"server_sni an IP address", "192.0.2.1", addr, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cli.SetClientSNI(tc.sni)
+			defer cli.SetClientSNI("")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			conn, err := DialTLSWith(ctx, byName, tc.dial, cli.ClientTLSConfig(DefaultServerName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			h := <-hellos
+			if h.ServerName != tc.wantSNI {
+				t.Errorf("SNI %q, want %q", h.ServerName, tc.wantSNI)
+			}
+			if !slices.Equal(h.SupportedProtos, []string{"h2", "http/1.1"}) {
+				t.Errorf("ALPN offered %q, want h2, http/1.1", h.SupportedProtos)
+			}
+			if p := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != "h2" {
+				t.Errorf("server chose %q, want h2", p)
+			}
+			if err := sessionAnswer(conn); err != nil {
+				t.Errorf("no session: %v", err)
+			}
+		})
+	}
+}
+
+// TestResumptionVerifiedAgain: a resumed session is verified as a full handshake
+// is (VerifyConnection runs on both), so a session ticket cached for the right
+// server is of no use to a config that expects another name.
+func TestResumptionVerifiedAgain(t *testing.T) {
+	srvCerts, cli := reloaders(t)
+	ln := listen(t)
+	defer ln.Close()
+	scfg := srvCerts.ServerTLSConfig(nil)
+	for i, want := range []bool{false, true} {
+		client, _, err := handshakeStates(ln, scfg, cli.ClientTLSConfig(DefaultServerName))
+		if err != nil || client.DidResume != want {
+			t.Fatalf("handshake %d: resumed %v, %v; want resumed %v", i+1, client.DidResume, err, want)
+		}
+	}
+	_, _, err := handshakeStates(ln, scfg, cli.ClientTLSConfig("someone-else"))
+	var he x509.HostnameError
+	if !errors.Is(err, ErrServerCertificate) || !errors.As(err, &he) {
+		t.Fatalf("resumption for another name: %v, want a hostname error", err)
 	}
 }

@@ -113,7 +113,7 @@ func New(reg prometheus.Registerer, d Daemon) *Metrics {
 		m.wakes.WithLabelValues("error")
 		m.wakeTime = histogram1("wake_duration_seconds", "Time from a wake-up's start until the server was running (or the wake-up failed).", wakeBuckets)
 	case Server:
-		m.handshakes = counter("handshake_failures_total", "Connections that did not become sessions, by reason (evicted, evicted_source, silent, slow, denied, failed).", "reason")
+		m.handshakes = counter("handshake_failures_total", "Connections that did not become sessions, by reason (evicted, evicted_source, silent, slow, denied, failed, decoy).", "reason")
 		m.breakers = counter("breaker_state_changes_total", "Circuit breaker transitions, by state left and entered (closed, half-open, open).", "from", "to")
 		m.egress = counter1("egress_refusals_total", "Targets refused by the egress policy.")
 	}
