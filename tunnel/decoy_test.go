@@ -2,9 +2,7 @@ package tunnel
 
 import (
 	"crypto/tls"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -174,18 +172,9 @@ func TestDecoyPage(t *testing.T) {
 func TestDecoyCertificateMatrix(t *testing.T) {
 	p := sharedPKI(t)
 	addr, r := serveDecoy(t, DecoyConfig{})
-	other, err := pki.NewCA(pki.CAOptions{CommonName: "Other CA"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	kp, err := other.IssueClient(pki.ClientOptions{Name: "stranger"})
-	otherCA := mustTLSCert(t, kp, err)
-	kp, err = p.ca.IssueClient(pki.ClientOptions{Name: "expired", NotBefore: now.Add(-72 * time.Hour), NotAfter: now.Add(-24 * time.Hour)})
-	expired := mustTLSCert(t, kp, err)
-	kp, err = p.ca.IssueClient(pki.ClientOptions{Name: "future", NotBefore: now.Add(24 * time.Hour), NotAfter: now.Add(72 * time.Hour)})
-	notYetValid := mustTLSCert(t, kp, err)
-	kp, err = p.ca.IssueClient(pki.ClientOptions{Name: "denied"})
+	bad := badClients(t, p)
+	otherCA, expired, notYetValid := bad.otherCA, bad.expired, bad.notYetValid
+	kp, err := p.ca.IssueClient(pki.ClientOptions{Name: "denied"})
 	denied := mustTLSCert(t, kp, err)
 
 	with := func(certs ...tls.Certificate) *tls.Config {
@@ -288,11 +277,6 @@ func TestDecoyBounded(t *testing.T) {
 	}
 	a.Close()
 	waitFor(t, 5*time.Second, "a freed decoy place taken again", func() bool { return served(probe()) })
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // TestDecoyConfigValidation: a page over 1 MiB and a negative cap are refused,

@@ -91,22 +91,35 @@ func sessionAnswer(conn net.Conn) error {
 	return err
 }
 
-// TestServerRefusesClients: the server requires a client certificate, issued by its
-// CA, for client authentication, valid now, over TLS 1.3.
-func TestServerRefusesClients(t *testing.T) {
-	p := sharedPKI(t)
-	addr := serveMTLS(t, p.server, p.pool)
+// badClientCerts are client certificates the server must refuse.
+type badClientCerts struct {
+	otherCA, expired, notYetValid tls.Certificate
+}
+
+func badClients(t *testing.T, p *testPKI) badClientCerts {
+	t.Helper()
 	other, err := pki.NewCA(pki.CAOptions{CommonName: "Other CA"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
+	var b badClientCerts
 	kp, err := other.IssueClient(pki.ClientOptions{Name: "stranger"})
-	otherCA := mustTLSCert(t, kp, err)
+	b.otherCA = mustTLSCert(t, kp, err)
 	kp, err = p.ca.IssueClient(pki.ClientOptions{Name: "expired", NotBefore: now.Add(-72 * time.Hour), NotAfter: now.Add(-24 * time.Hour)})
-	expired := mustTLSCert(t, kp, err)
+	b.expired = mustTLSCert(t, kp, err)
 	kp, err = p.ca.IssueClient(pki.ClientOptions{Name: "future", NotBefore: now.Add(24 * time.Hour), NotAfter: now.Add(72 * time.Hour)})
-	notYetValid := mustTLSCert(t, kp, err)
+	b.notYetValid = mustTLSCert(t, kp, err)
+	return b
+}
+
+// TestServerRefusesClients: the server requires a client certificate, issued by its
+// CA, for client authentication, valid now, over TLS 1.3.
+func TestServerRefusesClients(t *testing.T) {
+	p := sharedPKI(t)
+	addr := serveMTLS(t, p.server, p.pool)
+	bad := badClients(t, p)
+	otherCA, expired, notYetValid := bad.otherCA, bad.expired, bad.notYetValid
 
 	good := func() *tls.Config { return NewClientTLSConfig(p.client, p.pool, DefaultServerName) }
 	with := func(mod func(c *tls.Config)) *tls.Config {
