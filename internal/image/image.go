@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,23 @@ func ParsePlatform(s string) (Platform, error) {
 }
 
 func (p Platform) String() string { return p.OS + "/" + p.Arch }
+
+// Platforms are the images' platforms: Fargate's two architectures.
+func Platforms() []Platform {
+	return []Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}}
+}
+
+// DistBinaries maps each platform to the binary `make build` and `make images`
+// write for it into dir: dir/<binary>-<os>-<arch>, such as
+// dist/fluidity-server-linux-arm64. The files are not checked: Build reports
+// a missing one.
+func DistBinaries(dir, binary string, platforms ...Platform) map[Platform]string {
+	m := make(map[Platform]string, len(platforms))
+	for _, p := range platforms {
+		m[p] = filepath.Join(dir, binary+"-"+p.OS+"-"+p.Arch)
+	}
+	return m
+}
 
 // Options describe one image around its binary. The zero value of every field
 // but Binary means its default.

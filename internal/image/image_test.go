@@ -397,3 +397,15 @@ func TestParsePlatform(t *testing.T) {
 		}
 	}
 }
+
+func TestDistBinaries(t *testing.T) {
+	t.Parallel()
+	got := image.DistBinaries("dist", "fluidity-server", image.Platforms()...)
+	want := map[image.Platform]string{
+		amd64: filepath.Join("dist", "fluidity-server-linux-amd64"),
+		arm64: filepath.Join("dist", "fluidity-server-linux-arm64"),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DistBinaries = %v, want %v", got, want)
+	}
+}

@@ -82,11 +82,7 @@ func run(ctx context.Context, args []string, sourceDateEpoch string, stdout, std
 		// The server verifies https:// and wss:// targets; the agent verifies
 		// the Wake/Kill API (API Gateway) and https:// upstream proxies.
 		opts.CABundle = ca
-		bins := map[image.Platform]string{}
-		for _, p := range plats {
-			bins[p] = filepath.Join(*dist, fmt.Sprintf("%s-%s-%s", opts.Binary, p.OS, p.Arch))
-		}
-		digest, err := write(ctx, *out, bins, opts)
+		digest, err := write(ctx, *out, image.DistBinaries(*dist, opts.Binary, plats...), opts)
 		if err != nil {
 			return fail(err)
 		}
