@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STATE=${FLUIDITY_STATE:-.state}
+# Port 443 (the agent's default, what the cloud stack publishes) needs privileges
+# here; locally both daemons take this high port explicitly.
 SERVER_PORT=${SERVER_PORT:-8443}
 PROXY_PORT=${PROXY_PORT:-8080}
 LOG_FORMAT=${LOG_FORMAT:-console}

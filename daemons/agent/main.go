@@ -36,6 +36,7 @@ type Config struct {
 	ServerIP       string `koanf:"server_ip" help:"address of the Fluidity server to dial (IP or host name)"`
 	ServerPort     int    `koanf:"server_port" help:"the server's tunnel port"`
 	ServerName     string `koanf:"server_name" help:"name the server certificate must carry; verified instead of the dialled address"`
+	ServerSNI      string `koanf:"server_sni" help:"server name the TLS ClientHello shows in clear text (SNI); empty sends none, so nothing names the product. Only what an observer reads: the certificate is verified for server_name whatever this says"`
 	ListenAddr     string `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
 	LocalProxyPort int    `koanf:"local_proxy_port" help:"port the local proxy listens on"`
 	SOCKSPort      int    `koanf:"socks_port" help:"port of a SOCKS5 listener on listen_addr (CONNECT, no password, names resolved by the server: socks5h); 0 turns it off"`
@@ -66,7 +67,7 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		ServerPort:      8443,
+		ServerPort:      443, // the cloud stack publishes 443 (infra/fargate.yaml)
 		ServerName:      tunnel.DefaultServerName,
 		ListenAddr:      "127.0.0.1",
 		LocalProxyPort:  8080,
@@ -102,6 +103,8 @@ func (c *Config) Validate() error {
 		return bad("server_port", "%d is not a port", c.ServerPort)
 	case c.ServerName == "":
 		return bad("server_name", "required")
+	case checkSNI(c.ServerSNI) != nil:
+		return bad("server_sni", "%v", checkSNI(c.ServerSNI))
 	case net.ParseIP(c.ListenAddr) == nil && c.ListenAddr != "localhost":
 		return bad("listen_addr", "%q is not an IP address", c.ListenAddr)
 	case c.LocalProxyPort < 0 || c.LocalProxyPort > 65535:
@@ -197,6 +200,7 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	if err != nil {
 		return err
 	}
+	certs.SetClientSNI(cfg.ServerSNI)
 	route, err := upstream.New(upstream.Config{
 		Proxy:           cfg.UpstreamProxy,
 		CredentialsFile: cfg.UpstreamCreds,

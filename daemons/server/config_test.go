@@ -28,6 +28,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"cert_file", func(c *Config) { c.CertFile = "" }},
 		{"cert_file", func(c *Config) { c.CertPEM = "-----BEGIN CERTIFICATE-----" }},
 		{"cert_reload_interval", func(c *Config) { c.CertReload = -1 }},
+		{"decoy_page", func(c *Config) { c.DecoyPage = "index.html" }}, // without decoy
 		{"max_pending_handshakes", func(c *Config) { c.MaxHandshakes = 0 }},
 		{"handshake_timeout", func(c *Config) { c.HandshakeTimeout = 0 }},
 		{"max_pending_handshakes_per_source", func(c *Config) { c.MaxPerSource = 0 }},

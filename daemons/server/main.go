@@ -39,6 +39,8 @@ type Config struct {
 	CACertPEM   string        `koanf:"ca_cert_pem" help:"the CA certificate itself, instead of ca_cert_file"`
 	CertReload  time.Duration `koanf:"cert_reload_interval" help:"how often certificate files are checked for changes and reloaded; 0 turns reloading off"`
 	DenyClients []string      `koanf:"deny_clients" help:"client certificates refused, with certificate files or PEM: serial numbers in hex as openssl prints them (A8249F, a8:24:9f, 0xa8249f, serial=A8249F, leading 00 bytes allowed) or common names; doubtful entries are logged at start"`
+	Decoy       bool          `koanf:"decoy" help:"answer TLS clients that present no client certificate like an ordinary HTTPS server (a plain 404, or decoy_page) instead of failing their handshake, so that a scan does not single the server out; only a verified client certificate reaches the tunnel either way. Off by default (a client without a certificate then gets the TLS alert that says so); the cloud stack turns it on"`
+	DecoyPage   string        `koanf:"decoy_page" help:"with decoy on, a static page (file, at most 1 MiB, read at start) served for GET / with 200; every other path stays a 404"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
 	MaxConnections   int           `koanf:"max_connections" help:"concurrent streams over all agents; beyond it requests get 503"`
@@ -113,6 +115,8 @@ func (c *Config) Validate() error {
 		return bad("cert_pem", "cert_pem, key_pem and ca_cert_pem go together")
 	case c.CertReload < 0:
 		return bad("cert_reload_interval", "must not be negative")
+	case c.DecoyPage != "" && !c.Decoy:
+		return bad("decoy_page", "only served with decoy on")
 	case c.MaxConnections < 1:
 		return bad("max_connections", "must be at least 1")
 	case c.MaxHandshakes < 1:
@@ -248,6 +252,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		scfg.IdleTimeout = -1 // the library's zero means its default
 	}
 	applyEgress(&scfg, cfg)
+	if scfg.Decoy, err = decoyConfig(cfg); err != nil {
+		return err
+	}
 	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Server, log)
 	if err != nil {
 		return err
@@ -271,7 +278,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background(), ln) }()
 	log.Info().Str("version", buildinfo.String()).Str("listen", ln.Addr().String()).
-		Int("max_connections", cfg.MaxConnections).Msg("server started")
+		Int("max_connections", cfg.MaxConnections).Bool("decoy", cfg.Decoy).Msg("server started")
 
 	select {
 	case <-ctx.Done():
