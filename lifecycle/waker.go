@@ -170,6 +170,8 @@ func (w *Waker) run(call *wakeCall) {
 	w.status.Err = call.err
 	if call.err == nil {
 		w.addr, w.woke = call.addr, true
+	} else if errors.Is(call.err, ErrServerFailed) {
+		w.log.Error().Err(call.err).Msg("the server failed to start; the next request tries again")
 	} else if errors.Is(call.err, ErrPermanent) && !w.status.Stopped {
 		w.status.Stopped = true
 		w.log.Error().Err(call.err).Msg("the lifecycle API refused the agent: not calling it again; fix the configuration and restart the agent")

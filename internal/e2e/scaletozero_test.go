@@ -443,3 +443,52 @@ func scaleToZeroCycle(t *testing.T, mode lifecycle.WakeMode) {
 	}
 	s.mu.Unlock()
 }
+
+// A task that never becomes healthy: the request is held for hold_timeout,
+// then answered 503 with Retry-After, and the agent keeps no retry storm
+// going; a task that fails to start is reported with its reason at once.
+func TestScaleToZeroServerNeverUp(t *testing.T) {
+	t.Run("never healthy", func(t *testing.T) {
+		s := newStandIn(t)
+		s.neverHealthy = true
+		a := lifecycleAgent(t, s, lifecycle.WakeOnDemand, "--lifecycle-hold-timeout", "2s")
+		client := proxiedClient(t, a.proxyURL, nil)
+		start := time.Now()
+		resp, err := client.Get(pingTarget.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		held := time.Since(start)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("answer after the hold: %d Retry-After %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		if !strings.Contains(strings.ToLower(string(body)), "starting") {
+			t.Errorf("the answer does not say the server is starting: %q", body)
+		}
+		if held < 2*time.Second || held > 10*time.Second {
+			t.Errorf("held %v, want about the 2 s hold_timeout", held)
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		s := newStandIn(t)
+		s.failReason = "CannotPullContainerError: image not found"
+		a := lifecycleAgent(t, s, lifecycle.WakeOnDemand)
+		client := proxiedClient(t, a.proxyURL, nil)
+		resp, err := client.Get(pingTarget.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 500 {
+			t.Fatalf("a failed server answered %d %q", resp.StatusCode, body)
+		}
+		if _, ok := a.stderr.waitEntry(a.done, startTimeout, func(e logEntry) bool {
+			return e.str("message") == "the server failed to start; the next request tries again" && strings.Contains(e.str("error"), "CannotPullContainerError")
+		}); !ok {
+			t.Errorf("the agent's log does not carry the failure's reason:\n%s", a.stderr.String())
+		}
+	})
+}
