@@ -1,13 +1,19 @@
 package infra_test
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fluidity-tunnel/fluidity/internal/image"
 )
 
 // instruction is one Dockerfile instruction with continuation lines joined.
@@ -203,4 +209,63 @@ func makeTarget(t *testing.T, name string) string {
 		t.Fatalf("Makefile has no target %s", name)
 	}
 	return string(m)
+}
+
+// The server's health check is the same command with the same timings in the
+// image internal/image builds, in Dockerfile.server and in the Fargate task
+// (which sets its own: ECS ignores an image's).
+func TestHealthCheckAgrees(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "fluidity-server")
+	if err := os.WriteFile(bin, []byte("not run"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plat := image.Platform{OS: "linux", Arch: "arm64"}
+	idx, err := image.Build(context.Background(), map[image.Platform]string{plat: bin}, image.Server())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := cf.Config.Healthcheck
+	if hc == nil {
+		t.Fatal("the server image has no health check")
+	}
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+
+	tpl := templateMap(t, "fargate.yaml")
+	if got, want := fmt.Sprint(dig(t, tpl, "Parameters", "HealthCheckCommand", "Default")), strings.Join(hc.Test, ","); got != want {
+		t.Errorf("fargate.yaml HealthCheckCommand default %q, the image's %q", got, want)
+	}
+	task := dig(t, tpl, "Resources", "TaskDefinition", "Properties", "ContainerDefinitions", 0, "HealthCheck").(map[string]any)
+	for k, want := range map[string]string{
+		"Interval": secs(hc.Interval), "Timeout": secs(hc.Timeout), "StartPeriod": secs(hc.StartPeriod), "Retries": strconv.Itoa(hc.Retries),
+	} {
+		if got := fmt.Sprint(task[k]); got != want {
+			t.Errorf("fargate.yaml HealthCheck %s %s, the image's %s", k, got, want)
+		}
+	}
+
+	var dockerfile string
+	for _, in := range parseDockerfile(t, "Dockerfile.server") {
+		if in.cmd == "HEALTHCHECK" {
+			dockerfile = in.args
+		}
+	}
+	cmdForm := `CMD ["` + strings.Join(hc.Test[1:], `", "`) + `"]`
+	want := fmt.Sprintf("--interval=%ss --timeout=%ss --start-period=%ss --retries=%d %s",
+		secs(hc.Interval), secs(hc.Timeout), secs(hc.StartPeriod), hc.Retries, cmdForm)
+	if dockerfile != want {
+		t.Errorf("Dockerfile.server HEALTHCHECK %q, want %q (as the image built by make images)", dockerfile, want)
+	}
 }
