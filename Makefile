@@ -82,11 +82,16 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-.PHONY: lint
+.PHONY: lint vulncheck
 # The linters `make test` runs (.golangci.yml; scripts/ci-deps.sh installs the pinned version).
 lint:
 	./scripts/ci-deps.sh
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" golangci-lint run ./...
+
+# govulncheck against a local copy of the vulnerability database (scripts/vulncheck.sh).
+vulncheck:
+	./scripts/ci-deps.sh
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" ./scripts/vulncheck.sh
 
 test:
 	./scripts/test.sh

@@ -20,6 +20,9 @@ go vet ./...
 step "golangci-lint (.golangci.yml)"
 golangci-lint run ./...
 
+step "govulncheck (offline: a local copy of the Go vulnerability database)"
+./scripts/vulncheck.sh
+
 step "build (host and every agent platform)"
 make --no-print-directory build
 
