@@ -24,10 +24,11 @@ import (
 // established (normally mutually authenticated TLS) connection. Every method opens
 // its own stream, so they are safe for concurrent use.
 type session struct {
-	mux  *yamux.Session
-	conn *recordingConn
-	cfg  SessionConfig
-	log  zerolog.Logger
+	mux     *yamux.Session
+	conn    *recordingConn
+	cfg     SessionConfig
+	log     zerolog.Logger
+	started time.Time // when the session was established (for Client.Sessions)
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[error] // first reason the session ended
@@ -44,7 +45,7 @@ func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}
-	return &session{mux: mux, conn: rc, cfg: cfg, log: log}, nil
+	return &session{mux: mux, conn: rc, cfg: cfg, log: log, started: time.Now()}, nil
 }
 
 // Done is closed when the session has ended, for whatever reason.
@@ -550,10 +551,11 @@ func cloneURL(u *url.URL) *url.URL {
 
 // recordingConn remembers the first I/O error on the underlying connection, so that
 // a session can say why it ended, and counts the bytes it moves, so that a Client
-// can tell a busy session from an idle one.
+// can tell a busy session from an idle one (and a status page, which way).
 type recordingConn struct {
 	net.Conn
-	moved atomic.Int64
+	moved   atomic.Int64
+	written atomic.Int64
 	mu    sync.Mutex
 	err   error
 }
@@ -585,6 +587,7 @@ func (c *recordingConn) Read(p []byte) (int, error) {
 func (c *recordingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.moved.Add(int64(n))
+	c.written.Add(int64(n))
 	c.record(err)
 	return n, err
 }
