@@ -268,7 +268,8 @@ func (p *Proxy) nonProxy(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
 		if p.cfg.Health != nil {
 			if err := p.cfg.Health(r.Context()); err != nil {
-				http.Error(w, "tunnel down", http.StatusServiceUnavailable)
+				// Scripts and people both want to know why, not only that.
+				http.Error(w, "tunnel down: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 		}

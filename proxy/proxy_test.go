@@ -314,7 +314,16 @@ func TestHealthz(t *testing.T) {
 	if got := get(); got != 503 {
 		t.Fatalf("tunnel down: %d", got)
 	}
-	resp, err := http.Get(proxyURL.String() + "/")
+	resp, err := http.Get(proxyURL.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := strings.TrimSpace(string(body)); got != "tunnel down: down" {
+		t.Errorf("/healthz when down: %q, want the reason too", got)
+	}
+	resp, err = http.Get(proxyURL.String() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 package tunnel
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SessionInfo describes one of a Client's sessions (a lane: one connection
 // to the server, kept up and re-established as needed), for a status page.
@@ -46,4 +49,27 @@ func (c *Client) Sessions() []SessionInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// Meaning says in a few words what an error code or stream outcome means,
+// for people; "" for a code this package does not know.
+func (c ErrorCode) Meaning() string {
+	for _, e := range codeTable {
+		if e.Code == c {
+			return strings.ReplaceAll(e.Meaning, "`", "")
+		}
+	}
+	switch c {
+	case OutcomeOK:
+		return "the stream did its work"
+	case OutcomeCanceled:
+		return "the client gave up"
+	case OutcomeTunnelUnavailable:
+		return "the server could not be reached, or the session ended before the answer"
+	case OutcomeAborted:
+		return "the stream broke after its answer (reset or truncated)"
+	case OutcomeIdle:
+		return "a CONNECT or WebSocket relay closed by the idle timeout"
+	}
+	return ""
 }

@@ -556,8 +556,8 @@ type recordingConn struct {
 	net.Conn
 	moved   atomic.Int64
 	written atomic.Int64
-	mu    sync.Mutex
-	err   error
+	mu      sync.Mutex
+	err     error
 }
 
 func (c *recordingConn) record(err error) {

@@ -40,7 +40,7 @@ type Config struct {
 	ListenAddr     string `koanf:"listen_addr" help:"address the local proxy listens on; anything but loopback shares your tunnel with the network"`
 	LocalProxyPort int    `koanf:"local_proxy_port" help:"port the local proxy listens on"`
 	SOCKSPort      int    `koanf:"socks_port" help:"port of a SOCKS5 listener on listen_addr (CONNECT, no password, names resolved by the server: socks5h); 0 turns it off"`
-	AdminListen    string `koanf:"admin_listen" help:"host:port of the admin listener (GET /metrics, Prometheus); empty turns it off. It answers only requests for localhost or its own address"`
+	AdminListen    string `koanf:"admin_listen" help:"host:port of the admin listener: the status page (GET /), /status.json, /metrics (Prometheus) and /proxy.pac; empty turns it off. It answers only requests for localhost or its own address"`
 	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
 	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
@@ -48,6 +48,7 @@ type Config struct {
 	UpstreamCreds  string `koanf:"upstream_proxy_credentials_file" help:"file holding one line user:password (DOMAIN\\user for NTLM) for upstream_proxy; refused if other users may read it (chmod o-rwx); keeps the password out of the command line and the config"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
+	SplitSettings
 	DialTimeout     time.Duration `koanf:"dial_timeout" help:"bound on one connection attempt to the server (TCP and TLS)"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout" help:"how long requests in flight may finish after SIGINT/SIGTERM"`
 	KeepAlive       time.Duration `koanf:"keepalive_interval" help:"how often the tunnel is pinged; a dead server is noticed within this plus write_timeout"`
@@ -159,6 +160,9 @@ func (c *Config) Validate() error {
 	if err := c.Lifecycle.Validate(); err != nil {
 		return &config.FieldError{Key: "lifecycle", Err: err}
 	}
+	if err := c.checkSplit(); err != nil {
+		return err
+	}
 	if err := c.CheckLogging(); err != nil {
 		return err
 	}
@@ -227,7 +231,8 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		}()
 	}
 	d := &serverDialer{cfg: cfg, certs: certs, route: route, log: log}
-	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Agent, log)
+	st := newAgentStatus(cfg, route, log)
+	obs, stopAdmin, err := admin.StartMetrics(cfg.AdminListen, metrics.Agent, log, st.routes()...)
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
 		// The proxy is what the user needs; its cockpit must not keep it from
@@ -269,8 +274,8 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		// wake-up and the server's start.
 		ccfg.DialTimeout = cfg.DialTimeout + cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
 	}
-	ccfg.Dial = d.dial
-	ccfg.Observer = obs.Observer()
+	ccfg.Dial = st.dial(d.dial)
+	ccfg.Observer = st.observe(obs.Observer())
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		return err
@@ -310,6 +315,10 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		return err
 	}
 	defer socks.Close()
+	if err := st.attach(client, d.waker, api, ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	httpSrv := px.NewHTTPServer()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	keeper := make(chan struct{})

@@ -1,5 +1,6 @@
 // Package admin is a daemon's admin listener: a small HTTP server for
-// operators, on loopback by default, serving GET /metrics (Prometheus).
+// operators, on loopback by default, serving GET /metrics (Prometheus) and
+// whatever routes the daemon adds (the agent's status page and PAC file).
 //
 // It is reachable from the machine's browser, so it defends against web pages:
 // it answers only requests whose Host is its own address or localhost (a page
@@ -37,15 +38,24 @@ type Server struct {
 	err  error
 }
 
+// Route is one more pattern the admin mux serves (http.ServeMux syntax).
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
 // Start listens on addr and serves the admin mux, with /metrics gathered
-// from reg.
-func Start(addr string, reg *prometheus.Registry, log zerolog.Logger) (*Server, error) {
+// from reg, and routes; all behind Guard.
+func Start(addr string, reg *prometheus.Registry, log zerolog.Logger, routes ...Route) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLog{log}}))
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
+	}
 	s := &Server{
 		srv: &http.Server{
 			Handler:           Guard(ln.Addr(), mux),
@@ -56,7 +66,7 @@ func Start(addr string, reg *prometheus.Registry, log zerolog.Logger) (*Server, 
 		done: make(chan error, 1),
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	log.Info().Str("admin", ln.Addr().String()).Msg("admin listener started (GET /metrics)")
+	log.Info().Str("admin", ln.Addr().String()).Int("routes", 1+len(routes)).Msg("admin listener started")
 	return s, nil
 }
 
@@ -143,13 +153,13 @@ func CheckAddr(addr string) error {
 
 // StartMetrics builds daemon d's metrics and serves them at addr. With addr
 // empty it serves nothing and returns nil metrics (whose Observer is nil). stop
-// closes the listener.
-func StartMetrics(addr string, d metrics.Daemon, log zerolog.Logger) (m *metrics.Metrics, stop func(), err error) {
+// closes the listener. routes are served beside /metrics.
+func StartMetrics(addr string, d metrics.Daemon, log zerolog.Logger, routes ...Route) (m *metrics.Metrics, stop func(), err error) {
 	if addr == "" {
 		return nil, func() {}, nil
 	}
 	reg, m := metrics.NewRegistry(d)
-	s, err := Start(addr, reg, log)
+	s, err := Start(addr, reg, log, routes...)
 	if err != nil {
 		return nil, nil, err
 	}
