@@ -1,5 +1,6 @@
 // Command fluidity is the user's small helper for Fluidity: it creates the
-// private CA and the certificates the agent and server need, and reports its
+// private CA and the certificates the agent and server need, shows the running
+// agent's status, wakes the server and puts it to sleep, and reports its
 // version. The agent and server themselves are separate programs.
 package main
 
@@ -21,21 +22,25 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
 const usageText = `fluidity — helper for the Fluidity tunnel
 
 Usage:
   fluidity certs [flags]   create the private CA, server and client certificates
+  fluidity status          show the running agent's tunnel (--json; exit 3 when down)
+  fluidity wake            wake the server through the Wake API (--wait: until it runs)
+  fluidity sleep           put the server to sleep through the Kill API
   fluidity version         print the version
   fluidity --help          show this help
 
-Run 'fluidity certs --help' for the certificate options.
+Run 'fluidity certs --help' for the certificate options, and 'fluidity status
+--help' for status, wake and sleep (they read the agent's --config agent.yaml).
 `
 
 // run is main without the process exit, so tests can drive it.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args, environ []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("fluidity", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -60,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd, cmdArgs := rest[0], rest[1:]; cmd {
 	case "certs":
 		return runCerts(cmdArgs, stdout, stderr)
+	case "status", "wake", "sleep":
+		return runAgentCmd(cmd, cmdArgs, environ, stdout, stderr)
 	case "version":
 		if len(cmdArgs) > 0 {
 			return usageError(stderr, "fluidity version", fmt.Errorf("unexpected argument %q", cmdArgs[0]))
@@ -68,6 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		if len(cmdArgs) > 0 && cmdArgs[0] == "certs" {
 			return runCerts([]string{"--help"}, stdout, stderr)
+		}
+		if len(cmdArgs) > 0 && (cmdArgs[0] == "status" || cmdArgs[0] == "wake" || cmdArgs[0] == "sleep") {
+			return runAgentCmd(cmdArgs[0], []string{"--help"}, environ, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usageText)
 		return exitOK
