@@ -122,17 +122,23 @@ func (s *agentStatus) attach(client *tunnel.Client, waker *lifecycle.Waker, api 
 }
 
 // pacConfig is the PAC file's configuration: the agent's real proxy address
-// (loopback when it listens on every interface).
+// (loopback when it listens on every interface), and its SOCKS5 listener.
 func (s *agentStatus) pacConfig(proxy net.Addr) pac.Config {
 	host, port, _ := net.SplitHostPort(proxy.String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return pac.Config{
+	c := pac.Config{
 		DirectDomains: s.cfg.DirectDomains,
 		DirectCIDRs:   s.cfg.DirectCIDRs,
 		Proxy:         net.JoinHostPort(host, port),
 	}
+	if s.cfg.SOCKSPort > 0 {
+		// Clients that cannot use the HTTP proxy for something fall back to
+		// SOCKS5 (on the same address, as the agent listens).
+		c.SOCKS = net.JoinHostPort(host, strconv.Itoa(s.cfg.SOCKSPort))
+	}
+	return c
 }
 
 // SplitSettings are the split-tunnelling keys (the PAC file's); embedded in

@@ -58,10 +58,10 @@ func TestAgentStatusRoutes(t *testing.T) {
 	ca, srvCert, cliFiles := writeCerts(t, dir)
 	serverPort := startServer(t, ca, srvCert)
 	api := newFakeLifecycleAPI(t, "127.0.0.1:"+strconv.Itoa(serverPort))
-	proxyPort, adminPort := awstest.FreePort(t), awstest.FreePort(t)
+	proxyPort, adminPort, socksPort := awstest.FreePort(t), awstest.FreePort(t), awstest.FreePort(t)
 	admin := "127.0.0.1:" + strconv.Itoa(adminPort)
 	logs, _ := runAgent(t, []string{
-		"--local-proxy-port", strconv.Itoa(proxyPort), "--admin-listen", admin,
+		"--local-proxy-port", strconv.Itoa(proxyPort), "--admin-listen", admin, "--socks-port", strconv.Itoa(socksPort),
 		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
 		"--lifecycle-api-endpoint", api.URL, "--lifecycle-api-key", "test-key", "--lifecycle-kill-on-exit=false",
 		"--direct-domains", "corp.example,.intra.example", "--direct-cidrs", "10.0.0.0/8",
@@ -115,7 +115,7 @@ func TestAgentStatusRoutes(t *testing.T) {
 	}
 	resp, script := get("/proxy.pac", "localhost:"+strconv.Itoa(adminPort), nil)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != pac.ContentType ||
-		!strings.Contains(script, `"PROXY 127.0.0.1:`+strconv.Itoa(proxyPort)+`"`) || !strings.Contains(script, `"intra.example"`) ||
+		!strings.Contains(script, `"PROXY 127.0.0.1:`+strconv.Itoa(proxyPort)+`; SOCKS5 127.0.0.1:`+strconv.Itoa(socksPort)+`"`) || !strings.Contains(script, `"intra.example"`) ||
 		!strings.Contains(script, `["10.0.0.0","255.0.0.0"]`) {
 		t.Errorf("proxy.pac: %d %q\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), script)
 	}
