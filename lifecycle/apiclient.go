@@ -371,7 +371,7 @@ func (c *APIClient) WaitRunning(ctx context.Context, pollInterval time.Duration,
 		case !IsTemporary(err):
 			return "", err
 		default:
-			c.Log.Warn().Err(err).Dur("elapsed", time.Since(start)).Msg("wake failed, retrying")
+			c.Log.Warn().Err(err).Dur("elapsed", time.Since(start).Round(time.Millisecond)).Msg("wake failed, retrying")
 		}
 		if ctx.Err() == nil && next > 0 {
 			t := time.NewTimer(next)

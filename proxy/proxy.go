@@ -284,7 +284,7 @@ func (p *Proxy) logRequest(method, host string, status int, start time.Time, err
 	if err != nil {
 		ev = p.log.Warn().Err(err)
 	}
-	ev.Str("method", method).Str("target", host).Int("status", status).Dur("duration", time.Since(start)).Msg("request")
+	ev.Str("method", method).Str("target", host).Int("status", status).Dur("duration", time.Since(start).Round(time.Microsecond)).Msg("request")
 }
 
 // errorResponse is the answer to a failed plain-HTTP request: a page for a

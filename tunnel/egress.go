@@ -273,7 +273,7 @@ func (s *Server) dialGuarded(ctx context.Context, log zerolog.Logger, host, addr
 	var conn net.Conn
 	p := s.guards.retry
 	p.OnRetry = func(attempt int, err error, delay time.Duration) {
-		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("dial failed; retrying")
+		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay.Round(time.Millisecond)).Msg("dial failed; retrying")
 	}
 	// The breaker wraps the retries: one request that fails after all its attempts
 	// is one failure, and an open breaker answers before any attempt or backoff.
@@ -312,7 +312,7 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 	attempt := 0
 	p := s.guards.retry
 	p.OnRetry = func(attempt int, err error, delay time.Duration) {
-		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay).Msg("request failed before any response; retrying")
+		log.Debug().Str("target", host).Int("attempt", attempt).Dur("retry_in", delay.Round(time.Millisecond)).Msg("request failed before any response; retrying")
 	}
 	err := s.guards.breakers.Do(ctx, key, func(ctx context.Context) error {
 		return p.Do(ctx, func(ctx context.Context) error {

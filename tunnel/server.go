@@ -522,7 +522,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 		if err != nil {
 			_ = mux.Close()
 			reason := sessionEndReason(err, rc)
-			log.Info().Dur("duration", time.Since(started)).AnErr("reason", reason).Msg("session ended")
+			log.Info().Dur("duration", time.Since(started).Round(time.Millisecond)).AnErr("reason", reason).Msg("session ended")
 			s.cfg.Observer.sessionDown(sessionEnd(s.isClosing() || ctx.Err() != nil, reason))
 			if s.isClosing() {
 				return ErrServerClosed

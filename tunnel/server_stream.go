@@ -90,7 +90,7 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	if err != nil {
 		ev = log.Info().Err(err)
 	}
-	ev.Str("type", req.Type).Str("target", target).Dur("duration", time.Since(start)).Msg("stream")
+	ev.Str("type", req.Type).Str("target", target).Dur("duration", time.Since(start).Round(time.Microsecond)).Msg("stream")
 }
 
 // refuseFrame answers a request frame that could not be read. A peer speaking

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -98,7 +99,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "help", args: []string{"--help"}, wantOut: "--max-connections"},
 		{name: "bad env value", env: []string{"FLUIDITY_SERVER_MAX_CONNECTIONS=many"}, wantCode: 2, wantErr: "max_connections"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/server.yaml"}, wantCode: 2, wantErr: "server.yaml"},
-		{name: "unloadable certificates", args: []string{"--cert-file", "/nonexistent", "--key-file", "/nonexistent", "--ca-cert-file", "/nonexistent", "--listen-port", "0"}, wantCode: 1, wantErr: "certificates"},
+		{name: "missing certificates", args: []string{"--cert-file", "/nonexistent", "--key-file", "/nonexistent", "--ca-cert-file", "/nonexistent", "--listen-port", "0"}, wantCode: 2, wantErr: "cert_file: open /nonexistent"},
+		{name: "unloadable certificates", args: []string{"--cert-file", os.DevNull, "--key-file", os.DevNull, "--ca-cert-file", os.DevNull, "--listen-port", "0"}, wantCode: 1, wantErr: "tunnel:"},
 		{name: "healthcheck fails on a closed port", args: []string{"healthcheck", "--listen-port", "1"}, wantCode: 1, wantErr: "healthcheck"},
 	}
 	for _, tc := range tests {

@@ -43,8 +43,9 @@ type Options struct {
 	EnvPrefix string
 	// Environ is the environment in os.Environ form. Nil means the
 	// environment is not consulted; the package never reads the process
-	// environment itself, which keeps tests hermetic. Variables that carry
-	// the prefix but name no setting are ignored.
+	// environment itself, which keeps tests hermetic. A variable that
+	// carries the prefix but names no setting is an error, as an unknown
+	// YAML key is: a mistyped name must not silently leave the default.
 	Environ []string
 	// Flags is the parsed flag set, normally populated by RegisterFlags.
 	// Only flags the user actually set take part; flags unknown to the
@@ -209,6 +210,7 @@ func Load(dst any, opts Options) error {
 	}
 	if opts.Environ != nil {
 		varOf := map[string]string{} // key -> variable that set it
+		var unknown []string
 		layer := koanf.New(".")
 		err := layer.Load(env.Provider(".", env.Opt{
 			Prefix:      opts.EnvPrefix,
@@ -216,6 +218,7 @@ func Load(dst any, opts Options) error {
 			TransformFunc: func(name, value string) (string, any) {
 				key, ok := s.byEnv[strings.TrimPrefix(name, opts.EnvPrefix)]
 				if !ok {
+					unknown = append(unknown, name)
 					return "", nil
 				}
 				varOf[key] = name
@@ -224,6 +227,9 @@ func Load(dst any, opts Options) error {
 		}), nil)
 		if err != nil {
 			return fmt.Errorf("config: read environment: %w", err)
+		}
+		if len(unknown) > 0 {
+			return s.unknownEnv(unknown, opts.EnvPrefix)
 		}
 		if err := s.check(layer, func(key string) string { return "from " + varOf[key] }); err != nil {
 			return err
@@ -432,6 +438,26 @@ func (s *schema) check(layer *koanf.Koanf, source func(key string) string) error
 		return &FieldError{Key: k, Err: errors.New(msg)}
 	}
 	return nil
+}
+
+// unknownEnv reports the first (in name order) of the variables that carry
+// the prefix but name no setting, with the nearest name that does.
+func (s *schema) unknownEnv(names []string, prefix string) error {
+	sort.Strings(names)
+	name := names[0]
+	known := make([]string, 0, len(s.byEnv))
+	for env := range s.byEnv {
+		known = append(known, env)
+	}
+	sort.Strings(known) // closest keeps the first of equally near names
+	msg := "unknown variable: no setting has this name"
+	if guess := closest(strings.ToUpper(strings.TrimPrefix(name, prefix)), known); guess != "" {
+		msg += fmt.Sprintf("; did you mean %s%s?", prefix, guess)
+	}
+	if len(names) > 1 {
+		msg += fmt.Sprintf(" (and %d more unknown: %s)", len(names)-1, strings.Join(names[1:], ", "))
+	}
+	return &FieldError{Key: name, Err: errors.New(msg)}
 }
 
 func parent(key string) string {

@@ -211,7 +211,7 @@ func TestAllTypes(t *testing.T) {
 			func(c testConfig) bool { return reflect.DeepEqual(c, defaults()) }},
 		{"embedded struct keys are top level", sources{env: []string{"LOG_LEVEL=trace"}},
 			func(c testConfig) bool { return c.LogLevel == "trace" }},
-		{"unknown env vars ignored", sources{env: []string{"NOT_A_SETTING=1", "CONFIG=x"}},
+		{"variables of another prefix ignored", sources{},
 			func(c testConfig) bool { return reflect.DeepEqual(c, defaults()) }},
 	}
 	for _, tt := range tests {
@@ -286,6 +286,16 @@ func TestErrors(t *testing.T) {
 			"lifecycle", `config: lifecycle: is a section`, ""},
 		{"ignored field is unknown in yaml", sources{yaml: "ignored: x\n"},
 			"ignored", `config: ignored: unknown key`, ""},
+		{"unknown env var with suggestion", sources{env: []string{"SERVR_PORT=1"}},
+			"FLUIDITY_TEST_SERVR_PORT", `config: FLUIDITY_TEST_SERVR_PORT: unknown variable`, "did you mean FLUIDITY_TEST_SERVER_PORT?"},
+		{"env section with one underscore", sources{env: []string{"LIFECYCLE_TIMEOUT=5s"}},
+			"FLUIDITY_TEST_LIFECYCLE_TIMEOUT", `config: FLUIDITY_TEST_LIFECYCLE_TIMEOUT: unknown variable`, "did you mean FLUIDITY_TEST_LIFECYCLE__TIMEOUT?"},
+		{"unknown env var far from any", sources{env: []string{"COMPLETELY_UNRELATED=1"}},
+			"FLUIDITY_TEST_COMPLETELY_UNRELATED", `config: FLUIDITY_TEST_COMPLETELY_UNRELATED: unknown variable: no setting has this name`, ""},
+		{"env names are case sensitive", sources{env: []string{"server_port=1"}},
+			"FLUIDITY_TEST_server_port", `config: FLUIDITY_TEST_server_port: unknown variable`, "did you mean"},
+		{"several unknown env vars", sources{env: []string{"ZZZ=1", "CONFIG=x", "SERVER_PORT=1"}},
+			"FLUIDITY_TEST_CONFIG", `config: FLUIDITY_TEST_CONFIG: unknown variable`, "(and 1 more unknown: FLUIDITY_TEST_ZZZ)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

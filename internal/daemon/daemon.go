@@ -65,6 +65,12 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 			return true, 2
 		}
 	}
+	if fl, ok := cfg.(fileLister); ok && !c.SkipValidate {
+		if err := CheckFiles(fl.Files()); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+			return true, 2
+		}
+	}
 	return false, 0
 }
 

@@ -85,6 +85,10 @@ func TestConfigErrors(t *testing.T) {
 		{"ServerBadCIDR", serverBin, nil, append(serverBase, "--allow-cidrs", "10.0.0.0/33"), "allow_cidrs"},
 		{"ServerEnvNotANumber", serverBin, []string{"FLUIDITY_SERVER_LISTEN_PORT=abc"}, serverBase, "listen_port"},
 		{"ServerYAMLUnknownKey", serverBin, nil, append(serverBase, "--config", "YAML:max_conections: 5\n"), "max_conections"},
+		{"AgentEnvUnknown", agentBin, []string{"FLUIDITY_AGENT_SERVER_PROT=8443"}, agentBase(), "did you mean FLUIDITY_AGENT_SERVER_PORT?"},
+		{"ServerEnvUnknown", serverBin, []string{"FLUIDITY_SERVER_MAX_CONECTIONS=5"}, serverBase, "did you mean FLUIDITY_SERVER_MAX_CONNECTIONS?"},
+		{"AgentMissingCert", agentBin, nil, append(agentBase(), "--cert-file", "/nonexistent/agent.crt"), "cert_file: open /nonexistent/agent.crt"},
+		{"ServerMissingKey", serverBin, nil, append(serverBase, "--key-file", "/nonexistent/server.key"), "key_file: open /nonexistent/server.key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,10 +6,22 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 )
+
+// TimeFormat is the logs' timestamp: RFC 3339 with milliseconds, enough to
+// order the lines of one request across the agent and the server.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// zerolog keeps its field formats in package globals, with no per-logger
+// setting; the daemons are the only users of this package and want the same
+// ones, set once before anything logs: durations as Go writes them ("2.5s",
+// "150ms", not a bare number of milliseconds) and timestamps in TimeFormat.
+func init() {
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
+	zerolog.TimeFieldFormat = TimeFormat
+}
 
 // New returns a logger writing to w with timestamps.
 //
@@ -17,7 +29,7 @@ import (
 // format is json (the default when empty) for machines and log shippers
 // such as CloudWatch, or console for people reading a terminal. Colour is
 // used only when w is a terminal, so redirected output stays plain text.
-// The global zerolog settings are left alone.
+// The global level is left alone (the field formats are set at init, above).
 func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	lvlName := strings.ToLower(strings.TrimSpace(level))
 	if lvlName == "" {
@@ -30,7 +42,7 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch strings.ToLower(strings.TrimSpace(format)) {
 	case "", "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, NoColor: !isTerminal(w), TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, NoColor: !isTerminal(w), TimeFormat: TimeFormat}
 	default:
 		return zerolog.Nop(), fmt.Errorf("logging: unknown format %q (want json or console)", format)
 	}

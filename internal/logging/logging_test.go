@@ -3,8 +3,10 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -88,5 +90,36 @@ func TestConsoleOutput(t *testing.T) {
 	}
 	if strings.Contains(out, "\x1b[") {
 		t.Errorf("colour codes written to a non-terminal: %q", out)
+	}
+}
+
+// TestFieldFormats: durations read as Go writes them and timestamps carry
+// milliseconds, in JSON and on the console.
+func TestFieldFormats(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, err := New(&buf, "info", format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Info().Dur("retry_in", 2500*time.Millisecond).Dur("took", 150*time.Millisecond).
+				Dur("timeout", 30*time.Second).Msg("x")
+			out := buf.String()
+			var want []string
+			if format == "json" {
+				want = []string{`"retry_in":"2.5s"`, `"took":"150ms"`, `"timeout":"30s"`}
+			} else {
+				want = []string{"retry_in=2.5s", "took=150ms", "timeout=30s"}
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output %q lacks %s", out, w)
+				}
+			}
+			if !regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)`).MatchString(out) {
+				t.Errorf("no timestamp with milliseconds in %q", out)
+			}
+		})
 	}
 }
