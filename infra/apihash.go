@@ -273,9 +273,9 @@ func canonical(w interface{ Write([]byte) (int, error) }, n *yaml.Node) {
 		fmt.Fprintf(w, "%s[", tagOf(n))
 		for _, c := range n.Content {
 			canonical(w, c)
-			w.Write([]byte{','})
+			_, _ = w.Write([]byte{','})
 		}
-		w.Write([]byte{']'})
+		_, _ = w.Write([]byte{']'})
 	case yaml.MappingNode:
 		type kv struct {
 			k string
@@ -290,9 +290,9 @@ func canonical(w interface{ Write([]byte) (int, error) }, n *yaml.Node) {
 		for _, e := range kvs {
 			fmt.Fprintf(w, "%s:", strconv.Quote(e.k))
 			canonical(w, e.v)
-			w.Write([]byte{','})
+			_, _ = w.Write([]byte{','})
 		}
-		w.Write([]byte{'}'})
+		_, _ = w.Write([]byte{'}'})
 	}
 }
 

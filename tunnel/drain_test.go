@@ -179,7 +179,9 @@ func TestShutdownKeepsLastResponseTail(t *testing.T) {
 					}
 					bad++
 				}
-				<-shut
+				if err := <-shut; err != nil {
+					t.Errorf("run %d: Shutdown: %v", i, err)
+				}
 			}
 			if bad > 0 {
 				t.Errorf("%d of 40 in-flight requests cut off by Shutdown", bad)

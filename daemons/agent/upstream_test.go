@@ -36,7 +36,7 @@ func connectProxy(t *testing.T, count *atomic.Int32) *httptest.Server {
 		defer c.Close()
 		count.Add(1)
 		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		go func() { _, _ = io.Copy(target, brw); target.(*net.TCPConn).CloseWrite() }()
+		go func() { _, _ = io.Copy(target, brw); _ = target.(*net.TCPConn).CloseWrite() }()
 		_, _ = io.Copy(c, target)
 	}))
 	t.Cleanup(srv.Close)

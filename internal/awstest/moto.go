@@ -218,10 +218,10 @@ func stopProcess(cmd *exec.Cmd, exited <-chan error) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
-	case <-exited:
+	case <-exited: //nolint:errcheck // the exit status of a process we signalled tells nothing
 	case <-time.After(5 * time.Second):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		<-exited //nolint:errcheck // killed: its exit status tells nothing
 	}
 }
 

@@ -45,10 +45,10 @@ func DownloadCounting(ctx context.Context, p *Path, target string, n int64, limi
 		return Transfer{}, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	start := time.Now()
-	c.SetDeadline(start.Add(limit))
+	_ = c.SetDeadline(start.Add(limit))
 	if err := request(c, http.MethodGet, target, fmt.Sprintf("/bulk?n=%d", n), false, false, -1); err != nil {
 		return Transfer{}, err
 	}
@@ -92,11 +92,11 @@ func Upload(ctx context.Context, p *Path, t *Target, n int64, limit time.Duratio
 		return Transfer{}, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	before := t.Sunk()
 	start := time.Now()
-	c.SetDeadline(start.Add(limit))
+	_ = c.SetDeadline(start.Add(limit))
 	err = request(c, http.MethodPost, t.Addr, "/sink", false, false, n)
 	for left := n; err == nil && left > 0; {
 		chunk := bulkChunk[:min(int64(len(bulkChunk)), left)]
@@ -237,7 +237,7 @@ func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) 
 		return nil, 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(dur + 10*time.Second))
+	_ = c.SetDeadline(time.Now().Add(dur + 10*time.Second))
 	br := bufio.NewReader(c)
 	var lats []time.Duration
 	m0, t0 := moved.Load(), time.Now()

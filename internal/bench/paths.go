@@ -67,7 +67,7 @@ func handshake(ctx context.Context, proxy string, fn func(net.Conn) (net.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	out, err := fn(c)
 	if !stop() || err != nil {
 		c.Close()
@@ -224,7 +224,7 @@ func (p *Path) OneShot(ctx context.Context, target string, plain bool) error {
 	}
 	defer c.Close()
 	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
+		_ = c.SetDeadline(d)
 	}
 	if err := request(c, http.MethodGet, target, "/small", viaProxy, true, -1); err != nil {
 		return err

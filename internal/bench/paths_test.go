@@ -28,15 +28,15 @@ func fakeHTTPProxy(t *testing.T) string {
 		}
 		w.WriteHeader(http.StatusOK)
 		c, _, _ := http.NewResponseController(w).Hijack()
-		go func() { io.Copy(up, c); up.Close() }()
-		io.Copy(c, up)
+		go func() { _, _ = io.Copy(up, c); up.Close() }()
+		_, _ = io.Copy(c, up)
 		c.Close()
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
@@ -61,20 +61,20 @@ func fakeSOCKS5(t *testing.T) string {
 				if _, err := io.ReadFull(c, b[:3]); err != nil {
 					return
 				}
-				c.Write([]byte{5, 0})
+				_, _ = c.Write([]byte{5, 0})
 				if _, err := io.ReadFull(c, b[:10]); err != nil || b[3] != 1 {
 					return
 				}
 				addr := &net.TCPAddr{IP: net.IP(b[4:8]), Port: int(binary.BigEndian.Uint16(b[8:10]))}
 				up, err := net.DialTCP("tcp", nil, addr)
 				if err != nil {
-					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+					_, _ = c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 					return
 				}
 				defer up.Close()
-				c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
-				go io.Copy(up, c)
-				io.Copy(c, up)
+				_, _ = c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
 			}()
 		}
 	}()

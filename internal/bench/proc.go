@@ -34,7 +34,7 @@ func StartProc(name, bin string, args ...string) (*Proc, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{}), out: out}
-	go func() { cmd.Wait(); close(p.done) }()
+	go func() { _ = cmd.Wait(); close(p.done) }() // callers ask Exited; the status of a killed bench process is noise
 	return p, nil
 }
 
@@ -62,9 +62,9 @@ func (p *Proc) Stop() {
 	}
 	pids := append(Descendants(p.Pid()), p.Pid())
 	sig := func(s syscall.Signal) {
-		syscall.Kill(-p.Pid(), s)
+		_ = syscall.Kill(-p.Pid(), s)
 		for _, pid := range pids {
-			syscall.Kill(pid, s)
+			_ = syscall.Kill(pid, s)
 		}
 	}
 	sig(syscall.SIGTERM)

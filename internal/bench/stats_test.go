@@ -87,8 +87,8 @@ func TestParseFigures(t *testing.T) {
 
 func TestTail(t *testing.T) {
 	tl := &tail{max: 4}
-	tl.Write([]byte("abc"))
-	tl.Write([]byte("defg"))
+	_, _ = tl.Write([]byte("abc"))
+	_, _ = tl.Write([]byte("defg"))
 	if got := tl.String(); got != "defg" {
 		t.Errorf("tail = %q, want %q", got, "defg")
 	}

@@ -75,7 +75,7 @@ func StartTarget() (*Target, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/small", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "3")
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) {
 		t.busy.Add(1)
@@ -119,7 +119,7 @@ func StartTarget() (*Target, error) {
 		}
 		body := strconv.FormatInt(n, 10)
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		io.WriteString(w, body)
+		_, _ = io.WriteString(w, body)
 	})
 	t.Addr, t.ln, t.srv = ln.Addr().String(), ln, &http.Server{Handler: mux}
 	go func() {

@@ -54,7 +54,7 @@ func TLSStream(ctx context.Context, n int64) (float64, error) {
 		return 0, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	start := time.Now()
 	if _, err := c.Write(binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {

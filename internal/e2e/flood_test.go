@@ -596,7 +596,7 @@ func TestFloodBoundsServerMemory(t *testing.T) {
 		}
 		alive("in phase (a)")
 		closeAll(hs)
-		honestCheck("after (a)")
+		_ = honestCheck("after (a)")
 		alive("after phase (a)")
 		t.Logf("(a) took %v; server peak VmRSS %.1f MiB", time.Since(start).Round(time.Millisecond), float64(rss.peak("a"))/mib)
 	}
@@ -622,9 +622,9 @@ func TestFloodBoundsServerMemory(t *testing.T) {
 		t.Logf("(b) %d empty streams written in %v; resets settled at %d after %v: %v", sessions*perSession,
 			written.Round(time.Millisecond), rst, time.Since(start).Round(time.Millisecond), sumCounts(hs))
 		alive("in phase (b)")
-		honestCheck("during (b), empty streams held")
+		_ = honestCheck("during (b), empty streams held")
 		closeAll(hs)
-		honestCheck("after (b)")
+		_ = honestCheck("after (b)")
 		alive("after phase (b)")
 		t.Logf("(b) took %v; server peak VmRSS %.1f MiB", time.Since(start).Round(time.Millisecond), float64(rss.peak("b"))/mib)
 	}
@@ -648,9 +648,9 @@ func TestFloodBoundsServerMemory(t *testing.T) {
 		t.Logf("(c) %d pings written in %v; %d pongs read by %v: %v", pings, written.Round(time.Millisecond),
 			pongs, time.Since(start).Round(time.Millisecond), sumCounts(hs))
 		alive("in phase (c)")
-		honestCheck("during (c), ping session open")
+		_ = honestCheck("during (c), ping session open")
 		closeAll(hs)
-		honestCheck("after (c)")
+		_ = honestCheck("after (c)")
 		alive("after phase (c)")
 		t.Logf("(c) took %v; server peak VmRSS %.1f MiB", time.Since(start).Round(time.Millisecond), float64(rss.peak("c"))/mib)
 	}

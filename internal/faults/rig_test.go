@@ -532,7 +532,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // echoRoundTrip writes msg to conn and reads it back, within d.
 func echoRoundTrip(conn net.Conn, msg []byte, d time.Duration) error {
 	_ = conn.SetDeadline(time.Now().Add(d))
-	defer conn.SetDeadline(time.Time{})
+	defer func() { _ = conn.SetDeadline(time.Time{}) }()
 	errc := make(chan error, 1)
 	go func() {
 		_, err := conn.Write(msg)

@@ -76,9 +76,9 @@ func run() error {
 	cfg := bench.Config{Quick: *quick, Figures: figures, Rounds: *rounds, Log: logf}
 	rep, err := bench.Run(ctx, rig, cfg)
 	fmt.Println()
-	rep.WriteText(os.Stdout)
+	_ = rep.WriteText(os.Stdout) // to the terminal: nothing to do if that fails
 	fmt.Println()
-	bench.WriteGoalsText(os.Stdout, rep.Goals())
+	_ = bench.WriteGoalsText(os.Stdout, rep.Goals())
 	if err != nil {
 		return err // interrupted or broken: do not overwrite the report file
 	}
