@@ -1,7 +1,7 @@
 // Command wake is the Wake Lambda behind API Gateway POST /wake: it sets the
 // Fluidity ECS service's desired count to 1 and reports state and address.
 //
-// Environment: CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT (8443),
+// Environment: CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT (443),
 // LOG_LEVEL (info); AWS settings come from the standard SDK chain.
 package main
 

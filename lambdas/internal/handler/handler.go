@@ -60,7 +60,7 @@ func (c Config) Policy() fargate.IdlePolicy {
 func DefaultConfig() Config {
 	p := fargate.DefaultIdlePolicy()
 	return Config{
-		TunnelPort:       8443,
+		TunnelPort:       443, // what infra/fargate.yaml publishes
 		IdleThreshold:    p.Threshold,
 		WakeGrace:        p.WakeGrace,
 		IdleConfirmAfter: p.ConfirmAfter,

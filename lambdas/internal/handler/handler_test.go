@@ -296,7 +296,7 @@ func TestConfigFromEnv(t *testing.T) {
 		want func(Config) bool
 	}{
 		{"defaults", base, true, func(c Config) bool {
-			return c.TunnelPort == 8443 && c.IdleThreshold == 15*time.Minute && c.Namespace == "Fluidity" && c.LogLevel == zerolog.InfoLevel
+			return c.TunnelPort == 443 && c.IdleThreshold == 15*time.Minute && c.Namespace == "Fluidity" && c.LogLevel == zerolog.InfoLevel
 		}},
 		{"all set", with("TUNNEL_PORT", "9443", "IDLE_THRESHOLD", "30m", "LOG_LEVEL", "DEBUG", "METRICS_NAMESPACE", "X",
 			"WAKE_GRACE", "20m", "IDLE_CONFIRM_AFTER", "2m", "CRASH_BOUND", "5m", "METRICS_INTERVAL", "30s"), true, func(c Config) bool {
