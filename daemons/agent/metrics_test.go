@@ -32,11 +32,12 @@ func TestAgentMetrics(t *testing.T) {
 	closedURL := "http://" + closed.Addr().String() + "/"
 	closed.Close()
 
-	proxyPort, adminPort := awstest.FreePort(t), awstest.FreePort(t)
+	proxyPort, adminPort, socksPort := awstest.FreePort(t), awstest.FreePort(t), awstest.FreePort(t)
 	args := []string{
 		"--server-ip", "127.0.0.1", "--server-port", strconv.Itoa(serverPort),
 		"--local-proxy-port", strconv.Itoa(proxyPort),
 		"--admin-listen", "127.0.0.1:" + strconv.Itoa(adminPort),
+		"--socks-port", strconv.Itoa(socksPort),
 		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
 	}
 	logs, _ := runAgent(t, args)
@@ -73,10 +74,11 @@ func TestAgentMetrics(t *testing.T) {
 		t.Fatalf("closed port: status %d, want 502", resp.StatusCode)
 	}
 	connectThrough(t, proxyAddr, strings.TrimPrefix(target.URL, "http://"), body)
+	socksThrough(t, "127.0.0.1:"+strconv.Itoa(socksPort), target.URL, body) // a CONNECT too
 
 	s := metricstest.WaitFor(t, metricsURL, 5*time.Second, []metricstest.AtLeast{
 		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "http"}, Min: 2},
-		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "connect"}, Min: 2},
 		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "http", "direction", "received"}, Min: float64(len(body))},
 		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "received"}, Min: float64(len(body))},
 		{Name: "fluidity_agent_stream_bytes_total", Labels: []string{"kind", "connect", "direction", "sent"}, Min: 1},
