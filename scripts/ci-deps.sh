@@ -12,6 +12,11 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # OpenBSD netcat (nc -X 5, as ssh's ProxyCommand uses it) for the SOCKS5 e2e test.
 command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
+# systemd: systemd-analyze verifies the agent's unit, and the service test runs a real
+# user manager and journald (in a private mount namespace; systemd need not be PID 1).
+[ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# zip: the Windows release archives (scripts/release.sh and its test).
+command -v zip >/dev/null || need_apt+=(zip)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "ci-deps: apt-get install ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -176,11 +176,15 @@ var command = daemon.Command{
 	Name:      "fluidity-agent",
 	Summary:   "local HTTP proxy that tunnels everything to your Fluidity server",
 	EnvPrefix: "FLUIDITY_AGENT_",
+	Subcommands: []string{
+		"service install --config FILE   (run at login, restart on failure; see service --help)",
+		"service uninstall|start|stop|restart|status",
+	},
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	code := dispatch(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -22,6 +22,9 @@ type Command struct {
 	Name      string // binary name, e.g. "fluidity-agent"
 	Summary   string // one line for --help
 	EnvPrefix string // e.g. "FLUIDITY_AGENT_"
+	// Subcommands are more usage lines for --help, after the daemon's name,
+	// e.g. "service install --config FILE".
+	Subcommands []string
 	// SkipValidate loads without calling cfg's Validate, for subcommands (such as a
 	// health check) that need only part of the configuration.
 	SkipValidate bool
@@ -41,8 +44,12 @@ func (c Command) Load(args, environ []string, cfg any, stdout, stderr io.Writer)
 	configFile := fs.StringP("config", "c", "", "YAML configuration file")
 	config.RegisterFlags(fs, cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "%s — %s\n\nUsage:\n  %s [flags]\n  %s version\n\nPrecedence: flags > environment (%s<KEY>) > --config file > defaults.\n\nFlags:\n%s",
-			c.Name, c.Summary, c.Name, c.Name, c.EnvPrefix, fs.FlagUsages())
+		var more strings.Builder
+		for _, s := range c.Subcommands {
+			more.WriteString("  " + c.Name + " " + s + "\n")
+		}
+		fmt.Fprintf(stdout, "%s — %s\n\nUsage:\n  %s [flags]\n  %s version\n%s\nPrecedence: flags > environment (%s<KEY>) > --config file > defaults.\n\nFlags:\n%s",
+			c.Name, c.Summary, c.Name, c.Name, more.String(), c.EnvPrefix, fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) { // pflag has printed the usage
