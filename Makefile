@@ -99,6 +99,12 @@ test:
 clean:
 	rm -rf $(BIN) dist
 
+.PHONY: release
+# Release archives for every agent platform (agent, server, CLI, README, LICENSE,
+# example configurations) and their SHA256SUMS, in dist/release: see the README's Releases.
+release:
+	VERSION=$(VERSION) LDFLAGS='$(LDFLAGS)' PLATFORMS='$(AGENT_PLATFORMS)' ./scripts/release.sh
+
 .PHONY: bench soak fuzz-long
 # Side-by-side benchmark (direct vs Fluidity vs ssh -D); writes BENCHMARKS.md. Not part of `make test`.
 bench: build-host
