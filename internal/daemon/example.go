@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/fluidity-tunnel/fluidity/internal/config"
@@ -86,25 +87,39 @@ func wrap(s string, width int) []string {
 	return lines
 }
 
-// SyncFile checks that the file at path holds content; with update it writes
-// content instead. Tests call it for generated files such as the examples.
-func SyncFile(path, content string, update bool) error {
+// CheckExample keeps the example file at path generated (rewriting it with
+// update) and checks that it loads, as written and with every key uncommented,
+// to want: the defaults that fresh returns (a new pointer each call) with the
+// keys in set. It returns the first difference.
+func CheckExample(path, title string, set map[string]string, fresh func() any, want any, update bool) error {
+	text := ExampleYAML(fresh(), title, set, false)
 	if update {
-		return os.WriteFile(path, []byte(content), 0o644)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			return err
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	if string(data) != content {
+	if string(data) != text {
 		return fmt.Errorf("%s is out of date; run: go test ./daemons/... -run Example -update-golden", path)
+	}
+	for _, all := range []bool{false, true} {
+		got := fresh()
+		if err := loadExample(ExampleYAML(fresh(), title, set, all), got); err != nil {
+			return fmt.Errorf("%s (every key written: %v): %w", path, all, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("%s (every key written: %v) loads as\n%+v\nwant\n%+v", path, all, got, want)
+		}
 	}
 	return nil
 }
 
-// LoadExample loads an example file's text into cfg (a pointer to a config
-// struct holding the defaults) as --config would, and validates it.
-func LoadExample(text string, cfg any) error {
+// loadExample loads an example file's text into cfg as --config would, and
+// validates it.
+func loadExample(text string, cfg any) error {
 	f, err := os.CreateTemp("", "example-*.yaml")
 	if err != nil {
 		return err
