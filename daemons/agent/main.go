@@ -338,7 +338,7 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(ln) }()
 	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", d.describe()).
-		Str("server_name", cfg.ServerName).Str("upstream", route.String()).Msg("agent started")
+		Str("server_name", cfg.ServerName).Str("server_sni", cfg.ServerSNI).Str("upstream", route.String()).Msg("agent started")
 
 	select {
 	case <-ctx.Done():
