@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/fluidity-tunnel/fluidity/internal/daemon"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -210,23 +211,25 @@ func newServiceSpec(configFile string) (serviceSpec, error) {
 func checkServiceConfig(path string) (Config, error) {
 	cfg := defaultConfig()
 	var msg strings.Builder
-	if done, _ := command.Load([]string{"--config", path}, nil, &cfg, io.Discard, &msg); done {
+	load := command
+	load.SkipValidate = true // the files are checked below, from the service's directory
+	if done, _ := load.Load([]string{"--config", path}, nil, &cfg, io.Discard, &msg); done {
 		return cfg, fmt.Errorf("the configuration cannot work as a service: %s", strings.TrimSpace(msg.String()))
 	}
 	dir := filepath.Dir(path)
-	rel := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
+	for _, p := range []*string{&cfg.CertFile, &cfg.KeyFile, &cfg.CACertFile, &cfg.UpstreamCreds} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
 		}
-		return filepath.Join(dir, p)
 	}
-	if _, err := tunnel.NewCertReloader(rel(cfg.CertFile), rel(cfg.KeyFile), rel(cfg.CACertFile), zerolog.Nop()); err != nil {
-		return cfg, fmt.Errorf("%s: certificates (relative paths are relative to %s): %w", path, dir, err)
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s cannot work as a service: %w", path, err)
 	}
-	if cfg.UpstreamCreds != "" {
-		if _, err := os.Stat(rel(cfg.UpstreamCreds)); err != nil {
-			return cfg, fmt.Errorf("%s: upstream_proxy_credentials_file: %w", path, err)
-		}
+	if err := daemon.CheckFiles(cfg.Files()); err != nil {
+		return cfg, fmt.Errorf("%s cannot work as a service (relative paths are relative to %s): %w", path, dir, err)
+	}
+	if _, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, zerolog.Nop()); err != nil {
+		return cfg, fmt.Errorf("%s: certificates: %w", path, err)
 	}
 	return cfg, nil
 }
