@@ -10,6 +10,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # e2e test; openssl writes its password file. squid lives in /usr/sbin, off a user's PATH.
 [ -x /usr/sbin/squid ] && [ -x /usr/lib/squid/ntlm_fake_auth ] || need_apt+=(squid)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Debian's chromium for the browser test of the status page and proxying (internal/e2e, chromedp).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # OpenBSD netcat (nc -X 5, as ssh's ProxyCommand uses it) for the SOCKS5 e2e test.
 command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
 # systemd: systemd-analyze verifies the agent's unit, and the service test runs a real

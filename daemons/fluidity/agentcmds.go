@@ -151,8 +151,7 @@ func printStatus(ctx context.Context, addr string, asJSON bool, stdout, stderr i
 	if asJSON {
 		_, _ = stdout.Write(raw)
 	} else {
-		_ = snap.WriteText(stdout)
-		fmt.Fprintf(stdout, "Status page:\thttp://%s/\n", addr)
+		_ = snap.WriteText(stdout, "http://"+addr+"/")
 	}
 	if !snap.Up {
 		return exitDown

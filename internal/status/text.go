@@ -10,8 +10,9 @@ import (
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
-// WriteText writes s for a person at a terminal (fluidity status).
-func (s Snapshot) WriteText(w io.Writer) error {
+// WriteText writes s for a person at a terminal (fluidity status), ending
+// with the status page's address, page, if not empty.
+func (s Snapshot) WriteText(w io.Writer, page string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	state := Label(s.State)
@@ -89,6 +90,9 @@ func (s Snapshot) WriteText(w io.Writer) error {
 	}
 	if a := s.LastAction; a != nil {
 		line("Last action:", "%s at %s: %s", a.Name, a.Time.Local().Format("15:04:05"), a.Result)
+	}
+	if page != "" {
+		line("Status page:", "%s", page)
 	}
 	return tw.Flush()
 }
