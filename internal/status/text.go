@@ -52,7 +52,7 @@ func (s Snapshot) WriteText(w io.Writer, page string) error {
 			if ss.RTTMillis > 0 {
 				rtt = fmt.Sprintf("%.1f ms", ss.RTTMillis)
 			}
-			line(fmt.Sprintf("Session %d:", ss.ID), "up %s, round trip %s, %d streams, ↓ %s ↑ %s",
+			line(fmt.Sprintf("Session %d:", ss.ID), "up %s, round trip %s, streams %d, ↓ %s ↑ %s",
 				HumanDuration(s.Time.Sub(ss.Since)), rtt, ss.Streams, HumanBytes(float64(ss.Received)), HumanBytes(float64(ss.Sent)))
 		case ss.Connecting:
 			line(fmt.Sprintf("Session %d:", ss.ID), "connecting")
