@@ -69,7 +69,7 @@ func startProxy(t testing.TB, tun Tunnel, mod func(*Config)) *url.URL {
 		t.Fatal(err)
 	}
 	srv := p.NewHTTPServer()
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(p.SniffSOCKS(ln)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -384,3 +384,66 @@ func (s *SOCKSServer) serveConn(c net.Conn) {
 	s.p.log.Debug().Str("method", "SOCKS5").Str("target", req.host).Msg("tunnel opened")
 	relay.Run(relay.AsConn(c), tc, relay.Options{})
 }
+
+// SniffSOCKS wraps the HTTP proxy's listener so that a SOCKS client pointed at
+// it by mistake learns so at once: net/http would wait ReadHeaderTimeout for a
+// request line that never comes, then answer 400. A SOCKS5 greeting gets "no
+// acceptable method" and a SOCKS4 request "rejected", and the connection ends.
+func (p *Proxy) SniffSOCKS(ln net.Listener) net.Listener { return sniffListener{ln, p} }
+
+type sniffListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l sniffListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &sniffConn{Conn: c, p: l.p}, nil
+}
+
+// sniffConn looks at the first bytes read from a connection.
+type sniffConn struct {
+	net.Conn
+	p       *Proxy
+	sniffed bool
+}
+
+func (c *sniffConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.sniffed || n == 0 {
+		return n, err
+	}
+	c.sniffed = true
+	var reply []byte
+	switch b[0] {
+	case socksVersion:
+		reply = []byte{socksVersion, socksNoAcceptable}
+	case 0x04:
+		reply = []byte{0, 0x5b, 0, 0, 0, 0, 0, 0} // SOCKS4: request rejected
+	default:
+		return n, err
+	}
+	c.p.log.Warn().Int("socks_version", int(b[0])).
+		Msg("a SOCKS client connected to the HTTP proxy: point it at the SOCKS5 listener (the agent's socks_port) instead")
+	_, _ = c.Conn.Write(reply)
+	return 0, io.EOF
+}
+
+// CloseWrite and CloseRead keep the half-close of the connection underneath,
+// which CONNECT relays use.
+func (c *sniffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *sniffConn) CloseRead() error {
+	if cr, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return nil
+}

@@ -293,3 +293,31 @@ func FuzzSOCKSHandshake(f *testing.F) {
 		}
 	})
 }
+
+// TestSOCKSClientAtHTTPPort: a SOCKS client pointed at the HTTP proxy is told
+// at once, not after ReadHeaderTimeout; HTTP clients are unaffected (every
+// other test here goes through the same listener).
+func TestSOCKSClientAtHTTPPort(t *testing.T) {
+	proxyURL := startProxy(t, fakeTunnel{errors.New("not reached")}, nil)
+	for _, tc := range []struct {
+		name       string
+		send, want []byte
+	}{
+		{"socks5", []byte{5, 1, 0}, []byte{5, 0xff}},
+		{"socks4", []byte{4, 1, 0, 80, 127, 0, 0, 1, 0}, []byte{0, 0x5b, 0, 0, 0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", proxyURL.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = c.Write(tc.send)
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, tc.want) {
+				t.Errorf("read % x, %v; want % x and the connection closed", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -336,7 +336,7 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		_ = client.Run(runCtx)
 	}()
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
+	go func() { served <- httpSrv.Serve(px.SniffSOCKS(ln)) }()
 	log.Info().Str("version", buildinfo.String()).Str("proxy", ln.Addr().String()).Str("server", d.describe()).
 		Str("server_name", cfg.ServerName).Str("server_sni", cfg.ServerSNI).Str("upstream", route.String()).Msg("agent started")
 

@@ -29,7 +29,7 @@ func startSOCKSStack(t *testing.T, o serverOpts) (*stack, string) {
 // resolves it, for plain HTTP and for HTTPS end to end.
 func TestSOCKS5Curl(t *testing.T) {
 	t.Parallel()
-	_, socks := startSOCKSStack(t, serverOpts{})
+	s, socks := startSOCKSStack(t, serverOpts{})
 	plain := httpTarget(t, http.HandlerFunc(echo))
 	_, port, _ := net.SplitHostPort(plain.Listener.Addr().String())
 	out := mustCurl(t, "--socks5-hostname", socks, "http://localhost:"+port+"/through/socks")
@@ -53,6 +53,21 @@ func TestSOCKS5Curl(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the refusal took %v", d)
+	}
+
+	// Pointed at the HTTP proxy by mistake, a SOCKS client is told at once
+	// (not after the proxy's 30 s header timeout), and the agent logs a hint.
+	start = time.Now()
+	if _, err := runCurl(t, "--socks5-hostname", s.agent.addr, "http://localhost:"+port+"/"); err == nil {
+		t.Error("SOCKS5 through the HTTP proxy port succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a SOCKS client at the HTTP port waited %v", d)
+	}
+	if _, ok := s.agent.stderr.waitEntry(s.agent.done, startTimeout, func(e logEntry) bool {
+		return strings.Contains(e.str("message"), "SOCKS client connected to the HTTP proxy")
+	}); !ok {
+		t.Error("no hint in the agent's log for a SOCKS client at the HTTP port")
 	}
 }
 
