@@ -137,7 +137,7 @@ func TestTemplateDetails(t *testing.T) {
 		want []string
 	}{
 		{"fargate.yaml", []string{
-			"DesiredCount: 0", `Cpu: "256"`, `Memory: "512"`, "NetworkMode: awsvpc", "AssignPublicIp: ENABLED",
+			"DesiredCount: !Ref DesiredCount", `Cpu: "256"`, `Memory: "512"`, "NetworkMode: awsvpc", "AssignPublicIp: ENABLED",
 			"CidrIp: !Ref AllowedCidr", "cloudwatch:namespace: Fluidity", "HealthCheck:", "awslogs-group: !Ref LogGroup",
 		}},
 		{"control-plane.yaml", []string{

@@ -29,6 +29,8 @@ const usageText = `fluidity — helper for the Fluidity tunnel
 
 Usage:
   fluidity certs [flags]   create the private CA, server and client certificates
+  fluidity deploy [flags]  create or update the AWS deployment (--dry-run to preview)
+  fluidity destroy [flags] remove the AWS deployment
   fluidity status          show the running agent's tunnel (--json; exit 3 when down)
   fluidity wake            wake the server through the Wake API (--wait: until it runs)
   fluidity sleep           put the server to sleep through the Kill API
@@ -36,7 +38,8 @@ Usage:
   fluidity --help          show this help
 
 Run 'fluidity certs --help' for the certificate options, and 'fluidity status
---help' for status, wake and sleep (they read the agent's --config agent.yaml).
+--help' for status, wake and sleep (they read the agent's --config agent.yaml);
+'fluidity deploy --help' and 'fluidity destroy --help' for the AWS deployment.
 `
 
 // run is main without the process exit, so tests can drive it.
@@ -67,6 +70,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return runCerts(cmdArgs, stdout, stderr)
 	case "status", "wake", "sleep":
 		return runAgentCmd(cmd, cmdArgs, environ, stdout, stderr)
+	case "deploy":
+		return runDeploy(cmdArgs, stdout, stderr)
+	case "destroy":
+		return runDestroy(cmdArgs, stdout, stderr)
 	case "version":
 		if len(cmdArgs) > 0 {
 			return usageError(stderr, "fluidity version", fmt.Errorf("unexpected argument %q", cmdArgs[0]))
