@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
 
-	"github.com/fluidity-tunnel/fluidity/internal/buildinfo"
 	"github.com/fluidity-tunnel/fluidity/internal/deploy"
 )
 
@@ -91,8 +90,8 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Name, "name", deploy.DefaultName, "prefix of every resource (stacks <name>-server and <name>-control, …)")
 	fs.StringVar(&c.CertDir, "cert-dir", "./certs", "directory with server.crt, server.key and ca.crt (as 'fluidity certs' writes them)")
 	fs.StringVar(&c.Image, "image", "", "server image URI to run as it is (nothing is pushed)")
-	fs.StringVar(&c.ImageLayout, "image-layout", "", "OCI image layout directory of the server image, pushed to the <name>-server ECR repository")
-	fs.StringVar(&c.ImageTag, "tag", defaultTag(), "tag for the pushed image (the stack runs it by digest)")
+	fs.StringVar(&c.ImageLayout, "image-layout", "", "OCI image layout of the server image, pushed to the <name>-server ECR repository (default: dist/images/fluidity-server of the source checkout, as `make images` writes it)")
+	fs.StringVar(&c.ImageTag, "tag", "", "tag for the pushed image (default: the layout's, which `make images` sets to the version; the stack runs it by digest)")
 	fs.StringVar(&c.Arch, "arch", "arm64", "CPU architecture of the server image and the Lambdas: arm64 or amd64")
 	fs.StringVar(&c.LambdaDir, "lambda-dir", "", "directory with prebuilt wake.zip, sleep.zip, kill.zip (default: build them from the source checkout)")
 	fs.StringVar(&c.SourceDir, "source-dir", "", "Fluidity source checkout to build the Lambdas from (default: the one around the current directory)")
@@ -112,11 +111,20 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usageError(stderr, "fluidity deploy", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	if c.Image == "" && c.ImageLayout == "" {
-		return usageError(stderr, "fluidity deploy", errors.New("give --image URI or --image-layout DIR (the server image)"))
+	src := c.SourceDir
+	if src == "" {
+		src = findSourceDir()
 	}
 	if c.LambdaDir == "" && c.SourceDir == "" {
-		c.SourceDir = findSourceDir()
+		c.SourceDir = src
+	}
+	if c.Image == "" && c.ImageLayout == "" && src != "" {
+		if l := filepath.Join(src, "dist", "images", "fluidity-server"); fileExists(filepath.Join(l, "index.json")) {
+			c.ImageLayout = l
+		}
+	}
+	if c.Image == "" && c.ImageLayout == "" {
+		return usageError(stderr, "fluidity deploy", errors.New("no server image: run `make images` in the source checkout, or give --image URI or --image-layout DIR"))
 	}
 	if err := c.Validate(); err != nil {
 		return usageError(stderr, "fluidity deploy", err)
@@ -218,13 +226,9 @@ func runDestroy(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// defaultTag is the version for a released build, "latest" for a dev one.
-func defaultTag() string {
-	v := buildinfo.String()
-	if v == "" || v == "dev" || v == "(devel)" {
-		return "latest"
-	}
-	return strings.NewReplacer("+", "-", "/", "-").Replace(v)
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // findSourceDir returns the Fluidity checkout around the working directory,

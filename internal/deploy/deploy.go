@@ -58,8 +58,9 @@ type Config struct {
 	// of per-platform images) pushed to the <name>-server ECR repository.
 	ImageLayout string
 	// ImageTag tags the pushed image for people; the stack is given the
-	// digest, so a rebuilt image under an old tag still upgrades. Default
-	// "latest".
+	// digest, so a rebuilt image under an old tag still upgrades. Default:
+	// the tag the layout names its image with (`make images` names it by
+	// version), else "latest".
 	ImageTag string
 
 	// Arch is the CPU architecture of the server image and the Lambdas:
@@ -132,9 +133,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CertDir == "" {
 		c.CertDir = "certs"
-	}
-	if c.ImageTag == "" {
-		c.ImageTag = "latest"
 	}
 	if c.Arch == "" {
 		c.Arch = "arm64"

@@ -134,6 +134,33 @@ func writeLayout(t *testing.T, arch string) (string, v1.Hash) {
 	return dir, h
 }
 
+// writeIndexLayout writes a two-platform index as `make images` does: one
+// entry in index.json, named ref.
+func writeIndexLayout(t *testing.T, ref string) (string, v1.Hash) {
+	t.Helper()
+	idx := v1.ImageIndex(empty.Index)
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(256, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})); err != nil {
+		t.Fatal(err)
+	}
+	h, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, h
+}
+
 type flow struct {
 	t      *testing.T
 	ctx    context.Context
@@ -195,7 +222,8 @@ func expectNone(t *testing.T, what string, ops []string, forbidden ...string) {
 func TestDeployFlowOnMoto(t *testing.T) {
 	t.Parallel()
 	moto := awstest.StartMotoServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Generous: on a loaded machine the Lambda build alone can take minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
 	reg := httptest.NewServer(registry.New())
@@ -338,9 +366,10 @@ func TestDeployFlowOnMoto(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeCerts(t, certs)
-	layout2, digest2 := writeLayout(t, arch)
+	// A multi-platform index, tagged by the layout's own name for it.
+	layout2, digest2 := writeIndexLayout(t, "fluidity-server:v2")
 	up := base
-	up.ImageLayout, up.ImageTag = layout2, "v2"
+	up.ImageLayout, up.ImageTag = layout2, ""
 	_, out, ops, err = f.run(up)
 	if !errors.Is(err, ErrNoAPIKey) {
 		t.Fatalf("upgrade: %v", err)
@@ -358,6 +387,9 @@ func TestDeployFlowOnMoto(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("upgrade output lacks %q", want)
 		}
+	}
+	if d, err := remote.Head(must(name.NewTag(repoURI+":v2")), remote.WithTransport(route)); err != nil || d.Digest != digest2 {
+		t.Errorf("index pushed as :v2: %v %v", d, err)
 	}
 	if !slices.Contains(ops, "CloudFormation.ExecuteChangeSet") {
 		t.Error("the upgrade executed no change set")

@@ -36,11 +36,11 @@ func (d *Deployer) ensureImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if repoURI == "" { // dry run, no repository yet
-		d.say("image: would push %s (%s) as %s:%s", d.cfg.ImageLayout, art.digest, d.n.repo, d.cfg.ImageTag)
+		d.say("image: would push %s (%s) as %s:%s", d.cfg.ImageLayout, art.digest, d.n.repo, d.imageTag(art))
 		return d.n.repo + "@" + art.digest.String(), nil
 	}
 	uri := repoURI + "@" + art.digest.String()
-	tag, err := name.NewTag(repoURI + ":" + d.cfg.ImageTag)
+	tag, err := name.NewTag(repoURI + ":" + d.imageTag(art))
 	if err != nil {
 		return "", fmt.Errorf("image tag: %w", err)
 	}
@@ -74,6 +74,20 @@ type artifact struct {
 	image  v1.Image
 	index  v1.ImageIndex
 	digest v1.Hash
+	// refName is the layout's name for it ("fluidity-server:v1.2.0"), if any.
+	refName string
+}
+
+func (d *Deployer) imageTag(a artifact) string {
+	if d.cfg.ImageTag != "" {
+		return d.cfg.ImageTag
+	}
+	if _, tag, ok := strings.Cut(a.refName, ":"); ok && tag != "" {
+		if _, err := name.NewTag("x:" + tag); err == nil {
+			return tag
+		}
+	}
+	return "latest"
 }
 
 // readLayout opens an OCI layout and checks that it can run on linux/arch,
@@ -92,6 +106,9 @@ func readLayout(dir, arch string) (artifact, error) {
 		return artifact{}, fmt.Errorf("image layout %s: %w", dir, err)
 	}
 	var a artifact
+	if len(im.Manifests) == 1 {
+		a.refName = im.Manifests[0].Annotations["org.opencontainers.image.ref.name"]
+	}
 	switch {
 	case len(im.Manifests) == 0:
 		return a, fmt.Errorf("image layout %s holds no image", dir)
