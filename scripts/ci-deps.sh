@@ -19,6 +19,13 @@ command -v nc.openbsd >/dev/null || need_apt+=(netcat-openbsd)
 [ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # zip: the Windows release archives (scripts/release.sh and its test).
 command -v zip >/dev/null || need_apt+=(zip)
+# The Negotiate (Kerberos) tests run a real MIT KDC; the office test builds network
+# namespaces with iproute2 and runs dante as its SOCKS5 server.
+[ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kdb5_util ] || need_apt+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || need_apt+=(krb5-admin-server)
+[ -x /usr/lib/squid/negotiate_kerberos_auth ] || need_apt+=(squid)
+[ -x /usr/sbin/danted ] || need_apt+=(dante-server)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "ci-deps: apt-get install ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -44,8 +44,10 @@ type Config struct {
 	CertFile       string `koanf:"cert_file" help:"this agent's client certificate (PEM)"`
 	KeyFile        string `koanf:"key_file" help:"the client certificate's private key (PEM)"`
 	CACertFile     string `koanf:"ca_cert_file" help:"the private CA that signed the server certificate (PEM)"`
-	UpstreamProxy  string `koanf:"upstream_proxy" help:"how to reach the server and the Wake/Kill API: empty for directly; a proxy URL, http://host:port (CONNECT, Basic or NTLM), https://host:port (TLS to the proxy), socks5://host:port (names resolved here) or socks5h://host:port (resolved by the proxy); or env, to take HTTPS_PROXY/ALL_PROXY/NO_PROXY from the environment"`
+	UpstreamProxy  string `koanf:"upstream_proxy" help:"how to reach the server and the Wake/Kill API: empty for directly; a proxy URL, http://host:port (CONNECT, Basic, NTLM or Negotiate), https://host:port (TLS to the proxy), socks5://host:port (names resolved here) or socks5h://host:port (resolved by the proxy); or env, to take HTTPS_PROXY/ALL_PROXY/NO_PROXY from the environment"`
 	UpstreamCreds  string `koanf:"upstream_proxy_credentials_file" help:"file holding one line user:password (DOMAIN\\user for NTLM) for upstream_proxy; refused if other users may read it (chmod o-rwx); keeps the password out of the command line and the config"`
+	UpstreamKrb5   string `koanf:"upstream_proxy_krb5_conf" help:"krb5.conf of your Kerberos realm (its KDCs, reached directly); turns on Negotiate for an http(s) upstream_proxy that asks for it, with a ticket for HTTP/<the proxy URL's host>. The secret is upstream_proxy_keytab or the password in upstream_proxy_credentials_file (user@REALM:password)"`
+	UpstreamKeytab string `koanf:"upstream_proxy_keytab" help:"keytab holding your Kerberos key, for upstream_proxy_krb5_conf (its first principal is the user unless the credentials file names one); refused if other users may read it"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
 	SplitSettings
@@ -212,6 +214,8 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	route, err := upstream.New(upstream.Config{
 		Proxy:           cfg.UpstreamProxy,
 		CredentialsFile: cfg.UpstreamCreds,
+		Krb5Conf:        cfg.UpstreamKrb5,
+		Keytab:          cfg.UpstreamKeytab,
 		Environ:         environ,
 		Self:            net.JoinHostPort(cfg.ListenAddr, strconv.Itoa(cfg.LocalProxyPort)),
 		Warn:            func(msg string) { log.Warn().Msg(msg) },
@@ -219,6 +223,7 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	if err != nil {
 		return err
 	}
+	defer route.Close()
 	if route.Direct() {
 		log.Info().Str("upstream", route.String()).Msg("reaching the server directly")
 	} else {

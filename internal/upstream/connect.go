@@ -40,7 +40,7 @@ func (e *ProxyError) Error() string {
 		if len(e.Offered) == 0 {
 			b.WriteString(" (it offered no authentication scheme)")
 		} else {
-			fmt.Fprintf(&b, " (it offers %s; this agent speaks Basic and NTLM)", strings.Join(e.Offered, ", "))
+			fmt.Fprintf(&b, " (it offers %s; this agent speaks Basic, NTLM and Negotiate)", strings.Join(e.Offered, ", "))
 		}
 	}
 	if e.Hint != "" {
@@ -65,11 +65,13 @@ const (
 	authBasicSent                      // Basic credentials sent
 	authNegotiateSent                  // NTLM negotiate message sent: a challenge is due
 	authNTLMSent                       // NTLM authenticate message sent
+	authKerberosSent                   // a Negotiate (Kerberos) token sent
 )
 
 // connect opens a tunnel to target through an HTTP(S) proxy. It first asks
-// without credentials, and answers a 407 with NTLM if the proxy offers it
-// (the password never crosses the wire) or Basic. NTLM authenticates the
+// without credentials, and answers a 407 with, in this order of preference,
+// Negotiate (Kerberos, when configured), NTLM (both keep the password off the
+// wire) or Basic, among the schemes the proxy offers. NTLM authenticates the
 // connection, so negotiate, challenge and authenticate share one connection.
 func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
 	var (
@@ -111,8 +113,21 @@ func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
 			conn = nil
 		}
 		switch {
+		case state == authKerberosSent:
+			pe.Hint = "the proxy rejected the Kerberos ticket for " + r.krb.spn + " as " + r.krb.principal + " (from " + r.krb.credFrom + ")"
+			return nil, pe
+		case state == authNone && r.krb != nil && offersScheme(pe.Offered, "Negotiate"):
+			tok, err := r.krb.token()
+			if err != nil {
+				pe.Hint = err.Error()
+				return nil, pe
+			}
+			auth, state = tok, authKerberosSent
 		case !r.hasCreds:
 			pe.Hint = "set credentials in " + KeyCredentialsFile + " (a file holding user:password) or in " + KeyProxy + "'s URL"
+			if offersScheme(pe.Offered, "Negotiate") && r.krb == nil {
+				pe.Hint += ", or for Kerberos " + KeyKrb5Conf + " and " + KeyKeytab
+			}
 			return nil, pe
 		case state == authNegotiateSent:
 			challenge, ok := ntlmToken(offers)
@@ -141,6 +156,9 @@ func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
 			}
 		case offersScheme(pe.Offered, "Basic"):
 			auth, state = "Basic "+base64.StdEncoding.EncodeToString([]byte(r.user+":"+r.password)), authBasicSent
+		case offersScheme(pe.Offered, "Negotiate"):
+			pe.Hint = "the proxy wants Kerberos: set " + KeyKrb5Conf + " (and " + KeyKeytab + ", or user@REALM:password in " + KeyCredentialsFile + ")"
+			return nil, pe
 		default:
 			pe.Hint = "no scheme this agent speaks"
 			return nil, pe

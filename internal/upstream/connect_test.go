@@ -246,13 +246,23 @@ func TestConnect407Errors(t *testing.T) {
 			_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\nProxy-Authenticate: Digest realm=\"x\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n")
 		}
 	})
+	digestOnly := stub(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm=\"x\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
 	var seen []string
 	basic := basicProxy(t, false, &seen)
 	cases := []struct {
 		name, url string
 		want      []string
 	}{
-		{"no acceptable scheme", "http://" + testUser + ":" + testPassword + "@" + negotiateOnly, []string{"Negotiate, Digest", "no scheme this agent speaks", "407"}},
+		{"no acceptable scheme", "http://" + testUser + ":" + testPassword + "@" + digestOnly, []string{"offers Digest", "no scheme this agent speaks", "407"}},
+		{"negotiate without kerberos", "http://" + testUser + ":" + testPassword + "@" + negotiateOnly, []string{"Negotiate, Digest", "wants Kerberos", KeyKrb5Conf, KeyKeytab}},
+		{"negotiate without anything", "http://" + negotiateOnly, []string{KeyCredentialsFile, KeyKrb5Conf}},
 		{"no credentials", "http://" + basic, []string{"offers Basic", KeyCredentialsFile, KeyProxy}},
 		{"wrong password", "http://" + testUser + ":wrong-" + testPassword + "@" + basic, []string{"rejected the credentials from " + KeyProxy}},
 	}

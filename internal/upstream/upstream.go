@@ -4,7 +4,7 @@
 //
 // Proxies are given as URLs:
 //
-//	http://host:port     HTTP CONNECT (Basic or NTLM authentication)
+//	http://host:port     HTTP CONNECT (Basic, NTLM or Negotiate/Kerberos authentication)
 //	https://host:port    TLS to the proxy, then CONNECT
 //	socks5://host:port   SOCKS5, target names resolved here
 //	socks5h://host:port  SOCKS5, target names resolved by the proxy
@@ -22,8 +22,8 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/proxy"
 
@@ -34,6 +34,8 @@ import (
 const (
 	KeyProxy           = "upstream_proxy"
 	KeyCredentialsFile = "upstream_proxy_credentials_file"
+	KeyKrb5Conf        = "upstream_proxy_krb5_conf"
+	KeyKeytab          = "upstream_proxy_keytab"
 )
 
 // EnvMode is the [Config.Proxy] value that takes the proxy from the environment
@@ -68,6 +70,15 @@ type Config struct {
 	// TLS configures the connection to an https:// proxy; nil verifies the proxy
 	// against the system roots. ServerName defaults to the proxy's host.
 	TLS *tls.Config
+	// Krb5Conf, if set, is a krb5.conf naming the realm and its KDCs, and turns
+	// on Negotiate (Kerberos) for an http(s) proxy that asks for it. The ticket
+	// is for HTTP/<proxy host>, so the proxy URL names the proxy as the realm
+	// knows it. The secret is Keytab's key or, without Keytab, the password of
+	// the credentials (user@REALM, or user in krb5.conf's default_realm).
+	Krb5Conf string
+	// Keytab, if set, is a keytab (mode o-rwx) holding the user's key; its
+	// first principal is the user unless the credentials name one.
+	Keytab string
 }
 
 // Dialer reaches addresses over the configured route. It is safe for
@@ -79,6 +90,8 @@ type Dialer struct {
 	// bypass, when set (env mode), tells which targets NO_PROXY exempts.
 	bypass func(target string) bool
 	desc   string
+
+	closeOnce sync.Once
 }
 
 // route is one proxy with its credentials.
@@ -91,6 +104,7 @@ type route struct {
 	tls      *tls.Config
 	socks    proxy.Dialer
 	forward  ContextDialer
+	krb      *kerberos // nil: no Negotiate
 }
 
 // New checks cfg, reads the credentials file and returns the dialer.
@@ -105,8 +119,12 @@ func New(cfg Config) (*Dialer, error) {
 	)
 	switch cfg.Proxy {
 	case "":
-		if cfg.CredentialsFile != "" {
-			return nil, fieldErr(KeyCredentialsFile, errors.New("set, but upstream_proxy is empty (direct)"))
+		for _, f := range []struct{ key, val string }{
+			{KeyCredentialsFile, cfg.CredentialsFile}, {KeyKrb5Conf, cfg.Krb5Conf}, {KeyKeytab, cfg.Keytab},
+		} {
+			if f.val != "" {
+				return nil, fieldErr(f.key, errors.New("set, but upstream_proxy is empty (direct)"))
+			}
 		}
 		return d, nil
 	case EnvMode:
@@ -146,12 +164,32 @@ func New(cfg Config) (*Dialer, error) {
 	if err := r.init(cfg.TLS); err != nil {
 		return nil, fieldErr(KeyProxy, err)
 	}
+	if err := r.initKerberos(cfg.Krb5Conf, cfg.Keytab); err != nil {
+		return nil, err
+	}
 	d.proxy = r
 	d.desc = Redacted(u)
 	if source != KeyProxy {
 		d.desc += " (from " + source + ")"
 	}
 	return d, nil
+}
+
+func (r *route) initKerberos(krb5Conf, keytabPath string) error {
+	switch {
+	case krb5Conf == "" && keytabPath != "":
+		return fieldErr(KeyKeytab, errors.New("set, but "+KeyKrb5Conf+" is empty"))
+	case krb5Conf == "":
+		return nil
+	case r.u.Scheme != "http" && r.u.Scheme != "https":
+		return fieldErr(KeyKrb5Conf, fmt.Errorf("only http:// and https:// proxies speak Negotiate, not %s://", r.u.Scheme))
+	}
+	k, err := newKerberos(krb5Conf, keytabPath, r.user, r.password, r.credFrom, r.u.Hostname())
+	if err != nil {
+		return err
+	}
+	r.krb = k
+	return nil
 }
 
 func (r *route) init(tcfg *tls.Config) error {
@@ -180,6 +218,17 @@ func (r *route) init(tcfg *tls.Config) error {
 
 // String describes the route without credentials: "direct", or the proxy URL.
 func (d *Dialer) String() string { return d.desc }
+
+// Close releases what the route holds: Kerberos tickets and their renewal.
+// It is idempotent; the dialer must not be used afterwards.
+func (d *Dialer) Close() error {
+	d.closeOnce.Do(func() {
+		if d.proxy != nil && d.proxy.krb != nil {
+			d.proxy.krb.close()
+		}
+	})
+	return nil
+}
 
 // Direct reports whether the dialer never uses a proxy.
 func (d *Dialer) Direct() bool { return d.proxy == nil }
@@ -306,12 +355,8 @@ func stripUser(u *url.URL) *url.URL {
 // password may itself contain colons; a trailing newline is ignored). The file
 // must not be accessible to other users.
 func ReadCredentials(path string) (user, password string, err error) {
-	fi, err := os.Stat(path)
-	if err != nil {
+	if err := checkPrivate(path); err != nil {
 		return "", "", err
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o007 != 0 {
-		return "", "", fmt.Errorf("%s is accessible to other users (mode %v); chmod o-rwx it", path, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
