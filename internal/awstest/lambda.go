@@ -40,7 +40,7 @@ func BuildLambda(t testing.TB, name string) string {
 type RIE struct {
 	// InvokeURL accepts POSTed event JSON and answers with the function's result.
 	InvokeURL string
-	logs      *syncBuffer
+	logs      *testbin.Output
 }
 
 // StartEmulator runs bootstrapPath under aws-lambda-rie with exactly env (plus
@@ -53,7 +53,7 @@ func StartEmulator(t testing.TB, bootstrapPath string, env []string) *RIE {
 	for attempt := 0; attempt < 3; attempt++ {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 		apiAddr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-		logs := &syncBuffer{}
+		logs := &testbin.Output{}
 		cmd := exec.Command(bin,
 			"--runtime-interface-emulator-address", addr,
 			"--runtime-api-address", apiAddr,
@@ -237,21 +237,4 @@ func (a *APIGatewayAdapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(respBody)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -112,7 +112,7 @@ func StartMotoServer(t testing.TB) *Moto {
 	// The port can be taken between FreePort and moto binding it: try again.
 	for attempt := 0; attempt < 3 && direct == ""; attempt++ {
 		port := FreePort(t)
-		logBuf := &syncBuffer{}
+		logBuf := &testbin.Output{}
 		cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 		cmd.Stdout, cmd.Stderr = logBuf, logBuf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

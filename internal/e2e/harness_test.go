@@ -205,6 +205,10 @@ type serverOpts struct {
 	// egress policy that refuses loopback targets.
 	noAllow bool
 	args    []string
+	// netns runs the server inside that network namespace, listening on ip;
+	// nil is here, on 127.0.0.1.
+	netns *testbin.Netns
+	ip    string
 }
 
 type server struct {
@@ -212,12 +216,16 @@ type server struct {
 	addr string // host:port of the mTLS listener
 }
 
-// startServer starts fluidity-server on 127.0.0.1 with a kernel-chosen port,
-// which it reads back from the "server started" log line.
+// startServer starts fluidity-server on 127.0.0.1 (or o.ip) with a
+// kernel-chosen port, which it reads back from the "server started" log line.
 func startServer(t *testing.T, o serverOpts) *server {
 	t.Helper()
+	ip := "127.0.0.1"
+	if o.ip != "" {
+		ip = o.ip
+	}
 	args := []string{
-		"--listen-addr", "127.0.0.1", "--listen-port", "0",
+		"--listen-addr", ip, "--listen-port", "0",
 		"--cert-file", certPath("server.crt"), "--key-file", certPath("server.key"),
 		"--ca-cert-file", certPath("ca.crt"),
 		"--shutdown-timeout", "10s",
@@ -225,7 +233,8 @@ func startServer(t *testing.T, o serverOpts) *server {
 	if !o.noAllow {
 		args = append(args, "--allow-cidrs", "127.0.0.0/8,::1/128")
 	}
-	p := startProc(t, "fluidity-server", serverBin, append(args, o.args...), nil)
+	bin, args := inNetns(o.netns, serverBin, append(args, o.args...))
+	p := startProc(t, "fluidity-server", bin, args, nil)
 	e, ok := p.stderr.waitEntry(p.done, startTimeout, msgIs("server started"))
 	if !ok || e.str("listen") == "" {
 		t.Fatalf("fluidity-server did not log its start:\n%s", p.stderr.String())
@@ -243,6 +252,12 @@ type agent struct {
 // certificate; args come last, so they override the defaults given here.
 func startAgent(t *testing.T, serverAddr string, args ...string) *agent {
 	t.Helper()
+	return startAgentIn(t, nil, serverAddr, args...)
+}
+
+// startAgentIn is startAgent inside a network namespace (nil: here).
+func startAgentIn(t *testing.T, ns *testbin.Netns, serverAddr string, args ...string) *agent {
+	t.Helper()
 	host, port, err := net.SplitHostPort(serverAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -254,8 +269,20 @@ func startAgent(t *testing.T, serverAddr string, args ...string) *agent {
 		"--ca-cert-file", certPath("ca.crt"),
 		"--shutdown-timeout", "10s",
 	}
-	p := startProc(t, "fluidity-agent", agentBin, append(base, args...), nil)
+	bin, all := inNetns(ns, agentBin, append(base, args...))
+	p := startProc(t, "fluidity-agent", bin, all, nil)
 	return waitAgentStarted(t, p)
+}
+
+// inNetns returns the command line that runs bin with args inside ns (nil:
+// bin and args as they are). `ip netns exec` execs bin: the process started
+// is bin's, and signals reach it.
+func inNetns(ns *testbin.Netns, bin string, args []string) (string, []string) {
+	if ns == nil {
+		return bin, args
+	}
+	cmd := ns.Command(bin, args...)
+	return cmd.Path, cmd.Args[1:]
 }
 
 func waitAgentStarted(t *testing.T, p *proc) *agent {
@@ -295,15 +322,21 @@ func (a *agent) waitHealthz(t *testing.T) {
 // waitProxied waits for a first request through the proxy to reach pingTarget.
 func (a *agent) waitProxied(t *testing.T) {
 	t.Helper()
-	c := proxiedClient(t, a.proxyURL, nil)
+	a.waitProxiedBy(t, proxiedClient(t, a.proxyURL, nil), pingTarget.URL+"/ready", "pong")
+}
+
+// waitProxiedBy waits for c, a client using the agent, to GET url with 200 and
+// body want.
+func (a *agent) waitProxiedBy(t *testing.T, c *http.Client, url, want string) {
+	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	var last string
 	for time.Now().Before(deadline) && !a.exited() {
-		resp, err := c.Get(pingTarget.URL + "/ready")
+		resp, err := c.Get(url)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && string(body) == "pong" {
+			if resp.StatusCode == http.StatusOK && string(body) == want {
 				return
 			}
 			last = fmt.Sprintf("%d %q", resp.StatusCode, body)

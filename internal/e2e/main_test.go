@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -99,18 +98,7 @@ func setup(tmp string) error {
 }
 
 // cleanEnv is the test's environment without anything that would change how the
-// daemons or curl behave: FLUIDITY_* settings and proxy variables.
-func cleanEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		uk := strings.ToUpper(k)
-		if strings.HasPrefix(uk, "FLUIDITY_") || strings.HasSuffix(uk, "_PROXY") || uk == "CURL_HOME" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
+// daemons or curl behave: FLUIDITY_* settings, proxy and Kerberos variables.
+func cleanEnv(extra ...string) []string { return testbin.CleanEnv(extra...) }
 
 func certPath(name string) string { return filepath.Join(certDir, name) }

@@ -1,8 +1,12 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -14,153 +18,263 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
-// squidHelpers is where Debian's squid package puts its authentication helpers.
-const squidHelpers = "/usr/lib/squid"
+// The office network of TestOffice: three namespaces joined by two links.
+// Nothing forwards between the links, so from the office the internet is
+// reachable only through a proxy in the DMZ.
+//
+//	office (agent, clients) 10.71.1.2 ── 10.71.1.1 dmz (squid, dante, KDC) 10.71.2.1 ── 10.71.2.2 internet (server, targets)
+const (
+	officeIP       = "10.71.1.2"
+	dmzOfficeIP    = "10.71.1.1" // the proxies and the KDC, as the office sees them
+	dmzInternetIP  = "10.71.2.1"
+	internetIP     = "10.71.2.2"
+	internetPrefix = "10.71.2.0/24"
+	// proxyHost names the DMZ in the office's /etc/hosts: Kerberos tickets are
+	// for HTTP/<name>, as a realm knows its proxies.
+	proxyHost = "proxy.corp.test"
+	realm     = "CORP.TEST"
+)
 
-// squid is a real squid proxy on 127.0.0.1 started by a test.
-type squid struct {
-	addr string
-	dir  string
+const (
+	squidPassword = "squid-SECRET-pw"
+	krbPassword   = "kerberos-SECRET-pw"
+)
+
+type officeNet struct {
+	office, dmz, internet *testbin.Netns
+	server                *server
+	kdc                   *testbin.KDC
+	// Targets in the internet namespace.
+	plainURL, secureURL, wsURL string
+	caFile                     string // trusts secureURL's certificate
 }
 
-// accessLog returns squid's access log so far. Squid writes a CONNECT's line
-// when the tunnel closes.
-func (s *squid) accessLog() string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, "logs", "access.log"))
-	return string(b)
-}
-
-// startSquid runs squid in the foreground (-N) on a free port, allowing CONNECT
-// to connectPort only, for users who authenticate: auth "basic" checks alice's
-// password (squidPassword) with basic_ncsa_auth; "ntlm" offers NTLM, which
-// ntlm_fake_auth accepts from anyone, and Basic with the same password file.
-// Cleanup stops it with SIGTERM (shutdown_lifetime 0: at once).
-func startSquid(t *testing.T, auth string, connectPort string) *squid {
+func newOfficeNet(t *testing.T) *officeNet {
 	t.Helper()
-	bin, err := exec.LookPath("squid")
-	if err != nil {
-		bin = "/usr/sbin/squid" // not on a non-root PATH
+	n := &officeNet{
+		office:   testbin.NewNetns(t, "office"),
+		dmz:      testbin.NewNetns(t, "dmz"),
+		internet: testbin.NewNetns(t, "internet"),
 	}
-	for _, f := range []string{bin, squidHelpers + "/basic_ncsa_auth", squidHelpers + "/ntlm_fake_auth"} {
-		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("squid is required by the upstream-proxy tests (scripts/ci-deps.sh installs it: apt-get install squid): %v", err)
+	n.office.Link(t, "dmz0", officeIP+"/24", n.dmz, "office0", dmzOfficeIP+"/24")
+	n.dmz.Link(t, "internet0", dmzInternetIP+"/24", n.internet, "dmz0", internetIP+"/24")
+	n.office.Hosts(t, dmzOfficeIP+" "+proxyHost)
+
+	n.server = startServer(t, serverOpts{netns: n.internet, ip: internetIP, noAllow: true,
+		args: []string{"--allow-cidrs", internetPrefix}})
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the internet (%s)", r.URL.Path)
+	})
+	n.plainURL = "http://" + n.serve(t, hello, nil)
+	n.wsURL = "ws://" + n.serve(t, http.HandlerFunc(wsEcho), nil)
+	ca, err := pki.NewCA(pki.CAOptions{CommonName: "Internet CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.IssueServer(pki.ServerOptions{ServerName: "target.test", IPAddresses: []net.IP{net.ParseIP(internetIP)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.secureURL = "https://" + n.serve(t, hello, &tls.Config{Certificates: []tls.Certificate{cert}})
+	n.caFile = filepath.Join(t.TempDir(), "internet-ca.pem")
+	if err := os.WriteFile(n.caFile, ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n.kdc = testbin.StartKDC(t, testbin.KDCOptions{Netns: n.dmz, Listen: dmzOfficeIP + ":88", Realm: realm, Domain: "corp.test"})
+	return n
+}
+
+// wsEcho echoes a WebSocket's messages until the client closes.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil || c.Write(ctx, typ, msg) != nil {
+			return
 		}
 	}
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Fatalf("openssl is required to write squid's password file (scripts/ci-deps.sh installs it): %v", err)
-	}
-	// Run as root, squid drops to its own user, which must read this directory;
-	// t.TempDir's is private to us.
-	dir, err := os.MkdirTemp("", "fluidity-squid-")
+}
+
+// serve runs h on a listener in the internet namespace and returns its host:port.
+func (n *officeNet) serve(t *testing.T, h http.Handler, tc *tls.Config) string {
+	t.Helper()
+	ln, err := n.internet.Listen("tcp", internetIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	logs := filepath.Join(dir, "logs")
-	if err := os.Mkdir(logs, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{dir, logs} {
-		if err := os.Chmod(p, 0o777); err != nil {
-			t.Fatal(err)
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0), TLSConfig: tc}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if tc != nil {
+			_ = srv.ServeTLS(ln, "", "")
+		} else {
+			_ = srv.Serve(ln)
 		}
+	}()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func (n *officeNet) serverPort() string {
+	_, port, _ := net.SplitHostPort(n.server.addr)
+	return port
+}
+
+// squid starts a squid in the DMZ on port, letting CONNECT reach the server only.
+func (n *officeNet) squid(t *testing.T, auth, port string) *testbin.Squid {
+	t.Helper()
+	o := testbin.SquidOptions{
+		Netns: n.dmz, Listen: net.JoinHostPort(dmzOfficeIP, port), Auth: auth,
+		Users:        map[string]string{"alice": squidPassword},
+		ConnectPorts: []string{n.serverPort()},
 	}
-	hash, err := exec.Command(openssl, "passwd", "-apr1", squidPassword).Output()
-	if err != nil {
-		t.Fatalf("openssl passwd: %v", err)
+	if auth == testbin.SquidNegotiate {
+		o.Keytab = n.kdc.AddService(t, "HTTP/"+proxyHost)
+		o.Krb5Conf = n.kdc.Krb5Conf
 	}
-	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte("alice:"+strings.TrimSpace(string(hash))+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	return testbin.StartSquid(t, o)
+}
+
+// dante starts dante-server in the DMZ, a SOCKS5 server without
+// authentication that lets the office reach the server only.
+func (n *officeNet) dante(t *testing.T, port string) string {
+	t.Helper()
+	const bin = "/usr/sbin/danted"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("dante-server is required by the SOCKS5 test (scripts/ci-deps.sh installs it): %v", err)
 	}
-	port, err := testbin.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var schemes string
-	if auth == "ntlm" {
-		schemes = "auth_param ntlm program " + squidHelpers + "/ntlm_fake_auth\n" +
-			"auth_param ntlm children 1 startup=1 idle=1\n"
-	}
-	schemes += "auth_param basic program " + squidHelpers + "/basic_ncsa_auth " + htpasswd + "\n" +
-		"auth_param basic children 1 startup=1 idle=1\n" +
-		"auth_param basic realm fluidity-test\n"
-	conf := fmt.Sprintf(`http_port 127.0.0.1:%d
-pid_filename %[2]s/squid.pid
-access_log stdio:%[2]s/access.log squid
-cache_log %[2]s/cache.log
-cache_store_log none
-coredump_dir %[2]s
-cache deny all
-cache_mem 4 MB
-max_filedescriptors 1024
-visible_hostname fluidity-test
-pinger_enable off
-shutdown_lifetime 0 seconds
-dns_nameservers 127.0.0.1
-%[3]s
-acl authed proxy_auth REQUIRED
-acl CONNECT method CONNECT
-acl tunnel_port port %[4]s
-http_access deny CONNECT !tunnel_port
-http_access deny !CONNECT
-http_access allow authed
-http_access deny all
-`, port, logs, schemes, connectPort)
-	confFile := filepath.Join(dir, "squid.conf")
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`logoutput: stderr
+internal: %s port = %s
+external: %s
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {
+	from: %s/24 to: 0.0.0.0/0
+}
+socks pass {
+	from: %s/24 to: %s/32 port = %s
+	command: connect
+}
+`, dmzOfficeIP, port, dmzInternetIP, officeIP, officeIP, internetIP, n.serverPort())
+	confFile := filepath.Join(dir, "danted.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-N", "-f", confFile)
-	cmd.Dir = dir
+	cmd := n.dmz.Command(bin, "-f", confFile, "-p", filepath.Join(dir, "danted.pid"))
 	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start squid: %v", err)
+	out, err := testbin.StartDaemon(t, "danted", cmd, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("squid still running 5s after SIGTERM; killing it")
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			cache, _ := os.ReadFile(filepath.Join(logs, "cache.log"))
-			t.Logf("squid output:\n%s\ncache.log:\n%s", out.String(), cache)
-		}
-	})
-	s := &squid{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			cache, _ := os.ReadFile(filepath.Join(logs, "cache.log"))
-			t.Fatalf("squid exited at start:\n%s\n%s", out.String(), cache)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("squid did not listen on %s within 10s", s.addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	addr := net.JoinHostPort(dmzOfficeIP, port)
+	if err := testbin.WaitListening(n.office, addr, 10*time.Second); err != nil {
+		t.Fatalf("danted: %v\n%s", err, out.String())
 	}
+	return addr
 }
 
-const squidPassword = "squid-SECRET-pw"
+// agent starts an agent in the office, reaching the server with args.
+func (n *officeNet) agent(t *testing.T, args ...string) *agent {
+	t.Helper()
+	return startAgentIn(t, n.office, n.server.addr, append([]string{"--admin-listen", ""}, args...)...)
+}
+
+// client is an HTTP client in the office that uses the agent as its proxy.
+func (n *officeNet) client(t *testing.T, a *agent) *http.Client {
+	tr := &http.Transport{
+		Proxy:       http.ProxyURL(a.proxyURL),
+		DialContext: n.office.DialContext,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// curl runs curl in the office.
+func (n *officeNet) curl(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), curlTimeout)
+	defer cancel()
+	cmd := curlCmd(t, ctx, args...)
+	cmd.Path, cmd.Args = inNetns(n.office, cmd.Path, cmd.Args[1:])
+	cmd.Args = append([]string{cmd.Path}, cmd.Args...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return out, fmt.Errorf("curl %s: %w", strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+// carry proves the agent carries HTTP and HTTPS (curl) and a WebSocket
+// (coder/websocket), from the office to the internet.
+func (n *officeNet) carry(t *testing.T, a *agent) {
+	t.Helper()
+	a.waitProxiedBy(t, n.client(t, a), n.plainURL+"/ready", "hello from the internet (/ready)")
+	proxy := a.proxyURL.String()
+	if out, err := n.curl(t, "-x", proxy, n.plainURL+"/plain"); err != nil || string(out) != "hello from the internet (/plain)" {
+		t.Errorf("HTTP through the agent: %q, %v", out, err)
+	}
+	if out, err := n.curl(t, "-x", proxy, "--cacert", n.caFile, n.secureURL+"/secure"); err != nil || string(out) != "hello from the internet (/secure)" {
+		t.Errorf("HTTPS (CONNECT) through the agent: %q, %v", out, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, n.wsURL+"/echo", &websocket.DialOptions{HTTPClient: n.client(t, a)})
+	if err != nil {
+		t.Errorf("WebSocket through the agent: %v", err)
+		return
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte("hello, websocket")); err != nil {
+		t.Errorf("WebSocket write: %v", err)
+		return
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "hello, websocket" {
+		t.Errorf("WebSocket echo: %q, %v", msg, err)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+}
+
+// deniedTimes returns when squid refused a request with 407, in log order (the
+// access log's first field is the time in seconds, with milliseconds).
+func deniedTimes(accessLog string) []time.Time {
+	var out []time.Time
+	for line := range strings.Lines(accessLog) {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.Contains(line, "TCP_DENIED/407") {
+			continue
+		}
+		sec, err := strconv.ParseFloat(f[0], 64)
+		if err == nil {
+			out = append(out, time.UnixMilli(int64(sec*1000)))
+		}
+	}
+	return out
+}
 
 func writeCredentials(t *testing.T, line string) string {
 	t.Helper()
@@ -171,75 +285,140 @@ func writeCredentials(t *testing.T, line string) string {
 	return p
 }
 
-// TestUpstreamSquid: the agent reaches the server through a real squid, with
-// Basic and with NTLM authentication; HTTP and HTTPS (CONNECT) traffic passes;
-// squid's access log shows the CONNECT to the server by the authenticated
-// user; no log line carries the password.
-func TestUpstreamSquid(t *testing.T) {
+// waitAccessLog waits for squid to log want (a CONNECT's line comes when its
+// tunnel closes) and fails the test if it does not.
+func waitAccessLog(t *testing.T, sq *testbin.Squid, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(sq.AccessLog(), want) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := sq.AccessLog(); !strings.Contains(log, want) {
+		t.Errorf("squid's access log lacks %q:\n%s", want, log)
+	}
+}
+
+// TestOffice builds a firewalled office in network namespaces: the agent can
+// reach the server only through a real squid (Basic, NTLM, Negotiate against
+// a real MIT KDC) or a real SOCKS5 server (dante) in the DMZ, and carries
+// HTTP, CONNECT and WebSocket traffic through each. Wrong proxy credentials
+// give a clear error and attempts that back off.
+func TestOffice(t *testing.T) {
 	t.Parallel()
-	target, _, caFile := tlsTarget(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("secure hello"))
-	}))
+	n := newOfficeNet(t)
+
+	t.Run("direct is blocked", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := n.office.DialContext(ctx, "tcp", n.server.addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("the office reaches the server at %s directly", n.server.addr)
+		}
+		if !errors.Is(err, syscall.ENETUNREACH) {
+			t.Errorf("direct dial: %v, want network unreachable", err)
+		}
+	})
+
 	for _, tc := range []struct {
-		auth, creds, user string
+		name, auth, port, creds string
+		user                    string // as squid logs it
+		proxyHost               string
+		krb                     bool
 	}{
-		{"basic", "alice:" + squidPassword, "alice"},
-		// Squid offers Basic too, whose password this is not: only NTLM can succeed.
-		// Squid logs the NTLM user as DOMAIN\\user (its escaping).
-		{"ntlm", `CORP\alice:ntlm-` + squidPassword, `CORP\\alice`},
+		{name: "squid basic", auth: testbin.SquidBasic, port: "3128", creds: "alice:" + squidPassword, user: "alice"},
+		// Squid offers Basic too, whose password this is not: only NTLM can
+		// succeed. Squid logs the NTLM user as DOMAIN\\user (its escaping).
+		{name: "squid ntlm", auth: testbin.SquidNTLM, port: "3129", creds: `CORP\alice:ntlm-` + squidPassword, user: `CORP\\alice`},
+		// The agent logs in as carol with her keytab; the ticket is for
+		// HTTP/proxy.corp.test, the name the proxy URL gives.
+		{name: "squid negotiate", auth: testbin.SquidNegotiate, port: "3130", user: "carol@" + realm, proxyHost: proxyHost, krb: true},
 	} {
-		t.Run(tc.auth, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, serverOpts{})
-			_, port, _ := net.SplitHostPort(srv.addr)
-			sq := startSquid(t, tc.auth, port)
-			a := startAgent(t, srv.addr,
-				"--upstream-proxy", "http://"+sq.addr,
-				"--upstream-proxy-credentials-file", writeCredentials(t, tc.creds))
+			sq := n.squid(t, tc.auth, tc.port)
+			host := tc.proxyHost
+			if host == "" {
+				host = dmzOfficeIP
+			}
+			proxyURL := "http://" + net.JoinHostPort(host, tc.port)
+			args := []string{"--upstream-proxy", proxyURL}
+			if tc.creds != "" {
+				args = append(args, "--upstream-proxy-credentials-file", writeCredentials(t, tc.creds))
+			}
+			if tc.krb {
+				args = append(args, "--upstream-proxy-krb5-conf", n.kdc.Krb5Conf, "--upstream-proxy-keytab", n.kdc.UserKeytab(t, "carol"))
+			}
+			a := n.agent(t, args...)
 			if _, ok := a.stderr.waitEntry(a.done, startTimeout, func(e logEntry) bool {
-				return e.str("message") == "reaching the server through an upstream proxy" && e.str("upstream") == "http://"+sq.addr
+				return e.str("message") == "reaching the server through an upstream proxy" && e.str("upstream") == proxyURL
 			}); !ok {
 				t.Errorf("no startup line naming the route:\n%s", a.stderr.String())
 			}
-			a.waitHealthz(t)
-			a.waitProxied(t)
-			if out := string(mustCurl(t, "-x", a.proxyURL.String(), "--cacert", caFile, target.URL+"/x")); out != "secure hello" {
-				t.Errorf("HTTPS through the agent: %q", out)
-			}
-
+			n.carry(t, a)
 			if code := a.stop(t); code != 0 {
 				t.Fatalf("agent exited %d", code)
 			}
-			// The tunnel's CONNECT is logged once it closes.
-			want := "CONNECT " + srv.addr + " " + tc.user
-			deadline := time.Now().Add(5 * time.Second)
-			for !strings.Contains(sq.accessLog(), want) && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
+			waitAccessLog(t, sq, "CONNECT "+n.server.addr+" "+tc.user)
+			if !strings.Contains(sq.AccessLog(), "TCP_TUNNEL/200") {
+				t.Errorf("squid tunnelled nothing:\n%s", sq.AccessLog())
 			}
-			if log := sq.accessLog(); !strings.Contains(log, "TCP_TUNNEL/200") || !strings.Contains(log, want) {
-				t.Errorf("squid's access log lacks a tunnelled %q:\n%s", want, log)
-			}
-			if strings.Contains(a.stderr.String(), squidPassword) {
-				t.Errorf("the agent logged the proxy password:\n%s", a.stderr.String())
+			for _, secret := range []string{squidPassword, krbPassword} {
+				if strings.Contains(a.stderr.String(), secret) {
+					t.Errorf("the agent logged a proxy password:\n%s", a.stderr.String())
+				}
 			}
 		})
 	}
 
-	// Wrong password: a clear error naming the key, never the password.
+	t.Run("socks5 dante", func(t *testing.T) {
+		t.Parallel()
+		addr := n.dante(t, "1080")
+		a := n.agent(t, "--upstream-proxy", "socks5://"+addr)
+		n.carry(t, a)
+	})
+
+	// Wrong password: a clear error naming the key, never the password, and
+	// attempts that back off (2 407s each: the probe and the refused Basic).
 	t.Run("wrong password", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, serverOpts{})
-		_, port, _ := net.SplitHostPort(srv.addr)
-		sq := startSquid(t, "basic", port)
-		a := startAgent(t, srv.addr, "--upstream-proxy", "http://alice:wrong-"+squidPassword+"@"+sq.addr)
+		sq := n.squid(t, testbin.SquidBasic, "3131")
+		a := n.agent(t, "--upstream-proxy", "http://"+net.JoinHostPort(dmzOfficeIP, "3131"),
+			"--upstream-proxy-credentials-file", writeCredentials(t, "alice:wrong-"+squidPassword))
 		e, ok := a.stderr.waitEntry(a.done, startTimeout, func(e logEntry) bool {
 			return strings.Contains(e.str("error"), "407")
 		})
 		if !ok {
 			t.Fatalf("no 407 error logged:\n%s", a.stderr.String())
 		}
-		if msg := e.str("error"); !strings.Contains(msg, "rejected the credentials from upstream_proxy") {
+		if msg := e.str("error"); !strings.Contains(msg, "rejected the credentials from upstream_proxy_credentials_file") {
 			t.Errorf("error %q does not say which setting to fix", msg)
+		}
+		const half = 2 * time.Second
+		time.Sleep(2 * half)
+		times := deniedTimes(sq.AccessLog())
+		if len(times) == 0 {
+			t.Fatalf("squid logged no 407:\n%s", sq.AccessLog())
+		}
+		var early, late int
+		for _, at := range times {
+			switch d := at.Sub(times[0]); {
+			case d < half:
+				early++
+			case d < 2*half:
+				late++
+			}
+		}
+		t.Logf("squid refused %d CONNECTs in the %v after the first refusal, %d in the %v after that", early, half, late, half)
+		// Each attempt costs 2 407s (the probe, the refused Basic) per session;
+		// attempts start 250 ms apart and double (jitter ±50 %). A retry storm
+		// would be hundreds, and would not slow down.
+		if early+late > 30 || late > early {
+			t.Errorf("407s: %d then %d in two %v windows: the agent does not back off", early, late, half)
+		}
+		if a.exited() {
+			t.Errorf("the agent exited on a proxy refusal; it should keep trying")
 		}
 		if strings.Contains(a.stderr.String(), squidPassword) {
 			t.Errorf("the agent logged the proxy password:\n%s", a.stderr.String())
