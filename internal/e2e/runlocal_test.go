@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +17,7 @@ import (
 
 // runLocal starts scripts/run-local.sh (make run) with this test's binaries,
 // its own state directory and the given ports; output is both streams.
-func runLocal(t *testing.T, ctx context.Context, ports map[string]int, out *syncBuffer) *exec.Cmd {
+func runLocal(t *testing.T, ctx context.Context, ports map[string]int, out *logBuf) *exec.Cmd {
 	t.Helper()
 	root, err := testbin.ModuleRoot()
 	if err != nil {
@@ -34,24 +32,6 @@ func runLocal(t *testing.T, ctx context.Context, ports map[string]int, out *sync
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
-}
-
-// syncBuffer is a bytes.Buffer safe for the writes of two streams and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func localPorts(t *testing.T) map[string]int {
@@ -78,8 +58,8 @@ func TestRunLocalRefusesTakenPorts(t *testing.T) {
 			ports[tc.variable] = ln.Addr().(*net.TCPAddr).Port
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var out syncBuffer
-			err = runLocal(t, ctx, ports, &out).Run()
+			out := newLogBuf()
+			err = runLocal(t, ctx, ports, out).Run()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("make run with %s taken: %v, want exit status 1\n%s", tc.variable, err, out.String())
@@ -105,8 +85,8 @@ func TestRunLocal(t *testing.T) {
 	ports := localPorts(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var out syncBuffer
-	cmd := runLocal(t, ctx, ports, &out)
+	out := newLogBuf()
+	cmd := runLocal(t, ctx, ports, out)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
