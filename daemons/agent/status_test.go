@@ -23,6 +23,8 @@ import (
 type fakeLifecycleAPI struct {
 	addr         string
 	wakes, kills atomic.Int32
+	// starting: Wake answers that the server is starting, not running.
+	starting atomic.Bool
 	*httptest.Server
 }
 
@@ -37,6 +39,10 @@ func newFakeLifecycleAPI(t *testing.T, addr string) *fakeLifecycleAPI {
 		switch r.URL.Path {
 		case "/wake":
 			f.wakes.Add(1)
+			if f.starting.Load() {
+				_, _ = io.WriteString(w, `{"state":"starting","desired_count":1,"pending_count":1}`)
+				return
+			}
 			fmt.Fprintf(w, `{"state":"running","address":%q,"desired_count":1,"running_count":1}`, f.addr)
 		case "/kill":
 			f.kills.Add(1)
@@ -70,11 +76,8 @@ func TestAgentStatusRoutes(t *testing.T) {
 	var snap status.Snapshot
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(base + "/status.json")
-		if err == nil {
-			err = json.NewDecoder(resp.Body).Decode(&snap)
-			resp.Body.Close()
-		}
+		var err error
+		snap, err = getStatus(t, admin)
 		if err == nil && snap.State == status.StateConnected {
 			break
 		}
@@ -163,12 +166,10 @@ func TestAgentStatusRoutes(t *testing.T) {
 	if code := post("/sleep", same); code != 200 || api.kills.Load() != 1 {
 		t.Errorf("same-origin sleep: %d, %d API kills", code, api.kills.Load())
 	}
-	resp, err := http.Get(base + "/status.json")
+	snap, err := getStatus(t, admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&snap)
-	resp.Body.Close()
 	if a := snap.LastAction; a == nil || a.Name != "sleep" || a.Result != "stopping" || !a.OK {
 		t.Errorf("last action %+v, want sleep answered stopping", a)
 	}
@@ -192,5 +193,57 @@ func TestAgentSplitConfig(t *testing.T) {
 		if !strings.Contains(stderr.String(), key) {
 			t.Errorf("%s: %q does not name the key", bad, stderr.String())
 		}
+	}
+}
+
+// getStatus fetches the agent's /status.json.
+func getStatus(t *testing.T, admin string) (status.Snapshot, error) {
+	t.Helper()
+	var snap status.Snapshot
+	resp, err := http.Get("http://" + admin + "/status.json")
+	if err != nil {
+		return snap, err
+	}
+	defer resp.Body.Close()
+	return snap, json.NewDecoder(resp.Body).Decode(&snap)
+}
+
+// TestAgentStatusWaking: while Wake says the server is starting, the status
+// says waking, for how long and in what state; then connected.
+func TestAgentStatusWaking(t *testing.T) {
+	dir := t.TempDir()
+	ca, srvCert, cliFiles := writeCerts(t, dir)
+	serverPort := startServer(t, ca, srvCert)
+	api := newFakeLifecycleAPI(t, "127.0.0.1:"+strconv.Itoa(serverPort))
+	api.starting.Store(true)
+	admin := "127.0.0.1:" + strconv.Itoa(awstest.FreePort(t))
+	logs, _ := runAgent(t, []string{
+		"--local-proxy-port", strconv.Itoa(awstest.FreePort(t)), "--admin-listen", admin,
+		"--cert-file", cliFiles[0], "--key-file", cliFiles[1], "--ca-cert-file", filepath.Join(dir, "ca.crt"),
+		"--lifecycle-api-endpoint", api.URL, "--lifecycle-api-key", "test-key", "--lifecycle-kill-on-exit=false",
+		"--lifecycle-wake-mode", "on_start", "--lifecycle-poll-interval", "100ms",
+	})
+	wait := func(what string, ok func(status.Snapshot) bool) status.Snapshot {
+		t.Helper()
+		var snap status.Snapshot
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if snap, err = getStatus(t, admin); err == nil && ok(snap) {
+				return snap
+			}
+		}
+		t.Fatalf("status never %s (last %+v, %v); log:\n%s", what, snap, err, logs.String())
+		return snap
+	}
+	snap := wait("waking for a while", func(s status.Snapshot) bool {
+		return s.State == status.StateWaking && s.Wake != nil && s.Wake.ElapsedSeconds >= 1
+	})
+	if snap.Up || !snap.Wake.Waking || snap.Wake.State != "starting" || !strings.Contains(snap.Reason, "starting") {
+		t.Errorf("waking: %+v, wake %+v", snap, *snap.Wake)
+	}
+	api.starting.Store(false)
+	snap = wait("connected", func(s status.Snapshot) bool { return s.State == status.StateConnected })
+	if snap.Wake.Waking || snap.Wake.State != "running" || snap.Wake.Address == "" {
+		t.Errorf("after the wake-up: wake %+v", *snap.Wake)
 	}
 }
