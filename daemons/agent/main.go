@@ -198,6 +198,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	log := cfg.Logger(stderr, "agent")
 	cfg.ApplyRuntime(environ)
+	stopProfiles, err := cfg.StartProfiles(log)
+	if err != nil {
+		log.Error().Err(err).Msg("agent failed")
+		return 1
+	}
+	defer stopProfiles()
 	if err := serve(ctx, cfg, environ, log); err != nil {
 		log.Error().Err(err).Msg("agent failed")
 		return 1

@@ -202,6 +202,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	log := cfg.Logger(stderr, "server")
 	cfg.ApplyRuntime(environ)
+	stopProfiles, err := cfg.StartProfiles(log)
+	if err != nil {
+		log.Error().Err(err).Msg("server failed")
+		return 1
+	}
+	defer stopProfiles()
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("server failed")
 		return 1

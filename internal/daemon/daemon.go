@@ -111,7 +111,9 @@ func (l LogSettings) Logger(w io.Writer, component string) zerolog.Logger {
 // RuntimeSettings are the Go runtime keys both daemons share; embed it like
 // LogSettings.
 type RuntimeSettings struct {
-	GCPercent int `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
+	GCPercent  int    `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
+	CPUProfile string `koanf:"cpu_profile" help:"write a Go CPU profile (pprof) of the whole run to this file, finished when the daemon stops; empty (the default) is off. For performance work (go tool pprof)"`
+	MemProfile string `koanf:"mem_profile" help:"write a Go allocation profile (pprof allocs: every allocation since start, sampled) to this file when the daemon stops; empty (the default) is off"`
 }
 
 // DefaultGCPercent is twice Go's default. Every proxied request allocates

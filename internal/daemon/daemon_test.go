@@ -2,8 +2,12 @@ package daemon
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"testing"
+
+	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 )
@@ -44,4 +48,30 @@ func TestApplyRuntime(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("gc percent = %d with GOGC set, want it left at 100", got)
 	}
+}
+
+func TestStartProfiles(t *testing.T) {
+	dir := t.TempDir()
+	r := RuntimeSettings{CPUProfile: filepath.Join(dir, "cpu.pprof"), MemProfile: filepath.Join(dir, "allocs.pprof")}
+	stop, err := r.StartProfiles(zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	stop() // idempotent
+	for _, p := range []string{r.CPUProfile, r.MemProfile} {
+		if st, err := os.Stat(p); err != nil {
+			t.Error(err)
+		} else if st.Size() == 0 {
+			t.Errorf("%s is empty", p)
+		}
+	}
+	if _, err := (RuntimeSettings{CPUProfile: filepath.Join(dir, "missing", "cpu.pprof")}).StartProfiles(zerolog.Nop()); err == nil {
+		t.Error("StartProfiles with an unwritable cpu_profile: no error")
+	}
+	stop, err = RuntimeSettings{}.StartProfiles(zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
 }
