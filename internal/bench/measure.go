@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,30 +120,20 @@ func Upload(ctx context.Context, p *Path, t *Target, n int64, limit time.Duratio
 }
 
 // SmallLoad runs conns keep-alive connections issuing small GETs through
-// the path for dur. It returns requests per second and every latency (one per
+// the path for dur: plain http:// requests, to the path's HTTP proxy where
+// it has one. It returns requests per second and every latency (one per
 // request measured). measuring, if not nil, is called once the warm-up is over,
 // as the measured requests start.
 func SmallLoad(ctx context.Context, p *Path, target string, conns int, dur time.Duration, measuring func()) (float64, []time.Duration, error) {
 	tr := p.Transport(conns)
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	url := "http://" + target + "/small"
-	get := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		return err
-	}
+	return keepAliveLoad(ctx, &http.Client{Transport: tr, Timeout: 10 * time.Second}, "http://"+target+"/small", conns, dur, measuring)
+}
+
+// keepAliveLoad runs conns workers issuing GETs of url with client for dur,
+// after one warm-up request each (so the measurement sees only reuse).
+func keepAliveLoad(ctx context.Context, client *http.Client, url string, conns int, dur time.Duration, measuring func()) (float64, []time.Duration, error) {
+	get := func() error { return get(ctx, client, url) }
 	// Open every connection first, so the measurement sees only reuse.
 	var wg sync.WaitGroup
 	errs := make([]error, conns)
@@ -188,6 +179,25 @@ func SmallLoad(ctx context.Context, p *Path, target string, conns int, dur time.
 	return float64(len(all)) / elapsed.Seconds(), all, nil
 }
 
+// get GETs url with client, reads the body and fails on a status other
+// than 200.
+func get(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, err = drain(resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	return err
+}
+
 // NewConns opens n connections one after another, each carrying one small
 // request, and returns each one's latency. plain selects the path's plain
 // HTTP proxy mode where it has one.
@@ -210,19 +220,56 @@ func NewConns(ctx context.Context, p *Path, target string, plain bool, n int) ([
 // HeadOfLine runs a bulk download through the path and, alongside it, small
 // requests on one keep-alive connection for dur. It returns the small
 // requests' latencies and the bulk throughput meanwhile.
-func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) ([]time.Duration, float64, error) {
+func HeadOfLine(ctx context.Context, p *Path, t *Target, dur time.Duration) ([]time.Duration, float64, error) {
+	return HeadOfLineWith(ctx, p, t, dur, Background{Downloads: 1})
+}
+
+// Background is the bulk traffic a head-of-line measurement runs beside its
+// small requests.
+type Background struct {
+	Downloads int  // concurrent endless downloads
+	Upload    bool // one endless upload
+}
+
+func (bg Background) String() string {
+	var parts []string
+	switch {
+	case bg.Downloads == 1:
+		parts = append(parts, "a download")
+	case bg.Downloads > 1:
+		parts = append(parts, fmt.Sprintf("%d downloads", bg.Downloads))
+	}
+	if bg.Upload {
+		parts = append(parts, "an upload")
+	}
+	return strings.Join(parts, " and ")
+}
+
+// HeadOfLineWith is HeadOfLine beside bg's bulk transfers, each on its own
+// stream. The throughput returned is theirs, summed.
+func HeadOfLineWith(ctx context.Context, p *Path, t *Target, dur time.Duration, bg Background) ([]time.Duration, float64, error) {
 	bctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var moved atomic.Int64
-	bulkErr := make(chan error, 1)
-	go func() {
-		_, err := DownloadCounting(bctx, p, target, 1<<50, dur+time.Minute, &moved)
-		bulkErr <- err
-	}()
-	// Let the bulk transfer fill the pipe first.
-	for deadline := time.Now().Add(5 * time.Second); moved.Load() < 32<<20; {
+	n := bg.Downloads
+	if bg.Upload {
+		n++
+	}
+	bulkErr := make(chan error, n)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range bg.Downloads {
+		wg.Go(func() {
+			_, err := DownloadCounting(bctx, p, t.Addr, 1<<50, dur+time.Minute, &moved)
+			bulkErr <- err
+		})
+	}
+	if bg.Upload {
+		wg.Go(func() { bulkErr <- endlessUpload(bctx, p, t.Addr, &moved) })
+	}
+	// Let the bulk transfers fill the pipe first.
+	for deadline := time.Now().Add(5 * time.Second); moved.Load() < int64(n)*32<<20; {
 		if time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("bulk transfer did not start: %v", moved.Load())
+			return nil, 0, fmt.Errorf("bulk transfers did not start: %d bytes moved", moved.Load())
 		}
 		select {
 		case err := <-bulkErr:
@@ -231,7 +278,7 @@ func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) 
 		}
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := p.Dial(dctx, target)
+	c, err := p.Dial(dctx, t.Addr)
 	dcancel()
 	if err != nil {
 		return nil, 0, err
@@ -243,7 +290,7 @@ func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) 
 	m0, t0 := moved.Load(), time.Now()
 	for time.Since(t0) < dur && ctx.Err() == nil {
 		s := time.Now()
-		if err := request(c, http.MethodGet, target, "/small", false, false, -1); err != nil {
+		if err := request(c, http.MethodGet, t.Addr, "/small", false, false, -1); err != nil {
 			return nil, 0, err
 		}
 		if err := readResponse(br, http.MethodGet); err != nil {
@@ -258,6 +305,30 @@ func HeadOfLine(ctx context.Context, p *Path, target string, dur time.Duration) 
 	default:
 	}
 	return lats, bulk, ctx.Err()
+}
+
+// endlessUpload POSTs to the target's sink until ctx ends, adding every
+// chunk written to progress. Its end by ctx is not an error.
+func endlessUpload(ctx context.Context, p *Path, target string, progress *atomic.Int64) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := p.Dial(dctx, target)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	err = request(c, http.MethodPost, target, "/sink", false, false, 1<<50)
+	for err == nil {
+		var m int
+		m, err = c.Write(bulkChunk)
+		progress.Add(int64(m))
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("upload: %w", err)
 }
 
 // IdleStreams opens n connections to the target through the path and

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
@@ -26,9 +27,13 @@ func fakeHTTPProxy(t *testing.T) string {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
-		c, _, _ := http.NewResponseController(w).Hijack()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n")
+		go func() { _, _ = io.Copy(up, rw); up.Close() }()
 		_, _ = io.Copy(c, up)
 		c.Close()
 	})}
@@ -73,7 +78,8 @@ func fakeSOCKS5(t *testing.T) string {
 				}
 				defer up.Close()
 				_, _ = c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 0})
-				go func() { _, _ = io.Copy(up, c) }()
+				// Like ssh -D: the client's end closes the target's connection.
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
 				_, _ = io.Copy(c, up)
 			}()
 		}
@@ -112,6 +118,25 @@ func TestPathsAgainstFakes(t *testing.T) {
 		rps, lats, err := SmallLoad(ctx, p, target.Addr, 4, 50*time.Millisecond, nil)
 		if err != nil || rps <= 0 || len(lats) == 0 {
 			t.Errorf("%s small load: %v req/s, %d samples, %v", p.Name, rps, len(lats), err)
+		}
+		for _, tc := range []struct {
+			addr string
+			tls  *tls.Config
+		}{{target.Addr, nil}, {target.Origins.Addrs[1], target.Origins.ClientConfig()}} {
+			rps, lats, err := TunnelLoad(ctx, p, tc.addr, tc.tls, 4, 50*time.Millisecond, nil)
+			if err != nil || rps <= 0 || len(lats) == 0 {
+				t.Errorf("%s tunnel load (tls %v): %v req/s, %d samples, %v", p.Name, tc.tls != nil, rps, len(lats), err)
+			}
+		}
+		pages, err := PageLoads(ctx, p, target.Origins.Addrs, target.Origins.ClientConfig(), 2)
+		if err != nil || len(pages) != 2 {
+			t.Errorf("%s page loads: %v, %v", p.Name, pages, err)
+		}
+		for _, bg := range []Background{{Upload: true}, {Downloads: 2}} {
+			lats, mbps, err := HeadOfLineWith(ctx, p, target, 100*time.Millisecond, bg)
+			if err != nil || len(lats) == 0 || mbps <= 0 {
+				t.Errorf("%s head-of-line beside %v: %d samples, %v MB/s, %v", p.Name, bg, len(lats), mbps, err)
+			}
 		}
 	}
 	if open, err := target.Quiesce(ctx, 2*time.Second); err != nil || open != 0 {

@@ -75,6 +75,8 @@ func FormatValue(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case a >= 10:
 		return fmt.Sprintf("%.1f", v)
+	case a < 1 && a > 0:
+		return fmt.Sprintf("%.3f", v) // CPU seconds per 1000 requests are around 0.05
 	default:
 		return fmt.Sprintf("%.2f", v)
 	}

@@ -19,7 +19,7 @@ func sampleReport() *Report {
 }
 
 func TestFormat(t *testing.T) {
-	for v, want := range map[float64]string{1234.4: "1234", 12.34: "12.3", 1.234: "1.23", math.NaN(): "—"} {
+	for v, want := range map[float64]string{1234.4: "1234", 12.34: "12.3", 1.234: "1.23", 0.0512: "0.051", 0: "0.00", math.NaN(): "—"} {
 		if got := FormatValue(v); got != want {
 			t.Errorf("FormatValue(%v) = %q, want %q", v, got, want)
 		}

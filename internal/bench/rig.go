@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -12,7 +13,11 @@ import (
 type RigOptions struct {
 	BinDir string          // where fluidity, fluidity-server, fluidity-agent live
 	Paths  map[string]bool // Direct, Fluidity, SSH; missing means off
-	Log    func(format string, args ...any)
+	// ProfileDir, if set, makes the loopback Fluidity server and agent write
+	// CPU and allocation profiles there (server.cpu.pprof, agent.allocs.pprof,
+	// …) when the rig closes.
+	ProfileDir string
+	Log        func(format string, args ...any)
 }
 
 // Rig is the running benchmark environment: the target and every path to
@@ -66,11 +71,11 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 		if bins, err := FindFluidity(opts.BinDir); err != nil {
 			r.skip(Fluidity, err)
 		} else {
-			if r.fserver, err = StartFluidityServer(ctx, bins, r.dir); err != nil {
+			if r.fserver, err = StartFluidityServer(ctx, bins, r.dir, profileFlags(opts.ProfileDir, "server")...); err != nil {
 				return nil, err
 			}
 			r.onClose(r.fserver.Stop)
-			agent, err := r.fserver.StartAgent(ctx, r.fserver.Addr, r.Target.Addr)
+			agent, err := r.fserver.StartAgent(ctx, r.fserver.Addr, r.Target.Addr, profileFlags(opts.ProfileDir, "agent")...)
 			if err != nil {
 				return nil, err
 			}
@@ -99,6 +104,17 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 	return r, nil
 }
 
+// profileFlags are the daemon flags writing role's profiles into dir.
+func profileFlags(dir, role string) []string {
+	if dir == "" {
+		return nil
+	}
+	return []string{
+		"--cpu-profile", filepath.Join(dir, role+".cpu.pprof"),
+		"--mem-profile", filepath.Join(dir, role+".allocs.pprof"),
+	}
+}
+
 func (r *Rig) skip(path string, err error) {
 	note := fmt.Sprintf("%s skipped: %v", path, err)
 	r.Notes = append(r.Notes, note)
@@ -118,13 +134,25 @@ func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
 	for _, p := range r.Paths {
 		switch p.Name {
 		case Direct:
-			addr, err := r.wanLink().Add("direct", r.Target.Addr, WANDelay)
-			if err != nil {
-				return nil, err
+			// One delay proxy in front of every address of the target (its
+			// HTTPS origins too); Dial picks the one for the address asked.
+			via := map[string]string{}
+			for i, a := range append([]string{r.Target.Addr}, r.Target.Origins.Addrs...) {
+				addr, err := r.wanLink().Add(fmt.Sprintf("direct-%d", i), a, WANDelay)
+				if err != nil {
+					return nil, err
+				}
+				via[a] = addr
 			}
 			r.wanPaths = append(r.wanPaths, &Path{
-				Name:  Direct,
-				Dial:  func(ctx context.Context, _ string) (_ net.Conn, err error) { return DialDirect(ctx, addr) },
+				Name: Direct,
+				Dial: func(ctx context.Context, a string) (_ net.Conn, err error) {
+					addr, ok := via[a]
+					if !ok {
+						return nil, fmt.Errorf("no delayed route to %s", a)
+					}
+					return DialDirect(ctx, addr)
+				},
 				Procs: func() []int { return nil },
 			})
 		case Fluidity:

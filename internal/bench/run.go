@@ -12,7 +12,7 @@ import (
 // Config is what one benchmark run measures.
 type Config struct {
 	Quick   bool
-	Figures map[int]bool // figures 1..6 to run; empty means all
+	Figures map[int]bool // figures 1..LastFigure to run; empty means all
 	Rounds  int          // interleaved rounds per figure; 0 means 3
 	Log     func(format string, args ...any)
 }
@@ -29,6 +29,8 @@ type Sizes struct {
 	WANNewConns int // per path, variant and round over the WAN
 	HOLDur      time.Duration
 	IdleStreams int
+	Pages       int // page loads per path and round on loopback
+	WANPages    int // page loads per path and round over the WAN
 }
 
 // SizesFor returns the default or -quick sizes.
@@ -40,6 +42,7 @@ func SizesFor(quick bool) Sizes {
 			SmallConns: 64, SmallDur: 1500 * time.Millisecond,
 			NewConns: 100, WANNewConns: 8,
 			HOLDur: 1500 * time.Millisecond, IdleStreams: 1000,
+			Pages: 20, WANPages: 5,
 		}
 	}
 	return Sizes{
@@ -48,6 +51,7 @@ func SizesFor(quick bool) Sizes {
 		SmallConns: 64, SmallDur: 4 * time.Second,
 		NewConns: 300, WANNewConns: 20,
 		HOLDur: 4 * time.Second, IdleStreams: 1000,
+		Pages: 60, WANPages: 15,
 	}
 }
 
@@ -67,6 +71,14 @@ const (
 	figNewWAN  = "4. New connection, 40 ms RTT"
 	figHOL     = "5. Head-of-line"
 	figMem     = "6. Memory and CPU"
+	figTun     = "7. Small requests inside CONNECT, c=64"
+	figTunTLS  = "7. HTTPS inside CONNECT, c=64"
+	figPage    = "8. Page load, loopback"
+	figPageWAN = "8. Page load, 40 ms RTT"
+	figHOLUp   = "9. Head-of-line beside an upload"
+	figHOL4    = "9. Head-of-line beside 4 downloads"
+	cpuClient  = "CPU s per 1000 requests, agent / ssh"
+	cpuServer  = "CPU s per 1000 requests, server / sshd"
 	plainLabel = "plain HTTP"
 	tunLabel   = "CONNECT/SOCKS"
 )
@@ -82,6 +94,8 @@ var rowDefs = []rowDef{
 	{3, "small.rps", figSmall, "requests/s", true},
 	{3, "small.p50", figSmall, "p50 ms", false},
 	{3, "small.p99", figSmall, "p99 ms", false},
+	{3, "small.cpu.client", figSmall, cpuClient, false},
+	{3, "small.cpu.server", figSmall, cpuServer, false},
 	{4, "new.http.p50", figNew, plainLabel + " p50 ms", false},
 	{4, "new.http.p99", figNew, plainLabel + " p99 ms", false},
 	{4, "new.connect.p50", figNew, tunLabel + " p50 ms", false},
@@ -101,7 +115,34 @@ var rowDefs = []rowDef{
 	{6, "mem.stream", figMem, "RSS KiB per idle stream", false},
 	{6, "mem.peak", figMem, "peak RSS MB during bulk (both sides)", false},
 	{6, "cpu.gb", figMem, "CPU seconds per GB moved (both sides)", false},
+	{7, "tun.rps", figTun, "requests/s", true},
+	{7, "tun.p50", figTun, "p50 ms", false},
+	{7, "tun.p99", figTun, "p99 ms", false},
+	{7, "tun.cpu.client", figTun, cpuClient, false},
+	{7, "tun.cpu.server", figTun, cpuServer, false},
+	{7, "tuntls.rps", figTunTLS, "requests/s", true},
+	{7, "tuntls.p50", figTunTLS, "p50 ms", false},
+	{7, "tuntls.p99", figTunTLS, "p99 ms", false},
+	{7, "tuntls.cpu.client", figTunTLS, cpuClient, false},
+	{7, "tuntls.cpu.server", figTunTLS, cpuServer, false},
+	{8, "page.p50", figPage, "page p50 ms", false},
+	{8, "page.p99", figPage, "page p99 ms", false},
+	{8, "page.cpu.client", figPage, cpuClient, false},
+	{8, "page.cpu.server", figPage, cpuServer, false},
+	{8, "wanpage.p50", figPageWAN, "page p50 ms", false},
+	{8, "wanpage.p99", figPageWAN, "page p99 ms", false},
+	{8, "wanpage.cpu.client", figPageWAN, cpuClient, false},
+	{8, "wanpage.cpu.server", figPageWAN, cpuServer, false},
+	{9, "holup.p50", figHOLUp, "small request p50 ms", false},
+	{9, "holup.p99", figHOLUp, "small request p99 ms", false},
+	{9, "holup.bulk", figHOLUp, "upload MB/s meanwhile", true},
+	{9, "hol4.p50", figHOL4, "small request p50 ms", false},
+	{9, "hol4.p99", figHOL4, "small request p99 ms", false},
+	{9, "hol4.bulk", figHOL4, "download MB/s meanwhile (sum)", true},
 }
+
+// LastFigure is the highest figure number.
+const LastFigure = 9
 
 // Bench runs the figures against a rig.
 type Bench struct {
@@ -138,8 +179,9 @@ func Run(ctx context.Context, rig *Rig, cfg Config) (*Report, error) {
 		fig int
 		fn  func(context.Context) error
 	}{
-		{6, b.memory}, {1, b.bulk}, {3, b.small}, {4, b.newConn}, {5, b.headOfLine},
-		{2, b.wanBulk}, {4, b.wanNewConn},
+		{6, b.memory}, {1, b.bulk}, {3, b.small}, {7, b.tunnelSmall}, {8, b.pages}, {4, b.newConn},
+		{5, b.headOfLine}, {9, b.headOfLineMore},
+		{2, b.wanBulk}, {4, b.wanNewConn}, {8, b.wanPages},
 	}
 	for _, s := range steps {
 		if !b.want(s.fig) {
@@ -332,33 +374,9 @@ func peakRSS(procs func() []int) func() int64 {
 }
 
 func (b *Bench) small(ctx context.Context) error {
-	rps, lats := medians{}, latencies{}
-	err := b.rounds(ctx, "small", b.rig.Paths, func(p *Path) error {
-		pids := p.Procs()
-		before := make([]time.Duration, len(pids))
-		r, l, err := SmallLoad(ctx, p, b.rig.Target.Addr, b.sz.SmallConns, b.sz.SmallDur, func() {
-			for i, pid := range pids {
-				before[i], _ = CPUTime(pid)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		// Where the CPU goes, per process, explains a throughput gap: CPU time of
-		// the measured requests (not the warm-up) over their number.
-		var perReq []string
-		for i, pid := range pids {
-			after, _ := CPUTime(pid)
-			perReq = append(perReq, fmt.Sprintf("%.0f", float64((after-before[i]).Microseconds())/float64(max(len(l), 1))))
-		}
-		b.cfg.Log("small: %-8s %7.0f req/s  p99 %.2f ms  cpu µs/req %v", p.Name, r, Ms(Percentile(l, 99)), perReq)
-		rps.add(p.Name, r)
-		lats[p.Name] = append(lats[p.Name], l...)
-		return nil
+	return b.requestFigure(ctx, "small", "small", func(p *Path, measuring func()) (float64, []time.Duration, error) {
+		return SmallLoad(ctx, p, b.rig.Target.Addr, b.sz.SmallConns, b.sz.SmallDur, measuring)
 	})
-	b.setMedians("small.rps", rps)
-	b.setPercentiles("small", lats)
-	return err
 }
 
 // newConnections measures both variants; for paths without a plain HTTP
@@ -413,7 +431,7 @@ func (b *Bench) wanNewConn(ctx context.Context) error {
 func (b *Bench) headOfLine(ctx context.Context) error {
 	lats, bulk := latencies{}, medians{}
 	err := b.rounds(ctx, "head-of-line", b.rig.Paths, func(p *Path) error {
-		l, mbps, err := HeadOfLine(ctx, p, b.rig.Target.Addr, b.sz.HOLDur)
+		l, mbps, err := HeadOfLine(ctx, p, b.rig.Target, b.sz.HOLDur)
 		if err != nil {
 			return err
 		}
@@ -503,8 +521,8 @@ func ParseFigures(s string) (map[int]bool, error) {
 			continue
 		}
 		n, err := strconv.Atoi(strings.TrimPrefix(strings.ToLower(f), "figure"))
-		if err != nil || n < 1 || n > 6 {
-			return nil, fmt.Errorf("bad figure %q: want figure1 … figure6", f)
+		if err != nil || n < 1 || n > LastFigure {
+			return nil, fmt.Errorf("bad figure %q: want figure1 … figure%d", f, LastFigure)
 		}
 		out[n] = true
 	}

@@ -24,12 +24,13 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 //	GET  /bulk?n=N    N bytes of body
 //	POST /sink        discards the body, answers with the byte count
 type Target struct {
-	Addr string // host:port on 127.0.0.1
-	srv  *http.Server
-	ln   net.Listener
-	sunk atomic.Int64 // bytes received by /sink so far
-	busy atomic.Int64 // /bulk and /sink handlers running
-	sent atomic.Int64 // bytes /bulk has written so far
+	Addr    string   // host:port on 127.0.0.1
+	Origins *Origins // the same routes over HTTPS, on OriginCount ports
+	srv     *http.Server
+	ln      net.Listener
+	sunk    atomic.Int64 // bytes received by /sink so far
+	busy    atomic.Int64 // /bulk and /sink handlers running
+	sent    atomic.Int64 // bytes /bulk has written so far
 }
 
 // Sunk returns the bytes /sink has received since the target started.
@@ -122,6 +123,10 @@ func StartTarget() (*Target, error) {
 		_, _ = io.WriteString(w, body)
 	})
 	t.Addr, t.ln, t.srv = ln.Addr().String(), ln, &http.Server{Handler: mux}
+	if t.Origins, err = startOrigins(mux, OriginCount); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	go func() {
 		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Println("target:", err)
@@ -133,5 +138,6 @@ func StartTarget() (*Target, error) {
 // Close stops the server and drops open connections.
 func (t *Target) Close() error {
 	t.srv.Close()
+	t.Origins.close()
 	return nil
 }
