@@ -136,8 +136,22 @@ func serviceAction(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// kardianos/service writes the unit, then enables it with systemctl; when
+		// that fails (no user manager) the unit must not stay to block the next try.
+		unit := ""
+		if runtime.GOOS == "linux" {
+			if home, err := os.UserHomeDir(); err == nil {
+				unit = filepath.Join(home, ".config", "systemd", "user", serviceName+".service")
+				if _, err := os.Stat(unit); err == nil {
+					return fmt.Errorf("%s exists: to reinstall, run `fluidity-agent service uninstall` first", unit)
+				}
+			}
+		}
 		if err := svc.Install(); err != nil {
-			return fmt.Errorf("install: %w (to reinstall, run `fluidity-agent service uninstall` first)", err)
+			if unit != "" {
+				_ = os.Remove(unit)
+			}
+			return fmt.Errorf("install: %w", err)
 		}
 		fmt.Fprintf(stdout, "installed %s for %s; it starts at login (boot on Windows). Start it now: fluidity-agent service start\n", cfg.Name, spec.Config)
 		return nil

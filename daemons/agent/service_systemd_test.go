@@ -86,8 +86,18 @@ func TestServiceUnderSystemd(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}
 
-	svc(0, "install", "--config", conf)
 	unitPath := filepath.Join(home, ".config", "systemd", "user", serviceName+".service")
+	// Without systemctl the install fails, and leaves no unit behind to block the next one.
+	noSystemctl := exec.Command(agent, "service", "install", "--config", conf)
+	noSystemctl.Env = append(env, "PATH="+t.TempDir())
+	if out, err := noSystemctl.CombinedOutput(); err == nil {
+		t.Errorf("install without systemctl succeeded:\n%s", out)
+	}
+	if _, err := os.Stat(unitPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed install left %s: %v", unitPath, err)
+	}
+
+	svc(0, "install", "--config", conf)
 	written, err := os.ReadFile(unitPath)
 	if err != nil {
 		t.Fatal(err)
