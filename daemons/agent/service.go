@@ -231,7 +231,7 @@ func checkServiceConfig(path string) (Config, error) {
 		return cfg, fmt.Errorf("the configuration cannot work as a service: %s", strings.TrimSpace(msg.String()))
 	}
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&cfg.CertFile, &cfg.KeyFile, &cfg.CACertFile, &cfg.UpstreamCreds} {
+	for _, p := range []*string{&cfg.CertFile, &cfg.KeyFile, &cfg.CACertFile, &cfg.UpstreamCreds, &cfg.UpstreamKrb5, &cfg.UpstreamKeytab} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -239,7 +239,9 @@ func checkServiceConfig(path string) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("%s cannot work as a service: %w", path, err)
 	}
-	if err := daemon.CheckFiles(cfg.Files()); err != nil {
+	files := append(cfg.Files(), daemon.File{Key: "upstream_proxy_krb5_conf", Path: cfg.UpstreamKrb5},
+		daemon.File{Key: "upstream_proxy_keytab", Path: cfg.UpstreamKeytab})
+	if err := daemon.CheckFiles(files); err != nil {
 		return cfg, fmt.Errorf("%s cannot work as a service (relative paths are relative to %s): %w", path, dir, err)
 	}
 	if _, err := tunnel.NewCertReloader(cfg.CertFile, cfg.KeyFile, cfg.CACertFile, zerolog.Nop()); err != nil {
