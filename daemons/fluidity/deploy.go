@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
 
@@ -55,7 +57,9 @@ func (a *awsFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&a.endpoint, "endpoint-url", "", "AWS endpoint for every service, e.g. a local emulator (default: AWS_ENDPOINT_URL)")
 }
 
-func (a *awsFlags) load(ctx context.Context) (aws.Config, error) {
+// load reads the SDK's default configuration chain. Its HTTP transport is
+// the caller's to close (idle connections) when done.
+func (a *awsFlags) load(ctx context.Context) (aws.Config, *http.Transport, error) {
 	var opts []func(*config.LoadOptions) error
 	if a.region != "" {
 		opts = append(opts, config.WithRegion(a.region))
@@ -68,9 +72,16 @@ func (a *awsFlags) load(ctx context.Context) (aws.Config, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return cfg, fmt.Errorf("aws credentials: %w", err)
+		return cfg, &http.Transport{}, fmt.Errorf("aws credentials: %w", err)
 	}
-	return cfg, nil
+	// The SDK's transport as the chain set it up (AWS_CA_BUNDLE and all),
+	// in a client of our own, so its connections can be closed at the end.
+	tr := &http.Transport{}
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		tr = bc.GetTransport()
+	}
+	cfg.HTTPClient = &http.Client{Transport: tr}
+	return cfg, tr, nil
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -133,11 +144,13 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signalContext()
 	defer stop()
-	awsCfg, err := a.load(ctx)
+	awsCfg, tr, err := a.load(ctx)
+	defer tr.CloseIdleConnections()
 	if err != nil {
 		fmt.Fprintf(stderr, "fluidity deploy: %v\n", err)
 		return exitError
 	}
+	c.RegistryTransport = tr
 	d, err := deploy.New(awsCfg, c)
 	if err != nil {
 		return usageError(stderr, "fluidity deploy", err)
@@ -191,7 +204,8 @@ func runDestroy(args []string, stdout, stderr io.Writer) int {
 	c.Out = stdout
 	ctx, stop := signalContext()
 	defer stop()
-	awsCfg, err := a.load(ctx)
+	awsCfg, tr, err := a.load(ctx)
+	defer tr.CloseIdleConnections()
 	if err != nil {
 		fmt.Fprintf(stderr, "fluidity destroy: %v\n", err)
 		return exitError
