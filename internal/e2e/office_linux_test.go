@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -194,10 +195,32 @@ socks pass {
 	return addr
 }
 
-// agent starts an agent in the office, reaching the server with args.
+// agent starts an agent in the office, reaching the server with args (its
+// admin listener off unless args set one: the agents share the office).
 func (n *officeNet) agent(t *testing.T, args ...string) *agent {
 	t.Helper()
 	return startAgentIn(t, n.office, n.server.addr, append([]string{"--admin-listen", ""}, args...)...)
+}
+
+// checkStatusRoute reads the agent's /status.json from its admin listener
+// (admin, in the office) and checks the route it reports.
+func (n *officeNet) checkStatusRoute(t *testing.T, admin, want string) {
+	t.Helper()
+	tr := &http.Transport{DialContext: n.office.DialContext}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + admin + "/status.json")
+	if err != nil {
+		t.Errorf("status: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	var snap struct {
+		Route string `json:"route"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil || snap.Route != want {
+		t.Errorf("status.json route %q (%v), want %q", snap.Route, err, want)
+	}
 }
 
 // client is an HTTP client in the office that uses the agent as its proxy.
@@ -323,17 +346,18 @@ func TestOffice(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, auth, port, creds string
+		admin                   string // the agent's admin listener
 		user                    string // as squid logs it
 		proxyHost               string
 		krb                     bool
 	}{
-		{name: "squid basic", auth: testbin.SquidBasic, port: "3128", creds: "alice:" + squidPassword, user: "alice"},
+		{name: "squid basic", auth: testbin.SquidBasic, port: "3128", admin: "127.0.0.1:9128", creds: "alice:" + squidPassword, user: "alice"},
 		// Squid offers Basic too, whose password this is not: only NTLM can
 		// succeed. Squid logs the NTLM user as DOMAIN\\user (its escaping).
-		{name: "squid ntlm", auth: testbin.SquidNTLM, port: "3129", creds: `CORP\alice:ntlm-` + squidPassword, user: `CORP\\alice`},
+		{name: "squid ntlm", auth: testbin.SquidNTLM, port: "3129", admin: "127.0.0.1:9129", creds: `CORP\alice:ntlm-` + squidPassword, user: `CORP\\alice`},
 		// The agent logs in as carol with her keytab; the ticket is for
 		// HTTP/proxy.corp.test, the name the proxy URL gives.
-		{name: "squid negotiate", auth: testbin.SquidNegotiate, port: "3130", user: "carol@" + realm, proxyHost: proxyHost, krb: true},
+		{name: "squid negotiate", auth: testbin.SquidNegotiate, port: "3130", admin: "127.0.0.1:9130", user: "carol@" + realm, proxyHost: proxyHost, krb: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -343,7 +367,7 @@ func TestOffice(t *testing.T) {
 				host = dmzOfficeIP
 			}
 			proxyURL := "http://" + net.JoinHostPort(host, tc.port)
-			args := []string{"--upstream-proxy", proxyURL}
+			args := []string{"--upstream-proxy", proxyURL, "--admin-listen", tc.admin}
 			if tc.creds != "" {
 				args = append(args, "--upstream-proxy-credentials-file", writeCredentials(t, tc.creds))
 			}
@@ -357,6 +381,7 @@ func TestOffice(t *testing.T) {
 				t.Errorf("no startup line naming the route:\n%s", a.stderr.String())
 			}
 			n.carry(t, a)
+			n.checkStatusRoute(t, tc.admin, proxyURL)
 			if code := a.stop(t); code != 0 {
 				t.Fatalf("agent exited %d", code)
 			}
@@ -375,8 +400,9 @@ func TestOffice(t *testing.T) {
 	t.Run("socks5 dante", func(t *testing.T) {
 		t.Parallel()
 		addr := n.dante(t, "1080")
-		a := n.agent(t, "--upstream-proxy", "socks5://"+addr)
+		a := n.agent(t, "--upstream-proxy", "socks5://"+addr, "--admin-listen", "127.0.0.1:9180")
 		n.carry(t, a)
+		n.checkStatusRoute(t, "127.0.0.1:9180", "socks5://"+addr)
 	})
 
 	// Wrong password: a clear error naming the key, never the password, and
