@@ -86,7 +86,7 @@ vet:
 # The linters `make test` runs (.golangci.yml; scripts/ci-deps.sh installs the pinned version).
 lint:
 	./scripts/ci-deps.sh
-	PATH="$$($(GO) env GOPATH)/bin:$$PATH" golangci-lint run ./...
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" golangci-lint run --allow-serial-runners ./...
 
 # govulncheck against a local copy of the vulnerability database (scripts/vulncheck.sh).
 vulncheck:

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -186,6 +187,9 @@ func (c ServerConfig) Validate() error {
 		return errors.New("tunnel: server: max streams must not be negative")
 	case c.MaxPendingStreams < 0:
 		return errors.New("tunnel: server: max pending streams must not be negative")
+	case c.MaxStreams > math.MaxInt32 || c.MaxPendingStreams > math.MaxInt32:
+		// Their sum is yamux's per-session stream cap, a uint32.
+		return errors.New("tunnel: server: max streams and max pending streams must each be at most 2^31-1")
 	case c.HeaderTimeout < 0 || c.DialTimeout < 0 || c.ResponseHeaderTimeout < 0:
 		return errors.New("tunnel: server: header, dial and response header timeouts must not be negative")
 	case c.ReceiveBudget < minStreamWindow:
@@ -491,7 +495,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	rc := &recordingConn{Conn: conn}
 	// A session may hold at most every admitted stream plus its pending ones;
 	// yamux resets streams past that before they cost anything.
-	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams)
+	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams) // #nosec G115 -- Validate caps both at MaxInt32
 	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, s.limit, incoming), s.budget)
 	if err != nil {
 		_ = conn.Close()

@@ -67,7 +67,7 @@ func startSOCKS(ctx context.Context, cfg Config, px *proxy.Proxy, log zerolog.Lo
 			log.Error().Err(err).Msg("socks listener failed")
 		}
 	}()
-	go func() {
+	go func() { // #nosec G118 -- ctx is already done here: an already-cancelled context makes Shutdown stop at once
 		defer f.wg.Done()
 		select {
 		case <-ctx.Done():

@@ -282,7 +282,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer stopMetrics()
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), ln) }()
+	go func() { served <- srv.Serve(context.Background(), ln) }() // #nosec G118 -- ctx ending starts the graceful Shutdown below; cancelling Serve's context would cut the sessions instead
 	log.Info().Str("version", buildinfo.String()).Str("listen", ln.Addr().String()).
 		Int("max_connections", cfg.MaxConnections).Bool("decoy", cfg.Decoy).Msg("server started")
 

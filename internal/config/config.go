@@ -121,21 +121,21 @@ func registerFlag(fs *pflag.FlagSet, f field, v reflect.Value) {
 	case reflect.Int:
 		fs.Int(name, int(v.Int()), usage)
 	case reflect.Int8:
-		fs.Int8(name, int8(v.Int()), usage)
+		fs.Int8(name, int8(v.Int()), usage) // #nosec G115 -- v's kind is Int8: its value fits
 	case reflect.Int16:
-		fs.Int16(name, int16(v.Int()), usage)
+		fs.Int16(name, int16(v.Int()), usage) // #nosec G115 -- v's kind is Int16: its value fits
 	case reflect.Int32:
-		fs.Int32(name, int32(v.Int()), usage)
+		fs.Int32(name, int32(v.Int()), usage) // #nosec G115 -- v's kind is Int32: its value fits
 	case reflect.Int64:
 		fs.Int64(name, v.Int(), usage)
 	case reflect.Uint:
 		fs.Uint(name, uint(v.Uint()), usage)
 	case reflect.Uint8:
-		fs.Uint8(name, uint8(v.Uint()), usage)
+		fs.Uint8(name, uint8(v.Uint()), usage) // #nosec G115 -- v's kind is Uint8: its value fits
 	case reflect.Uint16:
-		fs.Uint16(name, uint16(v.Uint()), usage)
+		fs.Uint16(name, uint16(v.Uint()), usage) // #nosec G115 -- v's kind is Uint16: its value fits
 	case reflect.Uint32:
-		fs.Uint32(name, uint32(v.Uint()), usage)
+		fs.Uint32(name, uint32(v.Uint()), usage) // #nosec G115 -- v's kind is Uint32: its value fits
 	case reflect.Uint64:
 		fs.Uint64(name, v.Uint(), usage)
 	case reflect.Float32:

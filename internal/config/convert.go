@@ -114,7 +114,7 @@ func toInt(rv reflect.Value) (int64, error) {
 		if rv.Uint() > math.MaxInt64 {
 			return 0, strconv.ErrRange
 		}
-		return int64(rv.Uint()), nil
+		return int64(rv.Uint()), nil // #nosec G115 -- checked against MaxInt64 above
 	case reflect.Float32, reflect.Float64:
 		f := rv.Float()
 		if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
@@ -133,7 +133,7 @@ func toUint(rv reflect.Value) (uint64, error) {
 		if rv.Int() < 0 {
 			return 0, strconv.ErrRange
 		}
-		return uint64(rv.Int()), nil
+		return uint64(rv.Int()), nil // #nosec G115 -- checked non-negative above
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return rv.Uint(), nil
 	case reflect.Float32, reflect.Float64:

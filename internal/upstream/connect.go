@@ -326,8 +326,8 @@ func wellFormed(b []byte) []byte {
 	binary.LittleEndian.PutUint32(out[16:], header)
 	binary.LittleEndian.PutUint32(out[44:], header)
 	if infoOK && infoLen > 0 {
-		binary.LittleEndian.PutUint16(out[40:], uint16(infoLen))
-		binary.LittleEndian.PutUint16(out[42:], uint16(infoLen))
+		binary.LittleEndian.PutUint16(out[40:], uint16(infoLen)) // #nosec G115 -- read from a 16-bit field above
+		binary.LittleEndian.PutUint16(out[42:], uint16(infoLen)) // #nosec G115 -- read from a 16-bit field above
 		out = append(out, b[infoOff:infoOff+infoLen]...)
 	}
 	return out

@@ -246,7 +246,7 @@ func (c MetricsConfig) Validate() error {
 	if strings.TrimSpace(c.Service) == "" {
 		return errors.New("fargate: metrics service dimension is empty")
 	}
-	if c.Period < time.Second || c.Period%time.Second != 0 {
+	if c.Period < time.Second || c.Period%time.Second != 0 || c.Period/time.Second > math.MaxInt32 {
 		return fmt.Errorf("fargate: metrics period %v is not a whole number of seconds", c.Period)
 	}
 	return nil
@@ -290,7 +290,7 @@ func (r *MetricsReader) Read(ctx context.Context, now time.Time, window time.Dur
 			Id: aws.String(id),
 			MetricStat: &cwtypes.MetricStat{
 				Metric: &cwtypes.Metric{Namespace: aws.String(r.cfg.Namespace), MetricName: aws.String(metric), Dimensions: dims},
-				Period: aws.Int32(int32(r.cfg.Period / time.Second)),
+				Period: aws.Int32(int32(r.cfg.Period / time.Second)), // #nosec G115 -- Validate keeps it within int32
 				Stat:   aws.String("Maximum"),
 			},
 			ReturnData: aws.Bool(true),

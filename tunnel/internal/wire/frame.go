@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -87,7 +88,10 @@ func AppendVersion(dst []byte, version byte, typ string, payload any) ([]byte, e
 	if err != nil {
 		return dst[:start], fmt.Errorf("tunnel: encode %s frame: %w", typ, err)
 	}
-	binary.BigEndian.PutUint32(dst[start+5:], uint32(len(body)))
+	if len(body) > math.MaxUint32 {
+		return dst[:start], fmt.Errorf("%w: %d bytes", ErrHeaderTooLarge, len(body))
+	}
+	binary.BigEndian.PutUint32(dst[start+5:], uint32(len(body))) // #nosec G115 -- checked just above
 	return append(dst, body...), nil
 }
 
