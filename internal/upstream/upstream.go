@@ -358,7 +358,7 @@ func ReadCredentials(path string) (user, password string, err error) {
 	if err := checkPrivate(path); err != nil {
 		return "", "", err
 	}
-	b, err := os.ReadFile(path) // #nosec G304 -- the credentials file the operator's configuration names, mode-checked above
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", "", err
 	}

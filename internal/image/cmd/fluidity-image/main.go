@@ -109,7 +109,7 @@ func write(ctx context.Context, out string, bins map[image.Platform]string, opts
 		return "", err
 	}
 	archive := filepath.Join(out, opts.Binary+".oci.tar")
-	f, err := os.Create(archive + ".tmp") // #nosec G304 -- the output directory named by the make target
+	f, err := os.Create(archive + ".tmp")
 	if err != nil {
 		return "", err
 	}

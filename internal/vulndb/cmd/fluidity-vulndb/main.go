@@ -61,7 +61,7 @@ func run(args []string) error {
 		}
 		accepted := map[string]string{}
 		if *list != "" {
-			f, err := os.Open(*list) // #nosec G304 G703 -- the accepted list the script names
+			f, err := os.Open(*list) // #nosec G703 -- the accepted list the script names
 			if err != nil {
 				return err
 			}
