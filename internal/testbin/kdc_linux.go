@@ -145,6 +145,14 @@ func (k *KDC) AddService(t testing.TB, name string) string {
 	return k.addKeytab(t, name, "addprinc -randkey "+name)
 }
 
+// Rekey gives the principal name@Realm a new random key, as a password or
+// key change does: keytabs written before hold a key the KDC no longer
+// issues tickets under.
+func (k *KDC) Rekey(t testing.TB, name string) {
+	t.Helper()
+	k.run(t, "/usr/sbin/kadmin.local", "-r", k.Realm, "-q", "cpw -randkey "+name)
+}
+
 // UserKeytab adds the principal name@Realm with a random key and returns a
 // keytab holding it (mode 0600, as a user keeps one).
 func (k *KDC) UserKeytab(t testing.TB, name string) string {

@@ -107,6 +107,36 @@ func TestNegotiateSquid(t *testing.T) {
 	}
 }
 
+// TestNegotiateRejected: a squid whose keytab is stale (the service was
+// rekeyed since) cannot read the ticket and answers 407 again; the error says
+// the proxy rejected the ticket, for which SPN and as whom.
+func TestNegotiateRejected(t *testing.T) {
+	kdc := testbin.StartKDC(t, testbin.KDCOptions{})
+	kdc.AddUser(t, "alice", krbPassword)
+	stale := kdc.AddService(t, "HTTP/localhost")
+	kdc.Rekey(t, "HTTP/localhost")
+	target := stub(t, echo)
+	_, port, _ := net.SplitHostPort(target)
+	sq := testbin.StartSquid(t, testbin.SquidOptions{
+		Auth: testbin.SquidNegotiate, ConnectPorts: []string{port}, Keytab: stale, Krb5Conf: kdc.Krb5Conf,
+	})
+	_, sqPort, _ := net.SplitHostPort(sq.Addr)
+	d, err := New(Config{Proxy: "http://localhost:" + sqPort, Krb5Conf: kdc.Krb5Conf, CredentialsFile: credFile(t, "alice:"+krbPassword+"\n", 0o600)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := d.DialContext(dialCtx(t), "tcp", target)
+	if err == nil {
+		c.Close()
+		t.Fatal("dial succeeded with a ticket the proxy cannot read")
+	}
+	want := "the proxy rejected the Kerberos ticket for HTTP/localhost as alice@" + kdc.Realm + " (from " + KeyCredentialsFile + ")"
+	if !errors.Is(err, ErrProxyAuth) || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want ErrProxyAuth saying %q", err, want)
+	}
+}
+
 // TestKerberosConfig: what New refuses, naming the key to fix.
 func TestKerberosConfig(t *testing.T) {
 	dir := t.TempDir()
