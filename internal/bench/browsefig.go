@@ -12,13 +12,26 @@ import (
 type cpuMeter struct {
 	pids   []int
 	before []time.Duration
+	calls  []int64 // read + write system calls, from /proc/PID/io
 }
 
 func (m *cpuMeter) start(pids []int) {
-	m.pids, m.before = pids, make([]time.Duration, len(pids))
+	m.pids, m.before, m.calls = pids, make([]time.Duration, len(pids)), make([]int64, len(pids))
 	for i, pid := range pids {
 		m.before[i], _ = CPUTime(pid)
+		m.calls[i], _ = IOCalls(pid)
 	}
+}
+
+// callsPer returns the read and write system calls per request since start,
+// for each side: the write path's coalescing shows in them.
+func (m *cpuMeter) callsPer(requests int) (client, server float64) {
+	var sides [2]int64
+	for i, pid := range m.pids {
+		after, _ := IOCalls(pid)
+		sides[min(i, 1)] += after - m.calls[i]
+	}
+	return float64(sides[0]) / float64(max(requests, 1)), float64(sides[1]) / float64(max(requests, 1))
 }
 
 // perThousand returns CPU seconds per 1000 requests for each side; NaN-free
@@ -63,7 +76,8 @@ func (b *Bench) requestFigure(ctx context.Context, name, prefix string, load fun
 			sides := cpu[p.Name]
 			sides[0], sides[1] = append(sides[0], c), append(sides[1], s)
 			cpu[p.Name] = sides
-			msg = fmt.Sprintf("  cpu s/1000 req %.3f + %.3f", c, s)
+			cc, sc := m.callsPer(len(l))
+			msg = fmt.Sprintf("  cpu s/1000 req %.3f + %.3f  read+write syscalls/req %.1f + %.1f", c, s, cc, sc)
 		}
 		b.cfg.Log("%s: %-8s %7.0f req/s  p50 %.2f ms  p99 %.2f ms%s", name, p.Name, r,
 			Ms(Percentile(l, 50)), Ms(Percentile(l, 99)), msg)

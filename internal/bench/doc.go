@@ -155,6 +155,28 @@ func WriteDocument(w io.Writer, rep *Report, m Machine, sz Sizes, rounds int, no
 			"the sshd session processes (ssh -D); idle after start-up, then with %d idle CONNECT/SOCKS streams "+
 			"open (per-stream = growth ÷ %d), then peak RSS and CPU during one %s download plus upload.",
 			sz.IdleStreams, sz.IdleStreams, size(sz.Bulk)),
+		fmt.Sprintf("**7. Small requests inside CONNECT**: %d CONNECT tunnels (Fluidity) or SOCKS streams (ssh -D), or TCP "+
+			"connections (direct), each carrying keep-alive GET /small back to back for %v after a warm-up; then the same "+
+			"with TLS 1.3 to the target inside every tunnel (HTTPS keep-alive through CONNECT, as a browser does).",
+			sz.SmallConns, sz.SmallDur),
+		fmt.Sprintf("**8. Page load**: one page is 1 HTML document (%d KiB) from the first of %d HTTPS origins (local "+
+			"TLS 1.3 listeners, one port each), then %d subresources of %d KiB spread evenly over all %d, fetched as a "+
+			"browser does over HTTP/1.1: one CONNECT tunnel (SOCKS stream) per origin, each origin's requests one after "+
+			"another on it, the origins in parallel. Every load opens its tunnels and TLS connections afresh (TLS "+
+			"sessions resumed); %d loads per round on loopback, %d over the 40 ms link (figure 2's, in front of every "+
+			"origin for direct). p50/p99 of the whole page's time.",
+			PageHTMLBytes>>10, OriginCount, Subresources, SubresourceSize>>10, OriginCount, sz.Pages, sz.WANPages),
+		fmt.Sprintf("**9. Head-of-line beside an upload / beside 4 downloads**: as figure 5, with one endless upload "+
+			"(POST /sink) or 4 concurrent downloads on their own streams instead of one download; the MB/s row is "+
+			"theirs, summed. %v each.", sz.HOLDur),
+		"**CPU s per 1000 requests** (figures 3, 7, 8): utime+stime from /proc of the client side (agent, or ssh) and " +
+			"of the server side (server, or the sshd session processes) over the measured requests only (not the " +
+			"warm-up), divided by their number ÷ 1000 (a page counts as its " + fmt.Sprint(PageRequests) + " requests). " +
+			"It shows a cost regression even when an idle machine hides it in throughput.",
+		"**Profiles**: `go run ./internal/bench/cmd/fluidity-bench -profile DIR` runs figure 7's plain load through " +
+			"Fluidity alone with the daemons' `cpu_profile` and `mem_profile` keys set, and writes `agent.cpu.pprof`, " +
+			"`agent.allocs.pprof`, `server.cpu.pprof`, `server.allocs.pprof` and the request count to DIR " +
+			"(`go tool pprof -top DIR/agent.cpu.pprof`).",
 	} {
 		fmt.Fprintf(&b, "- %s\n", line)
 	}
@@ -183,4 +205,23 @@ func RaiseFileLimit() error {
 	}
 	l.Cur = l.Max
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+}
+
+// KeepMarker starts the part of BENCHMARKS.md that a run does not generate
+// (hand-written notes such as the profile summary): a run writing the file
+// keeps everything from the marker on.
+const KeepMarker = "<!-- kept by make bench: everything below is written by hand -->"
+
+// KeptSection returns the part of the file at path from KeepMarker on,
+// preceded by a blank line, or "" when the file or the marker is missing.
+func KeptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	i := strings.Index(string(b), KeepMarker)
+	if i < 0 {
+		return ""
+	}
+	return "\n" + string(b[i:])
 }

@@ -189,3 +189,24 @@ func SumCPU(pids []int) time.Duration {
 	}
 	return n
 }
+
+// IOCalls returns the read and write system calls pid has made (syscr +
+// syscw of /proc/PID/io).
+func IOCalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bad io for pid %d: %w", pid, err)
+			}
+			n += c
+		}
+	}
+	return n, nil
+}

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -89,4 +91,24 @@ func TestGoals(t *testing.T) {
 	check("Head-of-line", Pass, "0.20×")
 	check("Agent idle RSS", Fail, "25.00 MB")
 	check("Bulk download over 40 ms", NotMeasured, "—")
+}
+
+func TestKeptSection(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "BENCHMARKS.md")
+	if got := KeptSection(p); got != "" {
+		t.Errorf("missing file: %q", got)
+	}
+	if err := os.WriteFile(p, []byte("# generated\n\n"+KeepMarker+"\n\n## Profile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := KeptSection(p), "\n"+KeepMarker+"\n\n## Profile\n"; got != want {
+		t.Errorf("KeptSection = %q, want %q", got, want)
+	}
+	if err := os.WriteFile(p, []byte("# generated\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := KeptSection(p); got != "" {
+		t.Errorf("no marker: %q", got)
+	}
 }

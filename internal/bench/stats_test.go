@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"os"
 	"testing"
 	"time"
 )
@@ -91,5 +92,15 @@ func TestTail(t *testing.T) {
 	_, _ = tl.Write([]byte("defg"))
 	if got := tl.String(); got != "defg" {
 		t.Errorf("tail = %q, want %q", got, "defg")
+	}
+}
+
+func TestIOCalls(t *testing.T) {
+	n, err := IOCalls(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n <= 0 {
+		t.Errorf("IOCalls = %d, want > 0", n)
 	}
 }

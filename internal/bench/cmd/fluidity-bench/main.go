@@ -94,11 +94,16 @@ func run() error {
 	}
 	command := strings.Join(append([]string{"go run ./internal/bench/cmd/fluidity-bench"}, os.Args[1:]...), " ")
 	m := bench.DescribeMachine(ctx, *bin, command, load)
+	kept := bench.KeptSection(*out)
 	f, err := os.Create(*out)
 	if err != nil {
 		return err
 	}
 	if err := bench.WriteDocument(f, rep, m, bench.SizesFor(*quick), *rounds, append(rig.Notes, rep.Notes...)); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(kept); err != nil {
 		f.Close()
 		return err
 	}
