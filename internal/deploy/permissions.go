@@ -30,7 +30,8 @@ var Calls = map[string][]string{
 	"ECR.CreateRepository":      {"ecr:CreateRepository", "ecr:TagResource"},
 	"ECR.GetAuthorizationToken": {"ecr:GetAuthorizationToken"},
 	"ECR.ListTagsForResource":   {"ecr:ListTagsForResource"},
-	"ECR.DeleteRepository":      {"ecr:DeleteRepository"},
+	// With Force, ECR deletes the images on the caller's behalf.
+	"ECR.DeleteRepository": {"ecr:DeleteRepository", "ecr:BatchDeleteImage"},
 
 	"S3.HeadBucket":       {"s3:ListBucket"},
 	"S3.CreateBucket":     {"s3:CreateBucket"},

@@ -211,11 +211,15 @@ func (d *Deployer) updateStack(ctx context.Context, spec stackSpec, st *cftypes.
 	var svc serviceState
 	if spec.server {
 		svc = d.serviceState(ctx, outputs(st))
-		if svc.known && strconv.Itoa(svc.desired) != spec.params["DesiredCount"] {
+		live := min(svc.desired, 1) // the template allows 0 or 1: one task, one address
+		if svc.desired > 1 {
+			d.say("  the service runs %d tasks, more than the one the template allows; the update sets it to 1", svc.desired)
+		}
+		if svc.known && strconv.Itoa(live) != spec.params["DesiredCount"] {
 			// CloudFormation applies DesiredCount whenever it updates the
 			// service: give it the live count.
 			d.deleteChangeSet(ctx, cs)
-			spec.params["DesiredCount"] = strconv.Itoa(svc.desired)
+			spec.params["DesiredCount"] = strconv.Itoa(live)
 			if cs, err = d.createChangeSet(ctx, spec, cftypes.ChangeSetTypeUpdate); err != nil {
 				return nil, err
 			}
