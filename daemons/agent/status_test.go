@@ -189,7 +189,8 @@ func TestAgentSplitConfig(t *testing.T) {
 		if code := run(t.Context(), args, []string{bad}, io.Discard, &stderr); code != 2 {
 			t.Errorf("%s: exit %d, want 2", bad, code)
 		}
-		key := strings.ToLower(strings.TrimPrefix(bad[:strings.Index(bad, "=")], "FLUIDITY_AGENT_"))
+		name, _, _ := strings.Cut(bad, "=")
+		key := strings.ToLower(strings.TrimPrefix(name, "FLUIDITY_AGENT_"))
 		if !strings.Contains(stderr.String(), key) {
 			t.Errorf("%s: %q does not name the key", bad, stderr.String())
 		}

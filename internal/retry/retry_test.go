@@ -112,7 +112,7 @@ func delaysGrowAndAreCapped(t *testing.T, jitter float64) {
 		t.Errorf("Do took %v, want exactly the %v of delays it announced", el, slept)
 	}
 
-	base := []time.Duration{1, 2, 4, 4, 4} // ms: ×2 then capped at Max
+	base := []int64{1, 2, 4, 4, 4} // ms: ×2 then capped at Max
 	if len(delays) != len(base) {
 		t.Fatalf("delays = %v, want %d of them", delays, len(base))
 	}
@@ -120,7 +120,7 @@ func delaysGrowAndAreCapped(t *testing.T, jitter float64) {
 		if attempts[i] != i+1 {
 			t.Errorf("OnRetry attempt = %d, want %d", attempts[i], i+1)
 		}
-		b := base[i] * time.Millisecond
+		b := time.Duration(base[i]) * time.Millisecond
 		lo := time.Duration(float64(b) * (1 - jitter))
 		hi := min(time.Duration(float64(b)*(1+jitter))+1, p.Max)
 		if d < lo || d > hi {

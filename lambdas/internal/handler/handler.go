@@ -160,6 +160,7 @@ func (h *Wake) Handle(ctx context.Context, req events.APIGatewayProxyRequest) (e
 	var wr lifecycle.WakeRequest
 	if body, err := requestBody(req); err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &wr) != nil) || wr.WaitSeconds < 0 {
 		log.Warn().Msg("wake: body is not a JSON wake request")
+		//nolint:nilerr // a bad body is the caller's 400; the handler's error is for failures of its own
 		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `wake: the body must be {}, {"probe":true} or {"wait_seconds":N}`}), nil
 	}
 	op, call := "wake", h.Service.Wake
@@ -304,6 +305,7 @@ func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest)
 	var kr lifecycle.KillRequest
 	if body, err := requestBody(req); err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &kr) != nil) {
 		log.Warn().Msg("kill: body is not a JSON kill request")
+		//nolint:nilerr // a bad body is the caller's 400; the handler's error is for failures of its own
 		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `kill: the body must be {} or {"reason":"agent_exit","streams":N}`}), nil
 	}
 	switch kr.Reason {
