@@ -20,29 +20,34 @@ go vet ./...
 step "golangci-lint (.golangci.yml)"
 golangci-lint run --allow-serial-runners ./...
 
-step "govulncheck (offline: a local copy of the Go vulnerability database)"
-./scripts/vulncheck.sh
-
 step "build (host)"
 make --no-print-directory build-host
 
-# The cross-builds (every agent platform, the server image's) share nothing with
-# the race-instrumented test builds: they run beside the tests, which spend much
-# of their time waiting on processes and sockets. Their log follows the tests.
-step "cross-builds, in the background"
-cross_log=$(mktemp)
-make --no-print-directory cross >"$cross_log" 2>&1 &
-cross_pid=$!
-trap 'wait "$cross_pid" 2>/dev/null || true; rm -f "$cross_log"' EXIT
+# The cross-builds (every agent platform, the server image's) and govulncheck share
+# nothing with the race-instrumented test builds: they run, one after the other,
+# beside the tests, which spend much of their time waiting on processes and
+# sockets. Their output follows the tests'.
+step "cross-builds and govulncheck, in the background"
+bg_log=$(mktemp)
+(
+	set -e
+	echo "=== cross-builds (every agent platform, the server image's)"
+	make --no-print-directory cross
+	echo
+	echo "=== govulncheck (offline: a local copy of the Go vulnerability database)"
+	./scripts/vulncheck.sh
+) >"$bg_log" 2>&1 &
+bg_pid=$!
+trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log"' EXIT
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
 
-step "cross-builds (every agent platform, the server image's)"
-cross_rc=0
-wait "$cross_pid" || cross_rc=$?
-cat "$cross_log"
-if [ "$cross_rc" -ne 0 ]; then echo "cross-builds failed"; exit 1; fi
+step "cross-builds and govulncheck (run beside the tests)"
+bg_rc=0
+wait "$bg_pid" || bg_rc=$?
+cat "$bg_log"
+if [ "$bg_rc" -ne 0 ]; then echo "cross-builds or govulncheck failed"; exit 1; fi
 
 # One non-race pass for both: the 1 GiB memory bounds need shipped-speed code, and
 # one iteration of every micro-benchmark shows they build and run.
