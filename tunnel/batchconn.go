@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -44,6 +45,8 @@ const (
 	// maxSpare is the largest flushed buffer kept for reuse: one write may be
 	// larger than the bound (a single frame is never split).
 	maxSpare = 1 << 20
+	// gatherBelow: a flush of fewer bytes yields once first, to gather more.
+	gatherBelow = 16 << 10
 )
 
 func newBatchConn(c net.Conn) *batchConn {
@@ -86,6 +89,17 @@ func (b *batchConn) flushLoop() {
 		if len(b.pending) == 0 {
 			b.mu.Unlock()
 			return
+		}
+		if len(b.pending) < gatherBelow && !b.closed {
+			// yamux's send loop queues the frames of many busy streams one
+			// after another; let it add those already waiting before this
+			// flush takes the buffer. An idle link loses a yield, not a wait.
+			b.mu.Unlock()
+			runtime.Gosched()
+			b.mu.Lock()
+			if len(b.pending) == 0 {
+				continue
+			}
 		}
 		out := b.pending
 		b.pending = b.spare[:0]
