@@ -33,6 +33,10 @@ type session struct {
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[error] // first reason the session ended
 	pings     sync.WaitGroup        // yamux pings, which end when the session does
+	// pingMu orders starting a ping (pings.Add) before Close's pings.Wait:
+	// a WaitGroup must not grow while it is waited for.
+	pingMu  sync.Mutex
+	closing bool
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
@@ -81,6 +85,9 @@ func (s *session) Close() error { return s.closeWith(ErrSessionClosed) }
 func (s *session) closeWith(reason error) error {
 	s.closeOnce.Do(func() {
 		s.closeErr.CompareAndSwap(nil, &reason)
+		s.pingMu.Lock()
+		s.closing = true
+		s.pingMu.Unlock()
 		_ = s.mux.Close()
 	})
 	s.pings.Wait()
@@ -118,10 +125,16 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 	}
 	// yamux's Ping takes no context; it gives up within two write timeouts.
 	ch := make(chan result, 1)
+	s.pingMu.Lock()
+	if s.closing {
+		s.pingMu.Unlock()
+		return 0, fmt.Errorf("tunnel: ping: %w", ErrSessionClosed)
+	}
 	s.pings.Go(func() {
 		rtt, err := s.mux.Ping()
 		ch <- result{rtt, err}
 	})
+	s.pingMu.Unlock()
 	select {
 	case r := <-ch:
 		if r.err != nil {
