@@ -365,22 +365,38 @@ func TestErrorStatuses(t *testing.T) {
 		t.Parallel()
 		o := newStack(t, stackOpts{server: serverOpts{args: []string{"--max-connections", "1"}}})
 		oc := o.client(t, nil)
-		arrived, release := make(chan struct{}), make(chan struct{})
+		arrived, release := make(chan struct{}, 1), make(chan struct{})
 		slow := httpTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			close(arrived)
+			arrived <- struct{}{}
 			<-release
 		}))
 		first := make(chan int, 1)
-		go func() {
-			resp, err := oc.Get(slow.URL + "/hold")
-			if err != nil {
-				first <- 0
-				return
+		// The readiness request's stream may still hold the one slot for a
+		// moment: the first request is retried until it reaches the target
+		// (waiting on a request that was refused would hang the test).
+		for attempt := 0; ; attempt++ {
+			go func() {
+				resp, err := oc.Get(slow.URL + "/hold")
+				if err != nil {
+					first <- 0
+					return
+				}
+				resp.Body.Close()
+				first <- resp.StatusCode
+			}()
+			select {
+			case <-arrived:
+			case code := <-first:
+				if attempt < 20 {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				t.Fatalf("the first stream never reached the target (last status %d)", code)
+			case <-time.After(curlTimeout):
+				t.Fatal("the first stream never reached the target")
 			}
-			resp.Body.Close()
-			first <- resp.StatusCode
-		}()
-		<-arrived
+			break
+		}
 		resp, err := oc.Get(pingTarget.URL + "/second")
 		close(release)
 		if err != nil {
