@@ -6,6 +6,14 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Several tests need root (network namespaces for the office, rootful podman,
+# a systemd user manager in a private mount namespace); they fail, never skip,
+# without it, so say so once, up front.
+if [ "$(id -u)" -ne 0 ]; then
+	echo "make test needs root (network namespaces, podman, systemd; ci-deps installs with apt-get): run it as root or with sudo -E env \"PATH=\$PATH\" make test" >&2
+	exit 1
+fi
+
 step "dependencies"
 ./scripts/ci-deps.sh
 
