@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/rs/zerolog"
-	"github.com/spf13/pflag"
 
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 	"github.com/fluidity-tunnel/fluidity/internal/status"
@@ -95,22 +93,13 @@ func loadAgentSettings(path string, environ []string) (agentSettings, error) {
 
 // runAgentCmd runs status, wake or sleep.
 func runAgentCmd(cmd string, args, environ []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("fluidity "+cmd, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := commandFlags("fluidity " + cmd)
 	configFile := fs.StringP("config", "c", "", "the agent's YAML configuration file")
 	adminAddr := fs.String("admin", "", "the agent's admin listener, host:port (default: admin_listen from the configuration)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	wait := fs.Bool("wait", false, "wake: wait until the server runs")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprint(stdout, agentCmdsUsage+fs.FlagUsages())
-			return exitOK
-		}
-		return usageError(stderr, "fluidity "+cmd, err)
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "fluidity "+cmd, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, done := parseCommand(fs, args, agentCmdsUsage, stdout, stderr); done {
+		return code
 	}
 	s, err := loadAgentSettings(*configFile, environ)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
-	"github.com/spf13/pflag"
 )
 
 const certsUsageHead = `Usage: fluidity certs [flags]
@@ -46,24 +45,15 @@ const expiryWarning = 30 * 24 * time.Hour
 
 func runCerts(args []string, stdout, stderr io.Writer) int {
 	var o certsOptions
-	fs := pflag.NewFlagSet("fluidity certs", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := commandFlags("fluidity certs")
 	fs.StringVar(&o.dir, "dir", "./certs", "directory to write the certificates and keys to")
 	fs.StringVar(&o.serverName, "server-name", pki.DefaultServerName,
 		"name the agent verifies the server certificate against (the agent dials the server's IP but checks this name)")
 	fs.StringSliceVar(&o.sans, "san", nil, "extra DNS name or IP address for the server certificate (repeatable)")
 	fs.StringSliceVar(&o.clients, "client", []string{"agent"}, "client certificate to create, by name (repeatable)")
 	fs.BoolVar(&o.force, "force", false, "regenerate everything, replacing existing files")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprint(stdout, certsUsageHead+fs.FlagUsages())
-			return exitOK
-		}
-		return usageError(stderr, "fluidity certs", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "fluidity certs", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, done := parseCommand(fs, args, certsUsageHead, stdout, stderr); done {
+		return code
 	}
 	plan, err := newCertPlan(o)
 	if err != nil {

@@ -94,9 +94,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		a           awsFlags
 		writeConfig string
 	)
-	fs := pflag.NewFlagSet("fluidity deploy", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := commandFlags("fluidity deploy")
 	a.add(fs)
 	fs.StringVar(&c.Name, "name", deploy.DefaultName, "prefix of every resource (stacks <name>-server and <name>-control, …)")
 	fs.StringVar(&c.CertDir, "cert-dir", "./certs", "directory with server.crt, server.key and ca.crt (as 'fluidity certs' writes them)")
@@ -112,15 +110,8 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.AllowedCidr, "allowed-cidr", "", "who may reach the tunnel port (default 0.0.0.0/0; mTLS refuses strangers anyway)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "show what would be created or changed, change nothing")
 	fs.StringVar(&writeConfig, "write-config", "", "agent config file to write lifecycle.api_endpoint and lifecycle.api_key into")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprint(stdout, deployUsageHead+fs.FlagUsages())
-			return exitOK
-		}
-		return usageError(stderr, "fluidity deploy", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "fluidity deploy", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, done := parseCommand(fs, args, deployUsageHead, stdout, stderr); done {
+		return code
 	}
 	src := c.SourceDir
 	if src == "" {
@@ -184,22 +175,13 @@ func runDestroy(args []string, stdout, stderr io.Writer) int {
 		a   awsFlags
 		yes bool
 	)
-	fs := pflag.NewFlagSet("fluidity destroy", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+	fs := commandFlags("fluidity destroy")
 	a.add(fs)
 	fs.StringVar(&c.Name, "name", deploy.DefaultName, "prefix the deployment was made with")
 	fs.StringVar(&c.Bucket, "bucket", "", "S3 bucket the Lambda code went to, if deploy was given one")
 	fs.BoolVarP(&yes, "yes", "y", false, "do not ask")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprint(stdout, destroyUsageHead+fs.FlagUsages())
-			return exitOK
-		}
-		return usageError(stderr, "fluidity destroy", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "fluidity destroy", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, done := parseCommand(fs, args, destroyUsageHead, stdout, stderr); done {
+		return code
 	}
 	c.Out = stdout
 	ctx, stop := signalContext()

@@ -98,6 +98,32 @@ func printVersion(stdout io.Writer) int {
 	return exitOK
 }
 
+// commandFlags is the flag set of subcommand cmd ("fluidity certs", …):
+// errors and usage are printed by parseCommand, not by pflag.
+func commandFlags(cmd string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseCommand parses a subcommand's arguments, which take no positional
+// ones. done reports that the command must return code: after --help
+// (usageHead and the flags on stdout, exit 0) or a usage error.
+func parseCommand(fs *pflag.FlagSet, args []string, usageHead string, stdout, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, usageHead+fs.FlagUsages())
+			return exitOK, true
+		}
+		return usageError(stderr, fs.Name(), err), true
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, fs.Name(), fmt.Errorf("unexpected argument %q", fs.Arg(0))), true
+	}
+	return 0, false
+}
+
 func usageError(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd, err, cmd)
 	return exitUsage
