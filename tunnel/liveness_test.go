@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -41,9 +42,14 @@ func TestClientWaitUpDown(t *testing.T) {
 		if err := c.WaitUp(ctx); !errors.Is(err, ErrSessionClosed) {
 			t.Fatalf("WaitUp after Close = %v", err)
 		}
+		idle, err := NewClient(ClientConfig{Dial: func(ctx context.Context) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
 		short, cancelShort := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer cancelShort()
-		if err := (&Client{changed: make(chan struct{})}).WaitUp(short); !errors.Is(err, context.DeadlineExceeded) {
+		if err := idle.WaitUp(short); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitUp on an idle client = %v, want the context's error", err)
 		}
 	})

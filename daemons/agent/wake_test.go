@@ -162,16 +162,7 @@ type restartable struct {
 
 func (r *restartable) start() {
 	r.t.Helper()
-	cert, err := r.cert.TLSCertificate()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	cfg := tunnel.DefaultServerConfig()
-	cfg.TLSConfig = tunnel.NewServerTLSConfig(cert, r.ca.CertPool())
-	cfg.Egress.AllowCIDRs = []string{"127.0.0.0/8"}
-	if r.srv, err = tunnel.NewServer(cfg); err != nil {
-		r.t.Fatal(err)
-	}
+	r.srv = newTestServer(r.t, r.ca, r.cert)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
 	if err != nil {
 		r.t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -27,15 +26,7 @@ func TestServeDecoy(t *testing.T) {
 		t.Fatal(err)
 	}
 	env = append(env, "FLUIDITY_SERVER_DECOY=true", "FLUIDITY_SERVER_DECOY_PAGE="+page)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("server exited %d", code)
-		}
-	}()
+	defer runServer(t, env, nil)()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.CertPool(), ServerName: tunnel.DefaultServerName}, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
@@ -65,19 +56,7 @@ func TestServeDecoy(t *testing.T) {
 	if code, body := get("/login"); code != 404 || strings.Contains(strings.ToLower(body), "fluidity") {
 		t.Errorf("GET /login = %d %q, want a plain 404", code, body)
 	}
-	kp, err := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := kp.TLSCertificate()
-	ccfg := tunnel.DefaultClientConfig()
-	ccfg.Dial = func(ctx context.Context) (net.Conn, error) {
-		return tunnel.DialTLS(ctx, addr, tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName))
-	}
-	client, err := tunnel.NewClient(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := agentClient(t, ca, port, 0)
 	defer client.Close()
 	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ccancel()

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
-	"github.com/fluidity-tunnel/fluidity/internal/pki"
-	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
 // TestServerMetrics runs the server in-process with its admin listener, pushes
@@ -22,21 +20,12 @@ import (
 // promlint.
 func TestServerMetrics(t *testing.T) {
 	ca, env, port := pemServer(t)
-	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
 	adminPort := freePort(t)
 	env = append(env,
 		"FLUIDITY_SERVER_ADMIN_LISTEN=127.0.0.1:"+strconv.Itoa(adminPort),
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("server exited %d", code)
-		}
-	}()
+	defer runServer(t, env, nil)()
 
 	const body = "counted by the server"
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
@@ -45,16 +34,7 @@ func TestServerMetrics(t *testing.T) {
 	closedURL := "http://" + closed.Addr().String() + "/"
 	closed.Close()
 
-	cert, _ := cliKP.TLSCertificate()
-	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ccfg := tunnel.DefaultClientConfig()
-	ccfg.Sessions = 1
-	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
-	client, err := tunnel.NewClient(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := agentClient(t, ca, port, 1)
 	defer client.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -75,7 +55,7 @@ func TestServerMetrics(t *testing.T) {
 	if _, err := client.RoundTrip(mustGet(closedURL)); err == nil {
 		t.Fatal("request to a closed port succeeded")
 	}
-	conn, err := client.DialContext(ctx, "tcp", strings.TrimPrefix(target.URL, "http://"))
+	conn, err := client.DialContext(context.Background(), "tcp", strings.TrimPrefix(target.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +65,7 @@ func TestServerMetrics(t *testing.T) {
 	}
 	conn.Close()
 	// Not TLS: a failed handshake.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if plain, err := net.Dial("tcp", addr); err == nil {
 		_, _ = io.WriteString(plain, "GET / HTTP/1.0\r\n\r\n")
 		_, _ = io.Copy(io.Discard, plain)

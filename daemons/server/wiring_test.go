@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -48,35 +49,61 @@ func pemServer(t *testing.T) (*pki.CA, []string, int) {
 	}, port
 }
 
-// TestServeFromPEMEnvironment starts the server with its certificates passed as
-// environment variables (as the Fargate task does) and pushes a request through it.
-func TestServeFromPEMEnvironment(t *testing.T) {
-	ca, env, port := pemServer(t)
-	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	env = append(env,
-		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
-	)
+// runServer runs the server in-process with env until the returned stop,
+// which fails the test unless it exited 0. stderr (nil: discarded) gets its log.
+func runServer(t *testing.T, env []string, stderr io.Writer) (stop func()) {
+	t.Helper()
+	if stderr == nil {
+		stderr = new(discard)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
-	defer func() {
+	go func() { done <- run(ctx, nil, env, new(discard), stderr) }()
+	return func() {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("server exited %d", code)
 		}
-	}()
+	}
+}
 
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
-	defer target.Close()
-	cert, _ := cliKP.TLSCertificate()
-	ccfg := tunnel.DefaultClientConfig()
+// agentClient is a tunnel client with a fresh agent certificate of ca, for
+// the server at 127.0.0.1:port; sessions 0 means the default. Close it
+// before the server stops.
+func agentClient(t *testing.T, ca *pki.CA, port, sessions int) *tunnel.Client {
+	t.Helper()
+	kp, err := ca.IssueClient(pki.ClientOptions{Name: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ccfg := tunnel.DefaultClientConfig()
+	ccfg.Sessions = sessions
 	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return client
+}
+
+// TestServeFromPEMEnvironment starts the server with its certificates passed as
+// environment variables (as the Fargate task does) and pushes a request through it.
+func TestServeFromPEMEnvironment(t *testing.T) {
+	ca, env, port := pemServer(t)
+	env = append(env,
+		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
+	)
+	defer runServer(t, env, nil)()
+
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer target.Close()
+	client := agentClient(t, ca, port, 0)
 	defer client.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -111,15 +138,7 @@ func TestServeFromPEMEnvironmentDeniesClients(t *testing.T) {
 		"FLUIDITY_SERVER_DENY_CLIENTS=CN=someone,serial=00"+strings.ToUpper(lost.Cert.SerialNumber.Text(16)),
 	)
 	logs := new(lockedBuffer)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, env, new(discard), logs) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("server exited %d", code)
-		}
-	}()
+	defer runServer(t, env, logs)()
 
 	dial := func(kp *pki.KeyPair) error {
 		cert, _ := kp.TLSCertificate()
@@ -208,7 +227,6 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	ca, env, port := pemServer(t)
-	cliKP, _ := ca.IssueClient(pki.ClientOptions{Name: "agent"})
 	const interval = 4 * time.Second
 	env = append(env,
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",
@@ -216,16 +234,8 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 		"FLUIDITY_SERVER_METRICS_SERVICE=svc-wiring",
 		"FLUIDITY_SERVER_METRICS_INTERVAL="+interval.String(),
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
 	started := time.Now()
-	go func() { done <- run(ctx, nil, env, new(discard), new(discard)) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("server exited %d", code)
-		}
-	}()
+	defer runServer(t, env, nil)()
 	mcfg := fargate.DefaultMetricsConfig()
 	mcfg.Service = "svc-wiring"
 	reader, err := fargate.NewMetricsReaderFromConfig(awstest.AWSConfig(endpoint), mcfg)
@@ -237,15 +247,7 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer target.Close()
-	cert, _ := cliKP.TLSCertificate()
-	ccfg := tunnel.DefaultClientConfig()
-	clientTLS := tunnel.NewClientTLSConfig(cert, ca.CertPool(), tunnel.DefaultServerName)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ccfg.Dial = func(ctx context.Context) (net.Conn, error) { return tunnel.DialTLS(ctx, addr, clientTLS) }
-	client, err := tunnel.NewClient(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := agentClient(t, ca, port, 0)
 	defer client.Close()
 	req, _ := http.NewRequest("GET", target.URL, nil)
 	resp, err := client.RoundTrip(req)

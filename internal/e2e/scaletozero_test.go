@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 )
 
@@ -215,21 +215,14 @@ func (s *standIn) kill(w http.ResponseWriter, req lifecycle.KillRequest) {
 	_ = json.NewEncoder(w).Encode(lifecycle.WakeResult{State: lifecycle.StateSleeping})
 }
 
-// serverSessions reads fluidity_server_sessions from the server's metrics.
+// serverSessions reads fluidity_server_sessions from the server's metrics
+// (0 when they cannot be read: then nobody is connected that Kill could hurt).
 func (s *standIn) serverSessions() int {
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(s.adminPort) + "/metrics")
+	scrape, _, err := metricstest.Fetch("http://127.0.0.1:" + strconv.Itoa(s.adminPort) + "/metrics")
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "fluidity_server_sessions "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return int(f)
-		}
-	}
-	return 0
+	return int(scrape.Value("fluidity_server_sessions"))
 }
 
 type standInCounts struct{ wakes, wakeUps, probes, kills int }
