@@ -389,7 +389,7 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 		err = fmt.Errorf("%w: %w", ErrTunnelUnavailable, err)
 		c.log.Debug().Err(err).Int("session", l.id).Msg("connect failed")
 	} else {
-		c.log.Info().Dur("took", time.Since(start)).Int("session", l.id).Msg("tunnel session established")
+		c.log.Info().Dur("took", time.Since(start).Round(time.Millisecond)).Int("session", l.id).Msg("tunnel session established")
 	}
 	a.sess, a.err = sess, err
 	close(a.done)
