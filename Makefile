@@ -116,4 +116,4 @@ soak:
 
 # Longer fuzzing than the brief pass in `make test`.
 fuzz-long:
-	./scripts/fuzz.sh 2m
+	./scripts/fuzz.sh 2000000x

@@ -63,4 +63,4 @@ step "large-transfer memory bounds (full 1 GiB) and micro-benchmarks (one iterat
 go test -count=1 -timeout 15m -run '^TestBig' -bench . -benchtime 1x ./...
 
 step "fuzz (brief)"
-./scripts/fuzz.sh "${FUZZTIME:-5s}"
+./scripts/fuzz.sh "${FUZZ_BUDGET:-30000x}"
