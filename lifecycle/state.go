@@ -13,8 +13,10 @@ const (
 	StateStarting State = "starting"
 	// StateRunning: desired count ≥ 1 and at least one task of the service is in
 	// lastStatus RUNNING with a public IP, which Wake reports in
-	// [WakeResult.Address]. The tunnel listener may still need a moment, which
-	// the agent's dial retries cover.
+	// [WakeResult.Address]. A task ECS is stopping (a replacement's old task,
+	// draining) never counts; of several, the current deployment's, then a
+	// healthy one, then the newest is reported. The tunnel listener may still
+	// need a moment, which the agent's dial retries cover.
 	StateRunning State = "running"
 	// StateStopping: desired count 0 but tasks are still running or pending
 	// (ECS is draining them). Waking now is allowed and simply raises the count.

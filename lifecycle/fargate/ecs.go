@@ -1,11 +1,13 @@
 package fargate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -314,7 +316,9 @@ func (s *Service) Kill(ctx context.Context) (Status, error) {
 }
 
 // Status reads the service and, when it wants a task, its tasks and the
-// public IP of the first running one. See [lifecycle.State] for the exact rules.
+// public IP of the best running one (see serving: never a task being
+// stopped; the current deployment's, healthy and newest first). See
+// [lifecycle.State] for the exact rules.
 func (s *Service) Status(ctx context.Context) (Status, error) { return s.status(ctx, true, s.now()) }
 
 // Summary reads only the service: counts, ARN and tags, no tasks (State is
@@ -409,9 +413,8 @@ func (s *Service) status(ctx context.Context, withIP bool, now time.Time) (Statu
 			best = r
 			st.TaskARN, st.TaskStatus = aws.ToString(t.TaskArn), aws.ToString(t.LastStatus)
 		}
-		if aws.ToString(t.LastStatus) != "RUNNING" {
-			continue
-		}
+	}
+	for _, t := range serving(tasks, primaryDeployment(svc)) {
 		if !withIP {
 			st.State = lifecycle.StateRunning
 			st.TaskARN, st.TaskStatus = aws.ToString(t.TaskArn), aws.ToString(t.LastStatus)
@@ -610,6 +613,60 @@ func taskSince(t ecstypes.Task) time.Time {
 		return *t.CreatedAt
 	}
 	return time.Time{}
+}
+
+// serving returns the tasks an agent may be sent to, best first. Only a task
+// ECS reports RUNNING and has not begun to stop qualifies: tasks() already
+// leaves out those whose desired status is STOPPED, and a task being stopped
+// (draining its streams after SIGTERM) also carries stoppingAt, in case a
+// listing lags. Then, after a replacement or an upgrade, a task of the
+// service's PRIMARY deployment (its startedBy is the deployment's id) comes
+// before an older deployment's, which ECS is about to stop; then a healthy
+// task before one not yet checked before an unhealthy one (ECS replaces
+// those); then the newest. Without this, the first RUNNING task in ECS's
+// listing order won, and an agent probing after a replacement could be sent
+// to the draining task and retry it for its whole connect_retry_timeout.
+func serving(tasks []ecstypes.Task, primary string) []ecstypes.Task {
+	var ok []ecstypes.Task
+	for _, t := range tasks {
+		if aws.ToString(t.LastStatus) == "RUNNING" && aws.ToString(t.DesiredStatus) == string(ecstypes.DesiredStatusRunning) && t.StoppingAt == nil {
+			ok = append(ok, t)
+		}
+	}
+	current := func(t ecstypes.Task) bool { return primary != "" && aws.ToString(t.StartedBy) == primary }
+	health := func(t ecstypes.Task) int {
+		switch t.HealthStatus {
+		case ecstypes.HealthStatusHealthy:
+			return 2
+		case ecstypes.HealthStatusUnhealthy:
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(ok, func(a, b ecstypes.Task) int {
+		if ca, cb := current(a), current(b); ca != cb {
+			if ca {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(health(b), health(a)); c != 0 {
+			return c
+		}
+		return taskSince(b).Compare(taskSince(a))
+	})
+	return ok
+}
+
+// primaryDeployment is the id of the service's PRIMARY deployment (the one
+// ECS is moving to), or "" when ECS did not say.
+func primaryDeployment(svc *ecstypes.Service) string {
+	for _, d := range svc.Deployments {
+		if aws.ToString(d.Status) == "PRIMARY" {
+			return aws.ToString(d.Id)
+		}
+	}
+	return ""
 }
 
 // taskRank orders ECS lifecycle statuses so the status report shows the task

@@ -138,6 +138,37 @@ func task(arn, group, last, eni string, started time.Time) ecstypes.Task {
 	return t
 }
 
+// stopping marks a task ECS has begun to stop while a listing still shows
+// it wanted RUNNING.
+func stopping(t ecstypes.Task) ecstypes.Task {
+	t.StoppingAt = aws.Time(time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC))
+	return t
+}
+
+func startedBy(t ecstypes.Task, deployment string) ecstypes.Task {
+	t.StartedBy = aws.String(deployment)
+	return t
+}
+
+func healthy(t ecstypes.Task) ecstypes.Task {
+	t.HealthStatus = ecstypes.HealthStatusHealthy
+	return t
+}
+
+func unhealthy(t ecstypes.Task) ecstypes.Task {
+	t.HealthStatus = ecstypes.HealthStatusUnhealthy
+	return t
+}
+
+// deployments gives s a PRIMARY deployment and older ACTIVE ones.
+func deployments(s *ecstypes.Service, primary string, older ...string) *ecstypes.Service {
+	for _, id := range older {
+		s.Deployments = append(s.Deployments, ecstypes.Deployment{Id: aws.String(id), Status: aws.String("ACTIVE")})
+	}
+	s.Deployments = append(s.Deployments, ecstypes.Deployment{Id: aws.String(primary), Status: aws.String("PRIMARY")})
+	return s
+}
+
 func svc(desired, running, pending int32) *ecstypes.Service {
 	return &ecstypes.Service{ServiceName: aws.String("srv"), ServiceArn: aws.String("arn:aws:ecs:us-east-1:123456789012:service/c/srv"),
 		Status: aws.String("ACTIVE"), DesiredCount: desired, RunningCount: running, PendingCount: pending}
@@ -175,6 +206,43 @@ func TestServiceStatus(t *testing.T) {
 				task("t1", "service:srv", "PENDING", "eni-1", time.Time{}),
 				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
 			}, ips: fakeEC2{"eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0.Add(time.Minute), taskSt: "RUNNING"},
+		// After a replacement or an upgrade, never the task on its way out,
+		// whatever ECS's listing order.
+		{name: "replacement: the draining task still listed, the new one running", svc: svc(1, 2, 0),
+			tasks: []ecstypes.Task{
+				stopping(task("t1", "service:srv", "RUNNING", "eni-1", t0)),
+				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0, taskSt: "RUNNING"},
+		{name: "replacement: only the draining task runs", svc: svc(1, 1, 1),
+			tasks: []ecstypes.Task{
+				stopping(task("t1", "service:srv", "RUNNING", "eni-1", t0)),
+				task("t2", "service:srv", "PROVISIONING", "eni-2", time.Time{}),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateStarting, since: t0, taskSt: "RUNNING"},
+		{name: "replacement: the old task deactivating", svc: svc(1, 1, 0),
+			tasks: []ecstypes.Task{
+				task("t1", "service:srv", "DEACTIVATING", "eni-1", t0),
+				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0, taskSt: "RUNNING"},
+		{name: "upgrade: the primary deployment's task before an older one, healthy or not", svc: deployments(svc(1, 2, 0), "ecs-svc/new", "ecs-svc/old"),
+			tasks: []ecstypes.Task{
+				healthy(startedBy(task("t1", "service:srv", "RUNNING", "eni-1", t0.Add(time.Hour)), "ecs-svc/old")),
+				startedBy(task("t2", "service:srv", "RUNNING", "eni-2", t0), "ecs-svc/new"),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0, taskSt: "RUNNING"},
+		{name: "a healthy task before an unhealthy newer one", svc: svc(1, 2, 0),
+			tasks: []ecstypes.Task{
+				unhealthy(task("t1", "service:srv", "RUNNING", "eni-1", t0.Add(time.Minute))),
+				healthy(task("t2", "service:srv", "RUNNING", "eni-2", t0)),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0, taskSt: "RUNNING"},
+		{name: "the newest of two alike", svc: svc(1, 2, 0),
+			tasks: []ecstypes.Task{
+				task("t1", "service:srv", "RUNNING", "eni-1", t0),
+				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1", "eni-2": "203.0.113.2"}, want: lifecycle.StateRunning, ip: "203.0.113.2", since: t0, taskSt: "RUNNING"},
+		{name: "the best task without a public ip yet: the next one", svc: svc(1, 2, 0),
+			tasks: []ecstypes.Task{
+				task("t1", "service:srv", "RUNNING", "eni-1", t0),
+				task("t2", "service:srv", "RUNNING", "eni-2", t0.Add(time.Minute)),
+			}, ips: fakeEC2{"eni-1": "203.0.113.1"}, want: lifecycle.StateRunning, ip: "203.0.113.1", since: t0, taskSt: "RUNNING"},
 		{name: "missing service", svc: nil, errIs: ErrServiceNotFound},
 		{name: "inactive service", svc: &ecstypes.Service{ServiceName: aws.String("srv"), Status: aws.String("INACTIVE")}, errIs: ErrServiceNotFound},
 	}
