@@ -155,8 +155,12 @@ func StampDeployment(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stamped template: %w", err)
 	}
-	if got, err := check.DeploymentID(); err != nil || got != want || check.APIHash() != t.APIHash() {
-		return nil, fmt.Errorf("stamping %s → %s changed more than the Deployment's ID (got %s, %v)", old, want, got, err)
+	got, err := check.DeploymentID()
+	if err != nil {
+		return nil, fmt.Errorf("stamping %s → %s: %w", old, want, err)
+	}
+	if got != want || check.APIHash() != t.APIHash() {
+		return nil, fmt.Errorf("stamping %s → %s changed more than the Deployment's ID (got %s)", old, want, got)
 	}
 	return out, nil
 }

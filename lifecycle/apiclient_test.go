@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -283,10 +284,7 @@ func TestAPIErrorClasses(t *testing.T) {
 	for _, tc := range tests {
 		err := fmt.Errorf("wake: %w", &lifecycle.APIError{StatusCode: tc.status, Code: tc.code})
 		for _, target := range all {
-			want := false
-			for _, w := range tc.is {
-				want = want || w == target
-			}
+			want := slices.Contains(tc.is, target)
 			if errors.Is(err, target) != want {
 				t.Errorf("%d %s: errors.Is(%v) = %v, want %v", tc.status, tc.code, target, !want, want)
 			}

@@ -47,9 +47,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.n -= int64(n)
 	}
 	switch {
-	case err == io.EOF && b.n > 0:
+	case errors.Is(err, io.EOF) && b.n > 0:
 		err = fmt.Errorf("%w: %w", errShortBody, io.ErrUnexpectedEOF)
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		err = io.EOF
 	case err != nil:
 		err = fmt.Errorf("tunnel: body cut short: %w: %w", err, io.ErrUnexpectedEOF)
@@ -73,7 +73,7 @@ func (b *bodyReader) end() error {
 	switch {
 	case n > 0:
 		return errLongBody
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return io.EOF
 	default:
 		return fmt.Errorf("tunnel: body end: %w: %w", err, io.ErrUnexpectedEOF)

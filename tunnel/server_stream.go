@@ -206,7 +206,7 @@ func (s *Server) watchAbort(st *stream, abort context.CancelFunc, now, strict bo
 		case n > 0 && strict:
 			_ = st.reset(wire.ResetProtocol)
 			abort()
-		case err == io.EOF:
+		case errors.Is(err, io.EOF):
 			w.fin.Store(true)
 		case err != nil && !(errors.As(err, &ne) && ne.Timeout()):
 			abort()

@@ -31,12 +31,20 @@ type session struct {
 	started time.Time // when the session was established (for Client.Sessions)
 
 	closeOnce sync.Once
-	closeErr  atomic.Pointer[error] // first reason the session ended
-	pings     sync.WaitGroup        // yamux pings, which end when the session does
+	closeErr  atomic.Pointer[closeReason] // first reason the session ended
+	pings     sync.WaitGroup              // yamux pings, which end when the session does
 	// pingMu orders starting a ping (pings.Add) before Close's pings.Wait:
 	// a WaitGroup must not grow while it is waited for.
 	pingMu  sync.Mutex
 	closing bool
+}
+
+// closeReason is why this side ended a session.
+type closeReason struct {
+	err error
+	// byClose: Close, not closeWith (a failure seen elsewhere, whose err also
+	// matches ErrSessionClosed).
+	byClose bool
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
@@ -64,7 +72,7 @@ func (s *session) Err() error {
 		return nil
 	}
 	if p := s.closeErr.Load(); p != nil {
-		return *p
+		return p.err
 	}
 	if err := s.conn.firstErr(); err != nil {
 		return fmt.Errorf("%w: %w", ErrSessionClosed, err)
@@ -78,11 +86,14 @@ func (s *session) NumStreams() int { return s.mux.NumStreams() }
 // Close ends the session and every stream in it, and waits for its pings (which
 // end with it). It does not wait for request bodies being read from callers:
 // their pumps end at their next write.
-func (s *session) Close() error { return s.closeWith(ErrSessionClosed) }
+func (s *session) Close() error { return s.end(closeReason{err: ErrSessionClosed, byClose: true}) }
 
-// closeWith is Close, recording reason as why the session ended unless an
-// earlier reason was recorded.
-func (s *session) closeWith(reason error) error {
+// closeWith ends the session as Close does, for a failure seen elsewhere: the
+// session counts as failed, and reason is recorded as why it ended unless an
+// earlier reason was.
+func (s *session) closeWith(reason error) error { return s.end(closeReason{err: reason}) }
+
+func (s *session) end(reason closeReason) error {
 	s.closeOnce.Do(func() {
 		s.closeErr.CompareAndSwap(nil, &reason)
 		s.pingMu.Lock()
@@ -96,7 +107,7 @@ func (s *session) closeWith(reason error) error {
 
 // endReason names why the session ended, for Observer.SessionDown.
 func (s *session) endReason() string {
-	if p := s.closeErr.Load(); p != nil && *p != ErrSessionClosed {
+	if p := s.closeErr.Load(); p != nil && !p.byClose {
 		// Closed after a sibling failed and this one's ping went unanswered.
 		return SessionEndKeepalive
 	}
@@ -114,7 +125,7 @@ func (s *session) failed() bool {
 		return false
 	}
 	p := s.closeErr.Load()
-	return p == nil || *p != ErrSessionClosed
+	return p == nil || !p.byClose
 }
 
 // ping measures one round trip on the session, within ctx.
@@ -485,7 +496,7 @@ type responseBody struct {
 
 func (b *responseBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		b.eof = true
 	} else if err != nil {
 		b.st.fail(outcomeOf(err))

@@ -53,7 +53,7 @@ func (s *stream) Read(p []byte) (int, error) {
 	if s.trace != nil {
 		s.recv.Add(int64(n))
 	}
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		s.readEOF.Store(true)
 		return n, err
 	}

@@ -344,8 +344,10 @@ func TestConcurrentStreams(t *testing.T) {
 				}
 				defer resp.Body.Close()
 				got, err := io.ReadAll(resp.Body)
-				if err != nil || string(got) != body {
-					errs <- fmt.Errorf("stream %d: %q, %v", i, got, err)
+				if err != nil {
+					errs <- fmt.Errorf("stream %d: %w", i, err)
+				} else if string(got) != body {
+					errs <- fmt.Errorf("stream %d: %q", i, got)
 				}
 			}(i)
 		}

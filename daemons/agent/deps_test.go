@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,7 +32,8 @@ func TestAgentLinksNoAWSSDK(t *testing.T) {
 			out, err := cmd.Output()
 			if err != nil {
 				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
 					stderr = ee.Stderr
 				}
 				t.Fatalf("go list -deps: %v\n%s", err, stderr)

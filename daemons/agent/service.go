@@ -106,7 +106,7 @@ func serviceAction(args []string, stdout io.Writer) error {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want one of install, uninstall, start, stop, restart, status", errUsage)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -152,7 +153,8 @@ func TestServeFromPEMEnvironmentDeniesClients(t *testing.T) {
 		// speaks, so a short read deadline tells the two apart.
 		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		_, err = conn.Read(make([]byte, 1))
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
 			return nil
 		}
 		return err

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -184,7 +185,7 @@ func waitMoto(url string, timeout time.Duration, exited <-chan error) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("moto_server exited before it answered on %s: %v", url, err)
+			return fmt.Errorf("moto_server exited before it answered on %s: %w", url, exitErr(err))
 		case <-ctx.Done():
 			return fmt.Errorf("moto_server did not answer on %s within %v", url, timeout)
 		case <-time.After(50 * time.Millisecond):
@@ -202,13 +203,21 @@ func waitTCP(addr string, timeout time.Duration, exited <-chan error) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("process exited before %s listened: %v", addr, err)
+			return fmt.Errorf("process exited before %s listened: %w", addr, exitErr(err))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not listen within %v", addr, timeout)
 		}
 	}
+}
+
+// exitErr is cmd.Wait's err, which is nil for a clean exit, as an error.
+func exitErr(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
 }
 
 // stopProcess ends a process group we started: TERM, then KILL after 5 s.

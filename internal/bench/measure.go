@@ -301,7 +301,7 @@ func HeadOfLineWith(ctx context.Context, p *Path, t *Target, dur time.Duration, 
 	bulk := MBps(moved.Load()-m0, time.Since(t0))
 	select {
 	case err := <-bulkErr:
-		return nil, 0, fmt.Errorf("bulk transfer ended early: %v", err)
+		return nil, 0, fmt.Errorf("bulk transfer ended early: %w", err)
 	default:
 	}
 	return lats, bulk, ctx.Err()

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -227,7 +228,8 @@ func fluidityStatus(t *testing.T, admin string) int {
 	if t.Failed() || testing.Verbose() {
 		t.Logf("fluidity status:\n%s", out)
 	}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		return ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ func setup(tmp string) error {
 	certs := exec.Command(fluidityBin, "certs", "--dir", certDir, "--san", "127.0.0.1")
 	certs.Env = cleanEnv()
 	if out, err := certs.CombinedOutput(); err != nil {
-		return fmt.Errorf("fluidity certs: %v\n%s", err, out)
+		return fmt.Errorf("fluidity certs: %w\n%s", err, out)
 	}
 	for _, f := range []string{"ca.crt", "server.crt", "server.key", "agent.crt", "agent.key"} {
 		if _, err := os.Stat(filepath.Join(certDir, f)); err != nil {

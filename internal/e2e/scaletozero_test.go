@@ -373,8 +373,10 @@ func scaleToZeroCycle(t *testing.T, mode lifecycle.WakeMode) {
 			errs <- err
 			return
 		}
-		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "echo" {
-			errs <- fmt.Errorf("held WebSocket echo: %q %v", msg, err)
+		if _, msg, err := c.Read(ctx); err != nil {
+			errs <- fmt.Errorf("held WebSocket echo: %w", err)
+		} else if string(msg) != "echo" {
+			errs <- fmt.Errorf("held WebSocket echo: %q", msg)
 		}
 	})
 	wg.Wait()

@@ -192,7 +192,7 @@ func readTar(t *testing.T, r io.Reader) map[string]entry {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return files
 		}
 		if err != nil {

@@ -217,7 +217,10 @@ func (p Policy) retry(ctx context.Context, fn func(ctx context.Context) error, r
 		return fmt.Errorf("retry: stopped after %d attempt(s): %w (last error: %w)", attempts, err, last)
 	}
 	if stopped {
-		if pe, ok := last.(*permanentError); ok {
+		// The marker is removed only when fn returned it as is: one fn wrapped in
+		// its own context (fmt.Errorf("op: %w", Permanent(err))) is returned whole.
+		// errors.As would find the marker at any depth and drop that context.
+		if pe, ok := last.(*permanentError); ok { //nolint:errorlint // deliberately the outermost error only (see above)
 			return pe.err
 		}
 		return last

@@ -43,7 +43,7 @@ func Build(dir string, binaries map[string]string, extraEnv []string, extraArgs 
 		cmd.Dir = root
 		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), extraEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	}
 	return nil

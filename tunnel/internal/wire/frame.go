@@ -158,7 +158,10 @@ type frameValue interface {
 func Decode(body []byte, v frameValue) error {
 	v.reset()
 	if err := json.Unmarshal(body, v, jsonOptions); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		// The JSON error is text only: it wraps io.ErrUnexpectedEOF for an
+		// unterminated header, which callers would take for a cut stream
+		// (no answer) rather than a malformed frame (CodeBadRequest).
+		return fmt.Errorf("%w: %v", ErrMalformed, err) //nolint:errorlint // deliberately not wrapped (see above)
 	}
 	return v.check()
 }

@@ -75,12 +75,12 @@ func fuzzRead(t *testing.T, data []byte, newV func() decoder) {
 	// How much is read, and the error, follow from the prefix alone.
 	switch {
 	case len(data) == 0:
-		if err != io.EOF {
+		if !errors.Is(err, io.EOF) {
 			t.Fatalf("empty input: %v, want EOF", err)
 		}
 		return
 	case len(data) < PrefixSize:
-		if err != io.ErrUnexpectedEOF || used != len(data) {
+		if !errors.Is(err, io.ErrUnexpectedEOF) || used != len(data) {
 			t.Fatalf("%d-byte input: %v after %d bytes, want unexpected EOF", len(data), err, used)
 		}
 		return
@@ -104,7 +104,7 @@ func fuzzRead(t *testing.T, data []byte, newV func() decoder) {
 		}
 		return
 	case len(data) < PrefixSize+int(length):
-		if err != io.ErrUnexpectedEOF || used != len(data) {
+		if !errors.Is(err, io.ErrUnexpectedEOF) || used != len(data) {
 			t.Fatalf("truncated frame: %v after %d of %d bytes", err, used, len(data))
 		}
 		return
