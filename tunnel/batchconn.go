@@ -30,6 +30,9 @@ type batchConn struct {
 	// flush into one write.
 	cork  *corkConn
 	limit int // maxPending or maxPendingServer
+	// stall, if not nil, is told of every flush that blocked for longer than
+	// StallThreshold (Observer.ConnStall).
+	stall func(time.Duration)
 }
 
 // maxPending bounds the bytes waiting for the flusher. Every byte queued there, and
@@ -49,8 +52,8 @@ const (
 	gatherBelow = 16 << 10
 )
 
-func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c, done: make(chan struct{}), limit: maxPending}
+func newBatchConn(c net.Conn, stall func(time.Duration)) *batchConn {
+	b := &batchConn{Conn: c, done: make(chan struct{}), limit: maxPending, stall: stall}
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		b.cork, _ = tc.NetConn().(*corkConn)
 	}
@@ -106,6 +109,12 @@ func (b *batchConn) flushLoop() {
 		b.cond.Broadcast()
 		b.mu.Unlock()
 
+		// Timed per flush, not per frame: one clock pair per batch, and the
+		// time is the connection's alone (yamux's queue is not in it).
+		var start time.Time
+		if b.stall != nil {
+			start = time.Now()
+		}
 		var err error
 		if b.cork != nil {
 			b.cork.corkWrites()
@@ -115,6 +124,11 @@ func (b *batchConn) flushLoop() {
 			}
 		} else {
 			_, err = b.Conn.Write(out)
+		}
+		if b.stall != nil {
+			if d := time.Since(start); d > StallThreshold {
+				b.stall(d)
+			}
 		}
 
 		b.mu.Lock()

@@ -353,7 +353,7 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	conn, err := c.cfg.Dial(ctx)
 	var sess *session
 	if err == nil {
-		sess, err = newSession(conn, c.cfg.Session, c.budget, c.limit, c.log.With().Int("session", l.id).Logger())
+		sess, err = newSession(conn, c.cfg.Session, c.budget, c.limit, c.cfg.Observer, c.log.With().Int("session", l.id).Logger())
 	}
 	c.mu.Lock()
 	l.attempt = nil

@@ -143,9 +143,9 @@ func (s *budgetSpan) Done() {
 }
 
 // newMux starts yamux over conn (wrapped in a batchConn) on the client or the
-// server side.
-func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget) (*yamux.Session, error) {
-	bc := newBatchConn(conn)
+// server side; obs, if not nil, is told of the connection's write stalls.
+func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer) (*yamux.Session, error) {
+	bc := newBatchConn(conn, obs.connStall())
 	open := yamux.Server
 	if client {
 		open = yamux.Client

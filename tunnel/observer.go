@@ -27,7 +27,10 @@ import (
 // response body or the returned conn is closed; a stream retried on a fresh
 // session is still one. On a Server it is one stream an agent opened, from its
 // request frame to its end. Bytes are counted where streams already count
-// them, in stream reads and writes, never with a call per read.
+// them, in stream reads and writes, never with a call per read; stalls are
+// timed there too, with one clock reading before and one after each write,
+// only when StreamStall is set (and, for ConnStall, one pair per write to the
+// connection of a batch of frames).
 type Observer struct {
 	// StreamStart is called when a stream of kind starts.
 	StreamStart func(kind StreamKind)
@@ -41,6 +44,14 @@ type Observer struct {
 	// before reading its request frame (over capacity, shutting down, a bad
 	// or unsupported frame).
 	StreamEnd func(StreamStats)
+	// StreamStall is called when one write into a stream of kind (a body,
+	// a relayed chunk, a frame) took longer than StallThreshold, with how long
+	// it took: the writer waited on the tunnel, because the peer's window for
+	// the stream was full (its reader is slower than this writer, or the
+	// window is smaller than bandwidth × round trip) or because the session's
+	// connection was backed up (see ConnStall). Writes are timed only when
+	// this is set.
+	StreamStall func(kind StreamKind, blocked time.Duration)
 
 	// SessionUp is called when a session (one connection) is established.
 	SessionUp func()
@@ -50,6 +61,13 @@ type Observer struct {
 	// Reconnect is called (on a Client) when a session is established in
 	// place of one that had been up before.
 	Reconnect func()
+	// ConnStall is called when one write of a session's queued frames to its
+	// connection took longer than StallThreshold, with how long it took: the
+	// kernel's send buffer was full (TCP flow control: a slow or lossy link,
+	// or a peer that does not read). Stream stalls without connection stalls
+	// mean windows too small for the link, or slow readers at the far end;
+	// with them, the link itself is the limit.
+	ConnStall func(blocked time.Duration)
 	// RTT is called (on a Client) with a round trip measured by a ping: Ping,
 	// and a ping each KeepAliveInterval on every session, which Observer.RTT
 	// being set turns on.
@@ -67,6 +85,16 @@ type Observer struct {
 	// stream's target.
 	EgressRefused func()
 }
+
+// StallThreshold is how long a write must block to count as a stall
+// (Observer.StreamStall, Observer.ConnStall). Writing a 64 KiB frame costs
+// microseconds (a copy into yamux's queue; at the connection, TLS sealing and
+// a copy into the kernel, about 50 µs); on a loaded two-core machine the
+// scheduler adds at most a few milliseconds of run-queue wait. A window
+// refills after a round trip to the peer, tens of milliseconds between a
+// laptop and a cloud region. 5 ms lies well clear of both: a write that
+// took longer waited for the peer or the link, not for a CPU.
+const StallThreshold = 5 * time.Millisecond
 
 // StreamKind is what a stream carries.
 type StreamKind string
@@ -130,7 +158,7 @@ type trace struct {
 
 // startStream begins the trace of a stream of kind, or returns nil.
 func (o *Observer) startStream(kind StreamKind) *trace {
-	if o == nil || (o.StreamStart == nil && o.StreamEnd == nil && o.StreamFirstByte == nil) {
+	if o == nil || (o.StreamStart == nil && o.StreamEnd == nil && o.StreamFirstByte == nil && o.StreamStall == nil) {
 		return nil
 	}
 	if o.StreamStart != nil {
@@ -152,6 +180,29 @@ func (t *trace) firstByte() {
 		return
 	}
 	t.obs.StreamFirstByte(t.kind, time.Since(t.start))
+}
+
+// timesWrites reports whether writes into the stream are timed.
+func (t *trace) timesWrites() bool { return t != nil && t.obs.StreamStall != nil }
+
+// wrote reports a write into the stream that began at start (zero when writes
+// are not timed) as a stall if it blocked for longer than StallThreshold.
+func (t *trace) wrote(start time.Time) {
+	if start.IsZero() {
+		return
+	}
+	if d := time.Since(start); d > StallThreshold {
+		t.obs.StreamStall(t.kind, d)
+	}
+}
+
+// connStall returns the func a session's connection writer reports its
+// stalls to, or nil.
+func (o *Observer) connStall() func(time.Duration) {
+	if o == nil {
+		return nil
+	}
+	return o.ConnStall
 }
 
 // fail records why the stream failed, unless an earlier failure was recorded.

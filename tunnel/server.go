@@ -496,7 +496,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	// A session may hold at most every admitted stream plus its pending ones;
 	// yamux resets streams past that before they cost anything.
 	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams) // #nosec G115 -- Validate caps both at MaxInt32
-	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, s.limit, incoming), s.budget)
+	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, s.limit, incoming), s.budget, s.cfg.Observer)
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("tunnel: start session: %w", err)

@@ -48,11 +48,11 @@ type closeReason struct {
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
-func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *logLimit, log zerolog.Logger) (*session, error) {
+func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *logLimit, obs *Observer, log zerolog.Logger) (*session, error) {
 	cfg = cfg.withDefaults()
 	rc := &recordingConn{Conn: conn}
 	// The server never opens streams: any it tries is reset.
-	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget)
+	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget, obs)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)

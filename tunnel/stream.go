@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-yamux/v5"
 
@@ -61,9 +62,17 @@ func (s *stream) Read(p []byte) (int, error) {
 }
 
 func (s *stream) Write(p []byte) (int, error) {
+	// One clock read before and after, and only when stalls are observed:
+	// yamux blocks in Write while the peer's window is full or its send
+	// queue is, and says nothing of it.
+	var start time.Time
+	if s.trace.timesWrites() {
+		start = time.Now()
+	}
 	n, err := s.Stream.Write(p)
 	if s.trace != nil {
 		s.sent.Add(int64(n))
+		s.trace.wrote(start)
 	}
 	return n, s.mapErr(err)
 }

@@ -75,6 +75,7 @@ func TestAgentMetrics(t *testing.T) {
 	}
 	connectThrough(t, proxyAddr, strings.TrimPrefix(target.URL, "http://"), body)
 	socksThrough(t, "127.0.0.1:"+strconv.Itoa(socksPort), target.URL, body) // a CONNECT too
+	stalledUpload(t, proxyAddr)
 
 	s := metricstest.WaitFor(t, metricsURL, 5*time.Second, []metricstest.AtLeast{
 		{Name: "fluidity_agent_streams_total", Labels: []string{"kind", "http"}, Min: 2},
@@ -88,12 +89,65 @@ func TestAgentMetrics(t *testing.T) {
 		{Name: "fluidity_agent_stream_first_byte_seconds", Labels: []string{"kind", "connect"}, Min: 1},
 		{Name: "fluidity_agent_keepalive_rtt_seconds", Labels: nil, Min: 1},
 		{Name: "fluidity_agent_sessions", Labels: nil, Min: 2},
+		// The stalled upload: the agent's writer waited on the stream's window.
+		{Name: "fluidity_agent_stream_write_stalls_total", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_agent_stream_write_stall_seconds_total", Labels: []string{"kind", "connect"}, Min: stallHold.Seconds() / 3},
 	}, []string{"fluidity_agent_streams_active", "kind", "connect"}, []string{"fluidity_agent_streams_active", "kind", "http"})
 	if v := s.Value("fluidity_agent_sessions"); v != 2 {
 		t.Errorf("fluidity_agent_sessions = %v, want 2", v)
 	}
-	if _, ok := s["go_goroutines"]; !ok {
-		t.Error("no Go runtime metrics")
+	for _, name := range []string{"go_goroutines", "fluidity_agent_session_write_stalls_total", "fluidity_agent_session_write_stall_seconds_total"} {
+		if _, ok := s[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+// stallHold is how long stalledUpload's target waits before it reads.
+const stallHold = 300 * time.Millisecond
+
+// stalledUpload sends 16 MiB over CONNECT through the proxy to a target that
+// reads only after stallHold. The kernel's buffers between the server and the
+// target take a few MiB, the stream's window 256 KiB; then the agent's writer
+// waits on the window until the target reads.
+func stalledUpload(t *testing.T, proxyAddr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 16 << 20
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		time.Sleep(stallHold)
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	}()
+	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	addr := ln.Addr().String()
+	_, _ = io.WriteString(c, "CONNECT "+addr+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if n := <-got; n != size {
+		t.Fatalf("stalled upload: the target received %d of %d bytes", n, size)
 	}
 }
 

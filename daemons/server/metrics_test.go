@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
+	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
 // TestServerMetrics runs the server in-process with its admin listener, pushes
@@ -64,6 +66,7 @@ func TestServerMetrics(t *testing.T) {
 		t.Fatalf("over CONNECT: %q", raw)
 	}
 	conn.Close()
+	stalledDownload(t, client)
 	// Not TLS: a failed handshake.
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if plain, err := net.Dial("tcp", addr); err == nil {
@@ -85,12 +88,40 @@ func TestServerMetrics(t *testing.T) {
 		{Name: "fluidity_server_breaker_state_changes_total", Labels: nil, Min: 0},
 		{Name: "fluidity_server_egress_refusals_total", Labels: nil, Min: 0},
 		{Name: "fluidity_server_handshake_failures_total", Labels: []string{"reason", "failed"}, Min: 1},
+		// The stalled download: its writer waited on the stream's window.
+		{Name: "fluidity_server_stream_write_stalls_total", Labels: []string{"kind", "connect"}, Min: 1},
+		{Name: "fluidity_server_stream_write_stall_seconds_total", Labels: []string{"kind", "connect"}, Min: stallHold.Seconds() / 3},
+		{Name: "fluidity_server_session_write_stalls_total", Labels: nil, Min: 0},
+		{Name: "fluidity_server_session_write_stall_seconds_total", Labels: nil, Min: 0},
 	}, []string{"fluidity_server_streams_active", "kind", "connect"})
 	if v := s.Value("fluidity_server_sessions"); v != 1 {
 		t.Errorf("fluidity_server_sessions = %v, want 1", v)
 	}
-	if _, ok := s["fluidity_server_egress_refusals_total"]; !ok {
-		t.Error("no egress refusals counter")
+	for _, name := range []string{"fluidity_server_egress_refusals_total", "fluidity_server_session_write_stalls_total", "fluidity_server_session_write_stall_seconds_total"} {
+		if _, ok := s[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+// stallHold is how long stalledDownload's reader waits before it reads.
+const stallHold = 300 * time.Millisecond
+
+// stalledDownload fetches 1 MiB (four times a stream's initial window) over
+// CONNECT from a target that sends it at once, reading it only after
+// stallHold: the server's writer waits on the window for about that long.
+func stalledDownload(t *testing.T, client *tunnel.Client) {
+	t.Helper()
+	const size = 1 << 20
+	addr := testbin.SendingTarget(t, make([]byte, size))
+	conn, err := client.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(stallHold)
+	if n, err := io.Copy(io.Discard, io.LimitReader(conn, size)); n != size {
+		t.Fatalf("stalled download: %d of %d bytes: %v", n, size, err)
 	}
 }
 

@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,12 @@ type Metrics struct {
 	firstByte     *prometheus.HistogramVec
 	sessions      prometheus.Gauge
 	sessionEnds   *prometheus.CounterVec
+	// Writes that blocked (tunnel.StallThreshold): into streams, and of a
+	// session's frames to its connection.
+	streamStalls     *prometheus.CounterVec
+	streamStallTime  *prometheus.CounterVec
+	sessionStalls    prometheus.Counter
+	sessionStallTime prometheus.Counter
 
 	// agent
 	reconnects prometheus.Counter
@@ -96,12 +103,19 @@ func New(reg prometheus.Registerer, d Daemon) *Metrics {
 		sessions:      prometheus.NewGauge(prometheus.GaugeOpts(opts("sessions", "Tunnel sessions (connections) up now."))),
 		sessionEnds:   counter("session_ends_total", "Tunnel sessions ended, by reason (closed, peer_closed, keepalive_timeout, connection_error).", "reason"),
 	}
+	stall := tunnel.StallThreshold
+	m.streamStalls = counter("stream_write_stalls_total", fmt.Sprintf("Writes into streams that blocked for longer than %v, by kind: the peer's window for the stream was full (its reader is slower than this writer, or the window is smaller than bandwidth times round trip), or the session's connection was backed up.", stall), "kind")
+	m.streamStallTime = counter("stream_write_stall_seconds_total", fmt.Sprintf("Time spent in writes into streams that blocked for longer than %v, by kind.", stall), "kind")
+	m.sessionStalls = counter1("session_write_stalls_total", fmt.Sprintf("Writes of a session's frames to its connection that blocked for longer than %v: the kernel's send buffer was full (TCP flow control: a slow or lossy link, or a peer that does not read).", stall))
+	m.sessionStallTime = counter1("session_write_stall_seconds_total", fmt.Sprintf("Time spent in writes of sessions' frames to their connections that blocked for longer than %v.", stall))
 	reg.MustRegister(m.streamsActive, m.sessions)
 	for _, k := range kinds {
 		m.streamsActive.WithLabelValues(string(k))
 		m.streams.WithLabelValues(string(k))
 		m.bytes.WithLabelValues(string(k), "sent")
 		m.bytes.WithLabelValues(string(k), "received")
+		m.streamStalls.WithLabelValues(string(k))
+		m.streamStallTime.WithLabelValues(string(k))
 	}
 	m.outcomes.WithLabelValues(string(tunnel.OutcomeOK))
 	switch d {
@@ -135,6 +149,14 @@ func (m *Metrics) Observer() *tunnel.Observer {
 			m.firstByte.WithLabelValues(string(k)).Observe(d.Seconds())
 		},
 		StreamEnd: m.streamEnd,
+		StreamStall: func(k tunnel.StreamKind, d time.Duration) {
+			m.streamStalls.WithLabelValues(string(k)).Inc()
+			m.streamStallTime.WithLabelValues(string(k)).Add(d.Seconds())
+		},
+		ConnStall: func(d time.Duration) {
+			m.sessionStalls.Inc()
+			m.sessionStallTime.Add(d.Seconds())
+		},
 		SessionUp: m.sessions.Inc,
 		SessionDown: func(reason string) {
 			m.sessions.Dec()

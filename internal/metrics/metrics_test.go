@@ -29,6 +29,9 @@ func TestObserverAdapter(t *testing.T) {
 	o.StreamFirstByte(tunnel.KindHTTP, 30*time.Millisecond)
 	o.StreamEnd(tunnel.StreamStats{Kind: tunnel.KindHTTP, Code: tunnel.OutcomeOK, Sent: 100, Received: 1000})
 	o.StreamEnd(tunnel.StreamStats{Kind: "", Code: tunnel.CodeOverCapacity})
+	o.StreamStall(tunnel.KindConnect, 250*time.Millisecond)
+	o.StreamStall(tunnel.KindConnect, 750*time.Millisecond)
+	o.ConnStall(500 * time.Millisecond)
 	m.ObserveWake(40*time.Second, nil)
 	m.ObserveWake(time.Second, errors.New("no"))
 
@@ -46,6 +49,11 @@ func TestObserverAdapter(t *testing.T) {
 		{m.bytes.WithLabelValues("http", "received"), 1000},
 		{m.outcomes.WithLabelValues("ok"), 1},
 		{m.outcomes.WithLabelValues("over_capacity"), 1},
+		{m.streamStalls.WithLabelValues("connect"), 2},
+		{m.streamStallTime.WithLabelValues("connect"), 1},
+		{m.streamStalls.WithLabelValues("http"), 0},
+		{m.sessionStalls, 1},
+		{m.sessionStallTime, 0.5},
 		{m.wakes.WithLabelValues("ok"), 1},
 		{m.wakes.WithLabelValues("error"), 1},
 	} {
