@@ -56,10 +56,12 @@ type KillRequest struct {
 	// Kill Lambda refuses (409 in_use) while the server may be in use by
 	// someone else; empty asks for an unconditional Kill.
 	Reason string `json:"reason,omitempty"`
-	// Streams is the exiting agent's own share of the server's
-	// ActiveConnections: the most tunnel streams it had open at once over
-	// the last two metric intervals. The Kill Lambda subtracts it from the
-	// newest datapoint before deciding whether others are connected.
+	// Streams bounds the exiting agent's own share of the server's
+	// ActiveConnections: the most tunnel streams it had open at once at any
+	// moment of the [KillWindow] before the Kill ([StreamPeak] over
+	// [DefaultPeakWindow]), ended streams included, since the datapoint the
+	// Kill Lambda reads may have been sampled while they were open. The
+	// Lambda refuses only a datapoint above it.
 	Streams int64 `json:"streams,omitempty"`
 }
 
@@ -318,8 +320,8 @@ func (c *APIClient) Kill(ctx context.Context) error {
 // KillOnExit is the agent's Kill on graceful shutdown: the Kill Lambda stops
 // the server only if nobody else may be using it, and otherwise answers 409,
 // which this returns as an error matching ErrInUse (not worth retrying, not
-// worth alarming the user). ownStreams is the agent's own share of
-// ActiveConnections; see [KillRequest.Streams].
+// worth alarming the user). ownStreams is the agent's peak of streams over
+// the Lambda's window ([StreamPeak.Peak]); see [KillRequest.Streams].
 func (c *APIClient) KillOnExit(ctx context.Context, ownStreams int64) (WakeResult, error) {
 	return c.KillWith(ctx, KillRequest{Reason: KillReasonAgentExit, Streams: ownStreams})
 }

@@ -290,7 +290,8 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		ccfg.DialTimeout = cfg.DialTimeout + cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
 	}
 	ccfg.Dial = st.dial(d.dial)
-	ccfg.Observer = st.observe(obs.Observer())
+	own := lifecycle.NewStreamPeak(0)
+	ccfg.Observer = countStreams(own, st.observe(obs.Observer()))
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		return err
@@ -385,11 +386,13 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		// An agent's Kill on exit says so: the control plane keeps the server up
 		// while another agent uses it, or while a Wake is recent. The agent's own
-		// streams have ended by now.
-		_, err := api.KillOnExit(kctx, 0)
+		// streams have ended by now, but the server's datapoints may still count
+		// them: it sends the most it had open over the window the Lambda reads.
+		n := own.Peak()
+		_, err := api.KillOnExit(kctx, n)
 		switch {
 		case errors.Is(err, lifecycle.ErrInUse):
-			log.Info().Msg("server left running: it is in use or was woken recently; it sleeps when idle")
+			log.Info().Int64("own_streams", n).Msg("server left running: it is in use or was woken recently; it sleeps when idle")
 		case err != nil:
 			log.Warn().Err(err).Msg("could not put the server to sleep")
 		default:

@@ -17,11 +17,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -137,7 +140,11 @@ func TestWakeFlow(t *testing.T) {
 
 			// Past the Kill Lambda's one-second grace after the last Wake (a
 			// wall-clock rule of a separate process), the agent's Kill on exit
-			// stops the server.
+			// stops the server, although the server's newest datapoint still
+			// counts the agent's own stream of the request just made (as the
+			// server sampled it): the agent sends its peak, and the Lambda
+			// sees no one else.
+			ownStreamDatapoint(t, endpoint, f.Service)
 			time.Sleep(1100 * time.Millisecond)
 			hc.CloseIdleConnections()
 			stop()
@@ -187,6 +194,20 @@ func waitLog(t *testing.T, logs *syncBuffer, msg string) {
 			t.Fatalf("agent never logged %q:\n%s", msg, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ownStreamDatapoint publishes ActiveConnections 1 for service, now, as the
+// server does while one stream is open.
+func ownStreamDatapoint(t *testing.T, endpoint, service string) {
+	t.Helper()
+	dims := []cwtypes.Dimension{{Name: aws.String(fargate.DimensionService), Value: aws.String(service)}}
+	if _, err := fargate.NewCloudWatchClient(awstest.AWSConfig(endpoint)).PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
+		Namespace: aws.String(fargate.DefaultNamespace),
+		MetricData: []cwtypes.MetricDatum{{MetricName: aws.String(fargate.MetricActiveConnections), Dimensions: dims,
+			Timestamp: aws.Time(time.Now()), Value: aws.Float64(1), Unit: cwtypes.StandardUnitCount}},
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -229,8 +229,22 @@ func (h *Wake) wait(ctx context.Context, res lifecycle.WakeResult, wait time.Dur
 //   - a Wake was recorded within WakeGrace (someone may be starting to use
 //     the server; the exiting agent's own Wake counts too, so a short session
 //     leaves the server to the Sleep policy), or
-//   - the newest ActiveConnections datapoint, if published within two metric
-//     intervals, exceeds the exiting agent's own streams N.
+//   - the newest ActiveConnections datapoint, if its period began within
+//     [lifecycle.KillWindow] (two metric intervals plus the period), exceeds
+//     N, the most streams the exiting agent had open at once over that same
+//     window ([lifecycle.StreamPeak]). The datapoint is the maximum of the
+//     counts the server sampled in its period, and the agent's share of
+//     each is at most N, so a datapoint above N means someone else had a
+//     stream open. An agent that sent N = 0 although its own streams were
+//     still in the datapoint used to be refused for its own use.
+//
+// N bounds the agent's share; it is not its count at the sampled moment,
+// which the agent cannot know. Another agent's streams sampled while this
+// one had fewer than N open are therefore not seen: a datapoint of 3 after
+// an exiting agent's burst of 3 passes even if the sample caught 2 of its
+// own and 1 of another's. Only a per-agent count from the server (sessions
+// by client) would close that; the Wake grace still covers an agent that
+// has just started.
 //
 // Otherwise, and for a Kill without a reason (`fluidity sleep`) and the
 // nightly schedule, it sets the desired count to 0 at once. A refused Kill
@@ -365,8 +379,9 @@ func (h *Kill) refuseInUse(ctx context.Context, log zerolog.Logger, kr lifecycle
 		if interval <= 0 {
 			interval = fargate.DefaultPublisherConfig().Interval
 		}
-		// Two intervals, plus the statistics period the datapoint is stamped with.
-		window := 2*interval + fargate.DefaultMetricsConfig().Period
+		// The exiting agent counts its own streams over the same window
+		// (lifecycle.DefaultPeakWindow for the default interval).
+		window := lifecycle.KillWindow(interval, fargate.DefaultMetricsConfig().Period)
 		snap, err := h.Metrics.Read(ctx, now, window)
 		if err != nil {
 			return awsFailure(log, "kill", err), true

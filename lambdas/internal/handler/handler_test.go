@@ -72,6 +72,11 @@ func TestKillAgentExit(t *testing.T) {
 		{"another agent's streams", `{"reason":"agent_exit","streams":2}`, up, active(3, time.Minute), nil, 409, lifecycle.CodeInUse, 0},
 		{"streams, own count unknown", `{"reason":"agent_exit"}`, up, active(1, 2*time.Minute), nil, 409, lifecycle.CodeInUse, 0},
 		{"stale busy datapoint", `{"reason":"agent_exit"}`, up, active(4, 4*time.Minute), nil, 200, "", 1},
+		// The exiting agent's own burst, ended a while ago, still in the
+		// newest datapoint: its peak over the window covers it.
+		{"the agent's own ended streams, peak sent", `{"reason":"agent_exit","streams":3}`, up, active(3, 170*time.Second), nil, 200, "", 1},
+		{"the agent's own ended streams, sent as 0", `{"reason":"agent_exit","streams":0}`, up, active(3, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
+		{"more than the agent's peak", `{"reason":"agent_exit","streams":3}`, up, active(4, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
 		{"woken within the grace", `{"reason":"agent_exit","streams":9}`, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, fargate.Snapshot{}, nil, 409, lifecycle.CodeInUse, 0},
 		{"already asleep", `{"reason":"agent_exit"}`, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, fargate.Snapshot{}, nil, 200, "", 0},
 		{"metrics unreadable", `{"reason":"agent_exit"}`, up, fargate.Snapshot{}, errors.New("throttled"), 500, lifecycle.CodeAWS, 0},
@@ -99,6 +104,19 @@ func TestKillAgentExit(t *testing.T) {
 				t.Errorf("read window %v, want two intervals plus the period", r.window)
 			}
 		})
+	}
+}
+
+// The window the Kill Lambda reads the datapoint over and the one the agent
+// counts its own streams over (lifecycle.StreamPeak) are the same with the
+// defaults, or the subtraction would miss streams.
+func TestKillWindowMatchesAgentPeak(t *testing.T) {
+	t.Parallel()
+	if got := lifecycle.KillWindow(fargate.DefaultPublisherConfig().Interval, fargate.DefaultMetricsConfig().Period); got != lifecycle.DefaultPeakWindow {
+		t.Fatalf("Kill window %v with the default metrics interval, agent's peak window %v", got, lifecycle.DefaultPeakWindow)
+	}
+	if DefaultConfig().MetricsInterval != fargate.DefaultPublisherConfig().Interval {
+		t.Fatalf("the Lambdas' METRICS_INTERVAL default %v is not the server's %v", DefaultConfig().MetricsInterval, fargate.DefaultPublisherConfig().Interval)
 	}
 }
 
