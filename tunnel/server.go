@@ -230,7 +230,7 @@ type Server struct {
 	guards    *guards
 	budget    *receiveBudget
 	limit     *logLimit
-	waiting   *headerWaits
+	holders   *holders
 
 	baseCtx    context.Context // cancelled by Close: aborts every upstream operation and handshake
 	cancelBase context.CancelFunc
@@ -285,7 +285,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		guards:     g,
 		budget:     newReceiveBudget(cfg.ReceiveBudget),
 		limit:      newLogLimit(),
-		waiting:    newHeaderWaits(),
+		holders:    newHolders(),
 	}
 	if cfg.Decoy.Enabled {
 		s.decoy = newDecoy(cfg.Decoy)

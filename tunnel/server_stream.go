@@ -32,7 +32,8 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 		s.cfg.Observer.refused(CodeShuttingDown)
 		return
 	}
-	if !s.acquire() {
+	slot := s.acquire(st)
+	if slot == nil {
 		s.limit.event(log.Warn(), "over capacity").Int("max_streams", s.cfg.MaxStreams).Msg("over capacity; stream refused")
 		s.answerError(st, &RemoteError{Code: CodeOverCapacity, Message: "server at max_connections"})
 		s.cfg.Observer.refused(CodeOverCapacity)
@@ -40,23 +41,13 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	}
 	s.active.Add(1)
 	s.touch()
-	defer func() {
-		<-s.streams
-		s.touch()
-		if s.active.Add(-1) == 0 {
-			select {
-			case s.idleCh <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	defer s.release(slot)
 
-	wait := s.waiting.add(st)
 	_ = st.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	var req wire.Request
 	err := wire.Read(st, s.cfg.Session.MaxHeaderSize, &req)
 	_ = st.SetReadDeadline(time.Time{})
-	s.waiting.done(wait)
+	s.holders.headerIn(slot)
 	unpend()
 	if err != nil {
 		if code := s.refuseFrame(st, err, log); code != "" {
@@ -78,9 +69,16 @@ func (s *Server) serveStream(st *stream, pending chan struct{}, log zerolog.Logg
 	case wire.TypeWebSocket:
 		target, err = s.serveWebSocket(ctx, cancel, st, req.HTTP(), log)
 	}
+	cancel()
 	st.endTrace(err)
-	if errors.Is(err, ErrRefusedByPolicy) {
+	refused := errors.Is(err, ErrRefusedByPolicy)
+	if refused {
 		s.cfg.Observer.egressRefused()
+	}
+	// The stream's work is over (the agent may have seen its end already):
+	// its slot goes back before the logging, not after.
+	s.release(slot)
+	if refused {
 		// The session logger names the client; the target host is all that is said
 		// about the destination.
 		log.Info().Str("type", req.Type).Str("target", target).Msg("target refused by egress policy")
@@ -109,6 +107,7 @@ func (s *Server) refuseFrame(st *stream, err error, log zerolog.Logger) ErrorCod
 		msg := fmt.Sprintf("this server speaks protocol version %d; upgrade the agent", wire.Version)
 		buf, _ := wire.AppendVersion(nil, version, wire.TypeError, wire.Error{Code: string(CodeUnsupportedVersion), Message: msg})
 		_ = st.SetWriteDeadline(time.Now().Add(s.cfg.Session.WriteTimeout))
+		s.holders.answering(st)
 		if _, err := st.Write(buf); err == nil {
 			s.finish(st)
 		}
@@ -144,6 +143,7 @@ func (s *Server) answer(st *stream, typ string, payload any) error {
 
 // answerError sends an error frame and ends the stream.
 func (s *Server) answerError(st *stream, re *RemoteError) {
+	s.holders.answering(st)
 	if s.answer(st, wire.TypeError, wire.Error{Code: string(re.Code), Message: re.Message}) == nil {
 		s.finish(st)
 	}

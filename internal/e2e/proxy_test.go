@@ -371,31 +371,22 @@ func TestErrorStatuses(t *testing.T) {
 			<-release
 		}))
 		first := make(chan int, 1)
-		// The readiness request's stream may still hold the one slot for a
-		// moment: the first request is retried until it reaches the target
-		// (waiting on a request that was refused would hang the test).
-		for attempt := 0; ; attempt++ {
-			go func() {
-				resp, err := oc.Get(slow.URL + "/hold")
-				if err != nil {
-					first <- 0
-					return
-				}
-				resp.Body.Close()
-				first <- resp.StatusCode
-			}()
-			select {
-			case <-arrived:
-			case code := <-first:
-				if attempt < 20 {
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				t.Fatalf("the first stream never reached the target (last status %d)", code)
-			case <-time.After(curlTimeout):
-				t.Fatal("the first stream never reached the target")
+		// The readiness request has just ended: its slot is free for this one.
+		go func() {
+			resp, err := oc.Get(slow.URL + "/hold")
+			if err != nil {
+				first <- 0
+				return
 			}
-			break
+			resp.Body.Close()
+			first <- resp.StatusCode
+		}()
+		select {
+		case <-arrived:
+		case code := <-first:
+			t.Fatalf("the first stream, right after the readiness request, never reached the target (status %d)", code)
+		case <-time.After(curlTimeout):
+			t.Fatal("the first stream never reached the target")
 		}
 		resp, err := oc.Get(pingTarget.URL + "/second")
 		close(release)
