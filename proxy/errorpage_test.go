@@ -187,7 +187,9 @@ func TestRetryAfter(t *testing.T) {
 }
 
 // connectVia asks the proxy at host for CONNECT target.example:443 and returns
-// its answer, with the body read.
+// its answer, with the body read and closed.
+//
+//bodyclose:handled
 func connectVia(t *testing.T, host string) (*http.Response, []byte) {
 	t.Helper()
 	conn, err := net.Dial("tcp", host)
@@ -200,11 +202,15 @@ func connectVia(t *testing.T, host string) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp, body
 }
 
-// upgradeVia sends a WebSocket upgrade for target.example through hc's proxy.
+// upgradeVia sends a WebSocket upgrade for target.example through hc's proxy
+// and returns the answer, its body closed.
+//
+//bodyclose:handled
 func upgradeVia(t *testing.T, hc *http.Client) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://target.example/ws", nil)

@@ -189,10 +189,10 @@ func TestStreamingResponse(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	go func(body io.Reader) {
+		s, _ := bufio.NewReader(body).ReadString('\n')
 		line <- s
-	}()
+	}(resp.Body)
 	select {
 	case s := <-line:
 		if s != "first\n" {

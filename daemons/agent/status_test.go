@@ -91,22 +91,7 @@ func TestAgentStatusRoutes(t *testing.T) {
 		t.Errorf("status.json: %+v", snap)
 	}
 
-	get := func(path, host string, header map[string]string) (*http.Response, string) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Host = host
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(body)
-	}
-	resp, page := get("/", admin, nil)
+	resp, page := getPage(t, base+"/", admin)
 	if resp.StatusCode != 200 || !strings.Contains(page, `data-state="connected"`) || !strings.Contains(page, "Wake now") {
 		t.Errorf("status page: %d\n%s", resp.StatusCode, page)
 	}
@@ -116,7 +101,7 @@ func TestAgentStatusRoutes(t *testing.T) {
 	if strings.Contains(page, "http://") && strings.Contains(page, "src=\"http") {
 		t.Error("the status page loads something from elsewhere")
 	}
-	resp, script := get("/proxy.pac", "localhost:"+strconv.Itoa(adminPort), nil)
+	resp, script := getPage(t, base+"/proxy.pac", "localhost:"+strconv.Itoa(adminPort))
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != pac.ContentType ||
 		!strings.Contains(script, `"PROXY 127.0.0.1:`+strconv.Itoa(proxyPort)+`; SOCKS5 127.0.0.1:`+strconv.Itoa(socksPort)+`"`) || !strings.Contains(script, `"intra.example"`) ||
 		!strings.Contains(script, `["10.0.0.0","255.0.0.0"]`) {
@@ -125,7 +110,7 @@ func TestAgentStatusRoutes(t *testing.T) {
 
 	// DNS rebinding: a page on a name of its own that resolves to 127.0.0.1.
 	for _, path := range []string{"/", "/status.json", "/proxy.pac", "/metrics"} {
-		if resp, _ := get(path, "rebind.example:"+strconv.Itoa(adminPort), nil); resp.StatusCode != http.StatusMisdirectedRequest {
+		if resp, _ := getPage(t, base+path, "rebind.example:"+strconv.Itoa(adminPort)); resp.StatusCode != http.StatusMisdirectedRequest {
 			t.Errorf("GET %s with a foreign Host: %d, want 421", path, resp.StatusCode)
 		}
 	}
@@ -173,6 +158,23 @@ func TestAgentStatusRoutes(t *testing.T) {
 	if a := snap.LastAction; a == nil || a.Name != "sleep" || a.Result != "stopping" || !a.OK {
 		t.Errorf("last action %+v, want sleep answered stopping", a)
 	}
+}
+
+// getPage GETs url with host as the Host header and returns the answer and its
+// body, read and closed.
+//
+//bodyclose:handled
+func getPage(t *testing.T, url, host string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
 }
 
 // TestAgentSplitConfig: direct_domains and direct_cidrs that could not be

@@ -54,7 +54,8 @@ func TestServerMetrics(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := client.RoundTrip(mustGet(closedURL)); err == nil {
+	if resp, err := client.RoundTrip(mustGet(closedURL)); err == nil {
+		resp.Body.Close()
 		t.Fatal("request to a closed port succeeded")
 	}
 	conn, err := client.DialContext(context.Background(), "tcp", strings.TrimPrefix(target.URL, "http://"))

@@ -57,6 +57,9 @@ func DownloadCounting(ctx context.Context, p *Path, target string, n int64, limi
 	if err != nil {
 		return Transfer{}, err
 	}
+	// Closed once the Transfer is measured. A download cut short is past its
+	// deadline, or ctx's (stop sets one), so closing does not wait for the rest.
+	defer resp.Body.Close()
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	var got int64

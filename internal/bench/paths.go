@@ -90,6 +90,9 @@ func DialConnect(ctx context.Context, proxy, addr string) (net.Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("CONNECT %s: %w", addr, err)
 		}
+		// A 200 to CONNECT has no length: closing its body reads nothing from br,
+		// which carries the tunnel.
+		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("CONNECT %s: %s", addr, resp.Status)
 		}

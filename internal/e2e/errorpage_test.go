@@ -10,7 +10,10 @@ import (
 )
 
 // curlPage fetches url through the agent at proxy as a browser (Accept:
-// text/html) or as a program would, and returns the answer with its body.
+// text/html) or as a program would, and returns the answer with its body,
+// read and closed.
+//
+//bodyclose:handled
 func curlPage(t *testing.T, proxy, url string, browser bool) (*http.Response, string) {
 	t.Helper()
 	args := []string{"-i", "-x", proxy, url}
@@ -22,6 +25,7 @@ func curlPage(t *testing.T, proxy, url string, browser bool) (*http.Response, st
 	if err != nil {
 		t.Fatalf("parse curl output: %v\n%s", err, out)
 	}
+	defer resp.Body.Close()
 	var body strings.Builder
 	_, _ = bufio.NewReader(resp.Body).WriteTo(&body)
 	return resp, body.String()

@@ -66,12 +66,12 @@ func startInFlight(t *testing.T, a *agent, c *http.Client, httpBase, echoAddr st
 		resp.Body.Close()
 		t.Fatalf("start download: %v", err)
 	}
-	go func() {
-		defer resp.Body.Close()
-		rest, err := io.ReadAll(resp.Body)
+	go func(body io.ReadCloser) {
+		defer body.Close()
+		rest, err := io.ReadAll(body)
 		got := append(head, rest...)
 		f.download <- outcome{at: time.Now(), err: err, bytes: len(got), same: bytes.Equal(got, pattern[:len(got)])}
-	}()
+	}(resp.Body)
 
 	conn, status, err := a.connect(ctx, echoAddr)
 	if err != nil || status != http.StatusOK {

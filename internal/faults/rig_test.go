@@ -234,6 +234,9 @@ func (a *agent) connect(ctx context.Context, target string) (net.Conn, int, erro
 		conn.Close()
 		return nil, 0, err
 	}
+	// A 200 to CONNECT has no length: closing its body reads nothing from br,
+	// which carries the tunnel.
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
 		return nil, resp.StatusCode, nil

@@ -93,7 +93,10 @@ func (r *route) connect(ctx context.Context, target string) (net.Conn, error) {
 			}
 			conn, br = c, bufio.NewReader(c)
 		}
-		resp, err := r.roundTrip(ctx, conn, br, target, auth)
+		// roundTrip closes a refusal's body. A 200's is the tunnel, handed over
+		// unread in br: closing it would discard the bytes of a Content-Length the
+		// proxy should not have sent (RFC 9110 9.3.6) rather than ignore it.
+		resp, err := r.roundTrip(ctx, conn, br, target, auth) //nolint:bodyclose // a 200's body is the tunnel (see above)
 		if err != nil {
 			return nil, err
 		}
