@@ -147,6 +147,7 @@ func TestSequentialStreamsFitOneSlot(t *testing.T) {
 					if err != nil {
 						return err
 					}
+					defer resp.Body.Close()
 					if conn == nil {
 						return fmt.Errorf("status %d", resp.StatusCode)
 					}

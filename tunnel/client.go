@@ -574,7 +574,7 @@ type wsResult struct {
 // any other status it returns the response (with its body) and a nil conn.
 func (c *Client) DialWebSocket(ctx context.Context, req *http.Request) (*http.Response, net.Conn, error) {
 	r, err := withSession(c, ctx, KindWebSocket, func(s *session, tr *trace) (wsResult, error) {
-		resp, conn, err := s.dialWebSocket(ctx, req, tr)
+		resp, conn, err := s.dialWebSocket(ctx, req, tr) //nolint:bodyclose // returned to DialWebSocket's caller, who owns it
 		return wsResult{resp, conn}, err
 	})
 	return r.resp, r.conn, err

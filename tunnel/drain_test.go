@@ -117,7 +117,7 @@ func TestDrainingWithoutElsewhere(t *testing.T) {
 			waitFor(t, 5*time.Second, "server to drain", h.server.isDraining)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := h.client.RoundTrip(mustRequest("GET", tgt.URL+"/").WithContext(ctx))
+			err := errOnly(h.client.RoundTrip(mustRequest("GET", tgt.URL+"/").WithContext(ctx)))
 			if !errors.Is(err, ErrServerDraining) || HTTPStatus(err) != http.StatusServiceUnavailable || ctx.Err() != nil {
 				t.Fatalf("request during the drain: %v (status %d, ctx %v), want ErrServerDraining / 503 at once", err, HTTPStatus(err), ctx.Err())
 			}
@@ -145,7 +145,7 @@ func TestEarlyAnswerBeatsRequestFrame(t *testing.T) {
 			sess, _ := h.client.session(context.Background(), nil)
 			bad := 0
 			for range 300 {
-				_, err := sess.RoundTrip(mustRequest("GET", tgt.URL+"/"))
+				err := errOnly(sess.RoundTrip(mustRequest("GET", tgt.URL+"/")))
 				if !errors.Is(err, ErrServerDraining) {
 					if bad == 0 {
 						t.Logf("first: %v", err)

@@ -321,7 +321,9 @@ func (s *Server) roundTripGuarded(ctx context.Context, log zerolog.Logger, host 
 				r = req.Clone(ctx)
 			}
 			attempt++
-			rr, err := s.transport.RoundTrip(r)
+			// Only the attempt that succeeds sets resp, and then both Do calls
+			// return nil: resp goes to the caller, who closes it.
+			rr, err := s.transport.RoundTrip(r) //nolint:bodyclose // handed to the caller through resp (see above)
 			if err != nil {
 				if ctx.Err() != nil || (body != nil && body.failed()) {
 					return &notTargetFault{err}

@@ -51,9 +51,12 @@ func ExampleClient_DialContext() {
 
 	tr := &http.Transport{DialContext: client.DialContext}
 	defer tr.CloseIdleConnections()
-	resp := must((&http.Client{Transport: tr}).Get(web.URL))
+	resp, err := (&http.Client{Transport: tr}).Get(web.URL)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
 	body := must(io.ReadAll(resp.Body))
-	resp.Body.Close()
 	fmt.Println(resp.Status, string(body))
 	// Output: 200 OK hello through the tunnel
 }
@@ -88,13 +91,16 @@ func ExampleServer_Serve() {
 	}))
 	defer web.Close()
 	// The Client is an http.RoundTripper: the server makes the request for it.
-	resp := must((&http.Client{Transport: client}).Get(web.URL + "/greeting"))
+	resp, err := (&http.Client{Transport: client}).Get(web.URL + "/greeting")
+	if err != nil {
+		panic(err)
+	}
 	body := must(io.ReadAll(resp.Body))
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode, string(body))
 
 	// A target the default egress policy refuses: the EC2 metadata endpoint.
-	_, err := client.DialContext(context.Background(), "tcp", "169.254.169.254:80")
+	_, err = client.DialContext(context.Background(), "tcp", "169.254.169.254:80")
 	fmt.Println(errors.Is(err, tunnel.ErrRefusedByPolicy), tunnel.HTTPStatus(err))
 
 	_ = client.Close()

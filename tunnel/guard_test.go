@@ -134,20 +134,9 @@ func try(t testing.TB, c *Client, kind, hostport string) error {
 		return err
 	case "http":
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+hostport+"/secret-path?token=hunter2", nil)
-		resp, err := c.RoundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
+		return errOnly(c.RoundTrip(req))
 	case "websocket":
-		resp, conn, err := c.DialWebSocket(ctx, wsRequest(t, "ws://"+hostport+"/ws"))
-		if err == nil {
-			resp.Body.Close()
-			if conn != nil {
-				conn.Close()
-			}
-		}
-		return err
+		return wsErrOnly(c.DialWebSocket(ctx, wsRequest(t, "ws://"+hostport+"/ws")))
 	}
 	t.Fatalf("unknown kind %q", kind)
 	return nil
@@ -532,7 +521,7 @@ func TestBreakerIgnoresHTTPErrors(t *testing.T) {
 		badValue := mustRequest("GET", tgt.URL)
 		badValue.Header.Set("X-Bad", "a\r\nInjected: yes")
 		for _, req := range []*http.Request{bad, badHost, badValue} {
-			if _, err := h.client.RoundTrip(req); !errors.Is(err, ErrBadRequest) || HTTPStatus(err) != http.StatusBadRequest {
+			if err := errOnly(h.client.RoundTrip(req)); !errors.Is(err, ErrBadRequest) || HTTPStatus(err) != http.StatusBadRequest {
 				t.Fatalf("bad request %d: %v", i, err)
 			}
 		}
@@ -579,7 +568,7 @@ func TestRetry(t *testing.T) {
 			dialer := &countingDialer{fail: firstFails, err: timedOutDial}
 			h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = dialer })
 			req, _ := http.NewRequest(method, post.URL, strings.NewReader("not twice"))
-			_, err := h.client.RoundTrip(req)
+			err := errOnly(h.client.RoundTrip(req))
 			if !errors.Is(err, ErrTargetTimeout) || HTTPStatus(err) != http.StatusGatewayTimeout {
 				t.Fatalf("%s: %v", method, err)
 			}
@@ -639,9 +628,9 @@ func TestAbortStopsRetry(t *testing.T) {
 				_, err = h.client.DialContext(ctx, "tcp", dead)
 			case "http":
 				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+dead+"/", nil)
-				_, err = h.client.RoundTrip(req)
+				err = errOnly(h.client.RoundTrip(req))
 			case "websocket":
-				_, _, err = h.client.DialWebSocket(ctx, wsRequest(t, "ws://"+dead+"/"))
+				err = wsErrOnly(h.client.DialWebSocket(ctx, wsRequest(t, "ws://"+dead+"/")))
 			}
 			errc <- err
 		}()

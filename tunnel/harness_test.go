@@ -238,3 +238,23 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 var errTest = errors.New("test")
+
+// errOnly is for a round trip whose error is all that matters, as in
+// errOnly(c.RoundTrip(req)): it closes the response, if one came.
+func errOnly(resp *http.Response, err error) error {
+	if err == nil {
+		resp.Body.Close()
+	}
+	return err
+}
+
+// wsErrOnly is errOnly for DialWebSocket.
+func wsErrOnly(resp *http.Response, conn net.Conn, err error) error {
+	if err == nil {
+		resp.Body.Close()
+		if conn != nil {
+			conn.Close()
+		}
+	}
+	return err
+}

@@ -117,7 +117,7 @@ func TestObserver(t *testing.T) {
 		t.Fatalf("CONNECT answer %q", raw)
 	}
 
-	if _, err := h.client.RoundTrip(mustRequest("GET", "http://refused.test/")); !errors.Is(err, ErrRefusedByPolicy) {
+	if err := errOnly(h.client.RoundTrip(mustRequest("GET", "http://refused.test/"))); !errors.Is(err, ErrRefusedByPolicy) {
 		t.Fatalf("refused target: %v", err)
 	}
 	dead := listen(t)
@@ -178,7 +178,7 @@ func TestObserverTunnelDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.RoundTrip(mustRequest("GET", "http://example.test/")); err == nil {
+	if err := errOnly(c.RoundTrip(mustRequest("GET", "http://example.test/"))); err == nil {
 		t.Fatal("round trip without a server succeeded")
 	}
 	if !cli.has("start http") || !cli.has("end http tunnel_unavailable") || cli.count("session") != 0 {

@@ -59,7 +59,7 @@ func TestShutdownTiming(t *testing.T) {
 			shut := make(chan error, 1)
 			go func() { shut <- h.server.Shutdown(context.Background()) }()
 			synctest.Wait()
-			_, err := h.client.RoundTrip(mustRequest("GET", "http://127.0.0.1:9/new"))
+			err := errOnly(h.client.RoundTrip(mustRequest("GET", "http://127.0.0.1:9/new")))
 			if !errors.Is(err, ErrServerDraining) || HTTPStatus(err) != http.StatusServiceUnavailable {
 				t.Fatalf("new request while draining: %v, want ErrServerDraining (503)", err)
 			}

@@ -274,6 +274,7 @@ func TestWebSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			if resp.StatusCode != 101 || conn == nil {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
@@ -551,7 +552,7 @@ func TestShutdownDrains(t *testing.T) {
 	go func() { shut <- h.server.Shutdown(context.Background()) }()
 	waitFor(t, 5*time.Second, "server to drain", h.server.isDraining)
 	// New work is refused while the old finishes.
-	if _, err := h.client.RoundTrip(mustRequest("GET", tgt.URL)); err == nil {
+	if err := errOnly(h.client.RoundTrip(mustRequest("GET", tgt.URL))); err == nil {
 		t.Error("new request accepted during shutdown")
 	}
 	close(release)

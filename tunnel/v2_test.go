@@ -414,7 +414,7 @@ func TestRoundTripClosesBody(t *testing.T) {
 		body := newCountingBody(1000)
 		req, _ := http.NewRequest("POST", "http://10.255.255.1/", body)
 		req.ContentLength = 1000
-		_, err := h.client.RoundTrip(req)
+		err := errOnly(h.client.RoundTrip(req))
 		if !errors.Is(err, ErrRefusedByPolicy) {
 			t.Fatalf("%v, want a policy refusal", err)
 		}
@@ -428,7 +428,7 @@ func TestRoundTripClosesBody(t *testing.T) {
 		defer c.Close()
 		body := newCountingBody(1000)
 		req, _ := http.NewRequest("POST", tgt.URL, body)
-		if _, err := c.RoundTrip(req); !errors.Is(err, ErrTunnelUnavailable) {
+		if err := errOnly(c.RoundTrip(req)); !errors.Is(err, ErrTunnelUnavailable) {
 			t.Fatalf("%v, want ErrTunnelUnavailable", err)
 		}
 		body.waitClosed(t, 5*time.Second, "tunnel down")
