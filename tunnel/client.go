@@ -141,6 +141,13 @@ type lane struct {
 	// up: a session has been established on this lane before (a new one is
 	// a reconnect).
 	up bool
+	// err is why the lane is down: its last connection attempt's failure, or
+	// the first reason its last session failed (SessionInfo.Err).
+	err error
+	// refused: the server refused the agent's certificate on its last
+	// session (see runLane); a sibling's success does not bring it up again
+	// at once.
+	refused bool
 }
 
 // sampleEvery is how often a lane's load estimate is refreshed: long enough to
@@ -354,6 +361,8 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	var sess *session
 	if err == nil {
 		sess, err = newSession(conn, c.cfg.Session, c.budget, c.limit, c.cfg.Observer, c.log.With().Int("session", l.id).Logger())
+	} else if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+		err = fmt.Errorf("tunnel: no connection within the dial timeout (%v): %w", c.cfg.DialTimeout, err)
 	}
 	c.mu.Lock()
 	l.attempt = nil
@@ -370,13 +379,14 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 			c.cfg.Observer.reconnect()
 		}
 		l.up = true
+		l.err = nil
 		c.noteLocked()
 		c.wg.Add(1)
-		go c.watch(sess)
+		go c.watch(l, sess)
 		// The server is reachable: bring the other lanes up too (without Run,
 		// nothing else would), so that work can spread at once.
 		for _, other := range c.lanes {
-			if !other.live() && other.attempt == nil {
+			if !other.live() && other.attempt == nil && !other.refused {
 				c.connectLocked(other)
 			}
 		}
@@ -387,6 +397,11 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrTunnelUnavailable, err)
+		c.mu.Lock()
+		if !l.live() {
+			l.err = err
+		}
+		c.mu.Unlock()
 		c.log.Debug().Err(err).Int("session", l.id).Msg("connect failed")
 	} else {
 		c.log.Info().Dur("took", time.Since(start).Round(time.Millisecond)).Int("session", l.id).Msg("tunnel session established")
@@ -395,12 +410,13 @@ func (c *Client) connect(l *lane, a *dialAttempt) {
 	close(a.done)
 }
 
-// watch waits for sess to end, then forgets it if it was retired, and says why
-// it ended. A session that failed, rather than being closed, suggests that the
-// path to the server broke, which breaks its sibling sessions too: they are
-// pinged at once instead of at their next keepalive, so that their work fails
-// and reconnects together with sess's, not up to a keepalive later.
-func (c *Client) watch(sess *session) {
+// watch waits for sess, l's session, to end, then forgets it if it was
+// retired, and says why it ended. A session that failed, rather than being
+// closed, suggests that the path to the server broke, which breaks its sibling
+// sessions too: they are pinged at once instead of at their next keepalive, so
+// that their work fails and reconnects together with sess's, not up to a
+// keepalive later.
+func (c *Client) watch(l *lane, sess *session) {
 	defer c.wg.Done()
 	c.sampleRTT(sess)
 	<-sess.Done()
@@ -409,6 +425,14 @@ func (c *Client) watch(sess *session) {
 	defer c.mu.Unlock()
 	c.retired = slices.DeleteFunc(c.retired, func(s *session) bool { return s == sess })
 	c.noteLocked()
+	if !l.live() {
+		// Unless a new session is up on l already, how this one ended is
+		// how l is down.
+		l.refused = sess.refused()
+		if sess.failed() && !c.closed {
+			l.err = sess.Err()
+		}
+	}
 	if c.closed || !sess.failed() {
 		return
 	}
@@ -466,6 +490,18 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) runLane(ctx context.Context, l *lane) error {
 	// Jitter spreads many agents' reconnects after one server restart.
 	backoff := retry.NewBackoff(retry.Policy{Initial: c.cfg.ReconnectMin, Multiplier: 2, Max: c.cfg.ReconnectMax, Jitter: 0.5})
+	retryLater := func(err error, msg string) error {
+		wait := backoff.Next()
+		c.log.Warn().Err(err).Int("session", l.id).Dur("retry_in", wait).Msg(msg)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		sess, err := c.session(ctx, l)
 		switch {
@@ -474,23 +510,27 @@ func (c *Client) runLane(ctx context.Context, l *lane) error {
 		case errors.Is(err, ErrSessionClosed) && c.isClosed():
 			return ErrSessionClosed
 		case err != nil:
-			wait := backoff.Next()
-			c.log.Warn().Err(err).Int("session", l.id).Dur("retry_in", wait).Msg("tunnel down; will retry")
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
+			if err := retryLater(err, "tunnel down; will retry"); err != nil {
+				return err
 			}
 			continue
 		}
-		backoff.Reset()
 		select {
 		case <-sess.Done():
-			c.log.Warn().Err(sess.Err()).Int("session", l.id).Msg("tunnel session lost; reconnecting")
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		if !sess.refused() {
+			backoff.Reset()
+			c.log.Warn().Err(sess.Err()).Int("session", l.id).Msg("tunnel session lost; reconnecting")
+			continue
+		}
+		// With TLS 1.3 the handshake is over on this side before the server
+		// checks the agent's certificate: a refusal ends the session instead
+		// of failing the dial. It counts as a failed attempt, or the lane
+		// would reconnect as fast as handshakes go.
+		if err := retryLater(sess.Err(), "tunnel session refused; will retry"); err != nil {
+			return err
 		}
 	}
 }

@@ -26,6 +26,11 @@ type SessionInfo struct {
 	// Sent and Received count the bytes of the session's connection (frames
 	// and bodies, with yamux's overhead, without TLS's), since Since.
 	Sent, Received int64
+	// Err is why the lane is down, when it is: its last connection attempt's
+	// failure, or the first reason its last session failed (the server
+	// refusing the agent's certificate matches ErrClientCertificate). Nil
+	// while Up, and when the lane was only closed.
+	Err error
 }
 
 // Sessions describes the client's sessions, one per lane in lane order. It
@@ -45,6 +50,8 @@ func (c *Client) Sessions() []SessionInfo {
 			info.Streams = s.NumStreams()
 			info.Sent = written
 			info.Received = s.moved() - written
+		} else {
+			info.Err = l.err
 		}
 		out = append(out, info)
 	}

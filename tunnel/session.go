@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,12 +40,15 @@ type session struct {
 	closing bool
 }
 
-// closeReason is why this side ended a session.
+// closeReason is why a session ended: the first reason, whoever saw it.
 type closeReason struct {
 	err error
 	// byClose: Close, not closeWith (a failure seen elsewhere, whose err also
 	// matches ErrSessionClosed).
 	byClose bool
+	// own: the session had already ended on its own (its connection failed,
+	// the peer left) when it was closed; err is that failure.
+	own bool
 }
 
 // newSession starts the client side of a session over conn, which it then owns.
@@ -66,7 +70,9 @@ func (s *session) Done() <-chan struct{} { return s.mux.CloseChan() }
 // moved is the bytes the session has sent and received on its connection.
 func (s *session) moved() int64 { return s.conn.moved.Load() }
 
-// Err returns why the session ended, or nil while it is alive.
+// Err returns why the session ended, or nil while it is alive: the first
+// reason, so that a session that failed and was closed afterwards (by a
+// reconnect replacing it, or a retry retiring it) still says why it failed.
 func (s *session) Err() error {
 	if !s.mux.IsClosed() {
 		return nil
@@ -74,11 +80,65 @@ func (s *session) Err() error {
 	if p := s.closeErr.Load(); p != nil {
 		return p.err
 	}
-	if err := s.conn.firstErr(); err != nil {
-		return fmt.Errorf("%w: %w", ErrSessionClosed, err)
-	}
-	return fmt.Errorf("%w: peer closed or keepalive failed", ErrSessionClosed)
+	return s.ownErr()
 }
+
+// ownErr is why a session ended on its own: the server's TLS alert, its
+// connection's first error, or yamux's reason (keepalive, the peer's go-away
+// or EOF).
+func (s *session) ownErr() error {
+	err := s.conn.peerAlert()
+	if err == nil {
+		err = s.conn.firstErr()
+	}
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		err = muxErr(s.mux)
+	}
+	if err == nil {
+		return fmt.Errorf("%w: peer closed or keepalive failed", ErrSessionClosed)
+	}
+	return fmt.Errorf("%w: %w", ErrSessionClosed, explainConnErr(err))
+}
+
+// ErrClientCertificate wraps the server's refusal of the agent's certificate.
+// With TLS 1.3 the client's handshake is over before the server has checked
+// the client's certificate: the refusal is an alert that ends the first
+// session, not its dial.
+var ErrClientCertificate = errors.New("tunnel: the server refused the agent's certificate")
+
+// certAlerts are the TLS alerts by which a server refuses a client's
+// certificate (RFC 8446, section 6.2).
+var certAlerts = []tls.AlertError{
+	42,  // bad_certificate
+	43,  // unsupported_certificate
+	44,  // certificate_revoked
+	45,  // certificate_expired
+	46,  // certificate_unknown
+	48,  // unknown_ca
+	116, // certificate_required
+}
+
+// explainConnErr marks a connection error that is the server refusing the
+// agent's certificate with ErrClientCertificate. crypto/tls reports a peer's
+// alert as a *net.OpError "remote error" around an unexported type, whose text
+// is the AlertError's.
+func explainConnErr(err error) error {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return err
+	}
+	for _, a := range certAlerts {
+		if oe.Err.Error() == a.Error() {
+			return fmt.Errorf("%w: %w", ErrClientCertificate, err)
+		}
+	}
+	return err
+}
+
+// refused reports whether the session ended because the server refused the
+// agent's certificate: that session never was up, whatever the handshake
+// said, and one made again at once would be refused again.
+func (s *session) refused() bool { return s.failed() && errors.Is(s.Err(), ErrClientCertificate) }
 
 // NumStreams reports the streams currently open.
 func (s *session) NumStreams() int { return s.mux.NumStreams() }
@@ -95,6 +155,10 @@ func (s *session) closeWith(reason error) error { return s.end(closeReason{err: 
 
 func (s *session) end(reason closeReason) error {
 	s.closeOnce.Do(func() {
+		if s.mux.IsClosed() {
+			// It ended before anyone closed it: that is the first reason.
+			reason = closeReason{err: s.ownErr(), own: true}
+		}
 		s.closeErr.CompareAndSwap(nil, &reason)
 		s.pingMu.Lock()
 		s.closing = true
@@ -107,7 +171,7 @@ func (s *session) end(reason closeReason) error {
 
 // endReason names why the session ended, for Observer.SessionDown.
 func (s *session) endReason() string {
-	if p := s.closeErr.Load(); p != nil && !p.byClose {
+	if p := s.closeErr.Load(); p != nil && !p.byClose && !p.own {
 		// Closed after a sibling failed and this one's ping went unanswered.
 		return SessionEndKeepalive
 	}
@@ -139,7 +203,7 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 	s.pingMu.Lock()
 	if s.closing {
 		s.pingMu.Unlock()
-		return 0, fmt.Errorf("tunnel: ping: %w", ErrSessionClosed)
+		return 0, fmt.Errorf("tunnel: ping: %w", s.closeErr.Load().err)
 	}
 	s.pings.Go(func() {
 		rtt, err := s.mux.Ping()
@@ -149,6 +213,9 @@ func (s *session) ping(ctx context.Context) (time.Duration, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			if s.mux.IsClosed() {
+				r.err = s.Err() // yamux says only that the session shut down, or its raw cause
+			}
 			return 0, fmt.Errorf("tunnel: ping: %w", r.err)
 		}
 		return r.rtt, nil
@@ -582,6 +649,9 @@ type recordingConn struct {
 	written atomic.Int64
 	mu      sync.Mutex
 	err     error
+	// alert is the first TLS alert the peer sent. It says why the peer hung
+	// up, even when a write failing on the closed connection came first.
+	alert error
 }
 
 func (c *recordingConn) record(err error) {
@@ -592,7 +662,18 @@ func (c *recordingConn) record(err error) {
 	if c.err == nil {
 		c.err = err
 	}
+	var oe *net.OpError
+	if c.alert == nil && errors.As(err, &oe) && oe.Op == "remote error" {
+		c.alert = err
+	}
 	c.mu.Unlock()
+}
+
+// peerAlert returns the first TLS alert the peer sent, if any.
+func (c *recordingConn) peerAlert() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.alert
 }
 
 func (c *recordingConn) firstErr() error {

@@ -105,6 +105,8 @@ type Session struct {
 	Streams    int       `json:"streams"`
 	Sent       int64     `json:"sent_bytes"`
 	Received   int64     `json:"received_bytes"`
+	// Error is why the session is down, when it is (tunnel.SessionInfo.Err).
+	Error string `json:"error,omitempty"`
 }
 
 // Streams counts the streams (requests, CONNECT tunnels, WebSockets).
@@ -351,12 +353,20 @@ func (t *Tracker) Snapshot() Snapshot {
 	s.Traffic = t.trafficLocked(now, sessions)
 	up := 0
 	var earliest time.Time
+	var laneErr error
 	for _, si := range sessions {
-		s.Sessions = append(s.Sessions, Session{
+		ss := Session{
 			ID: si.ID, Up: si.Up, Connecting: si.Connecting, Since: si.Since,
 			RTTMillis: float64(si.RTT.Microseconds()) / 1000, Streams: si.Streams,
 			Sent: si.Sent, Received: si.Received,
-		})
+		}
+		if si.Err != nil {
+			ss.Error = si.Err.Error()
+			if laneErr == nil {
+				laneErr = si.Err
+			}
+		}
+		s.Sessions = append(s.Sessions, ss)
 		if si.Up {
 			up++
 			if earliest.IsZero() || si.Since.Before(earliest) {
@@ -367,7 +377,7 @@ func (t *Tracker) Snapshot() Snapshot {
 	if up > 0 {
 		t.everUp = true
 	}
-	s.State, s.Reason, s.Since = t.stateLocked(up, earliest, wake, src.OnDemand)
+	s.State, s.Reason, s.Since = t.stateLocked(up, earliest, wake, src.OnDemand, laneErr)
 	s.Up = s.State == StateConnected || s.State == StateIdle || s.State == StateAsleep
 	for code, e := range t.errs {
 		s.Errors = append(s.Errors, ErrorCount{Code: string(code), Recent: e.recent(now), Total: e.total, Last: e.last})
@@ -377,16 +387,21 @@ func (t *Tracker) Snapshot() Snapshot {
 }
 
 // stateLocked decides the state from the sessions up, the wake-up and the
-// connection attempts.
-func (t *Tracker) stateLocked(up int, upSince time.Time, wake *Wake, onDemand bool) (State, string, time.Time) {
+// connection attempts; laneErr is why a session is down (the client's own
+// account, which names a certificate the server refused after a dial that
+// succeeded).
+func (t *Tracker) stateLocked(up int, upSince time.Time, wake *Wake, onDemand bool, laneErr error) (State, string, time.Time) {
 	if up > 0 {
 		return StateConnected, "", upSince
 	}
 	down := t.lostAt
 	reason := ""
-	if t.lastDial.err != nil {
+	switch {
+	case t.lastDial.err != nil:
 		reason = t.lastDial.err.Error()
-	} else if t.lost != "" {
+	case laneErr != nil:
+		reason = laneErr.Error()
+	case t.lost != "":
 		reason = "session ended: " + t.lost
 	}
 	asleep := wake != nil && (wake.State == "sleeping" || wake.State == "stopping")

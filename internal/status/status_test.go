@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -22,7 +23,10 @@ func newFakeTracker() (*Tracker, *fakeClock) {
 	return tr, c
 }
 
-var errDial = errors.New("dial tcp 192.0.2.1:8443: connect: connection refused")
+var (
+	errDial        = errors.New("dial tcp 192.0.2.1:8443: connect: connection refused")
+	errRefusedCert = fmt.Errorf("%w: remote error: tls: unknown certificate authority", tunnel.ErrClientCertificate)
+)
 
 // TestState: the state a person is shown, from the sessions up, the
 // connection attempts, the last session's end and the lifecycle.
@@ -35,6 +39,7 @@ func TestState(t *testing.T) {
 		lastErr  error
 		everUp   bool
 		lost     string
+		laneErr  error
 		wake     *Wake
 		onDemand bool
 		want     State
@@ -47,6 +52,8 @@ func TestState(t *testing.T) {
 		{name: "first connection failed", lastErr: errDial, want: StateError, reason: errDial.Error()},
 		{name: "lost, redialling", dialing: 1, everUp: true, lost: "keepalive_timeout", want: StateReconnecting, reason: "session ended: keepalive_timeout"},
 		{name: "lost, redial failed, backing off", everUp: true, lastErr: errDial, want: StateReconnecting, reason: errDial.Error()},
+		// The dial succeeded; the server refused the certificate afterwards.
+		{name: "certificate refused", everUp: true, lost: "error", laneErr: errRefusedCert, want: StateReconnecting, reason: errRefusedCert.Error()},
 		{name: "on demand, untouched", onDemand: true, want: StateIdle},
 		{name: "on demand, lifecycle not asked", onDemand: true, wake: &Wake{}, want: StateAsleep},
 		{name: "server sleeping", wake: &Wake{State: "sleeping"}, want: StateAsleep},
@@ -60,7 +67,7 @@ func TestState(t *testing.T) {
 			if c.lastErr != nil {
 				tr.lastDial = dialResult{at: t0, err: c.lastErr}
 			}
-			got, reason, _ := tr.stateLocked(c.up, t0, c.wake, c.onDemand)
+			got, reason, _ := tr.stateLocked(c.up, t0, c.wake, c.onDemand, c.laneErr)
 			if got != c.want {
 				t.Errorf("state %q, want %q", got, c.want)
 			}
