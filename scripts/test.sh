@@ -4,7 +4,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step's wall time and the CPU time of what it ran (children's user+sys, as
+# bash's `times` counts them once waited for), summed up at the end: where a
+# slow suite spends its time.
+# `times` must run in this shell (in $(...) it would count the subshell's children).
+times_file=$(mktemp)
+cpu_now() { # sets cpu
+	times >"$times_file"
+	cpu=$(awk 'NR==2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.1f", u[1]*60+u[2]+s[1]*60+s[2] }' "$times_file")
+}
+step_name= step_wall=0 step_cpu=0 summary=
+step_end() {
+	[ -n "$step_name" ] || return 0
+	cpu_now
+	summary+=$(printf '%6ds %7.0fs  %s' $((SECONDS - step_wall)) "$(awk -v a="$cpu" -v b="$step_cpu" 'BEGIN{print a-b}')" "$step_name")$'\n'
+	step_name=
+}
+step() {
+	step_end
+	step_name=$*
+	cpu_now
+	step_wall=$SECONDS step_cpu=$cpu
+	printf '\n=== %s\n' "$*"
+}
 
 # Several tests need root (network namespaces for the office, rootful podman,
 # a systemd user manager in a private mount namespace); they fail, never skip,
@@ -40,13 +62,17 @@ bg_log=$(mktemp)
 (
 	set -e
 	echo "=== cross-builds (every agent platform, the server image's)"
+	t=$SECONDS
 	make --no-print-directory cross
+	echo "(cross-builds: $((SECONDS - t))s)"
 	echo
 	echo "=== govulncheck (offline: a local copy of the Go vulnerability database)"
+	t=$SECONDS
 	./scripts/vulncheck.sh
+	echo "(govulncheck: $((SECONDS - t))s)"
 ) >"$bg_log" 2>&1 &
 bg_pid=$!
-trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log"' EXIT
+trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log" "$times_file"' EXIT
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
@@ -64,3 +90,7 @@ go test -count=1 -timeout 15m -run '^TestBig' -bench . -benchtime 1x ./...
 
 step "fuzz (brief)"
 ./scripts/fuzz.sh "${FUZZ_BUDGET:-30000x}"
+
+step_end
+cpu_now
+printf '\n=== time per step (wall, CPU of its processes)\n%s%6ds %7.0fs  total\n' "$summary" "$SECONDS" "$cpu"
