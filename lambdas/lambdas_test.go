@@ -22,7 +22,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
-	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 func readEvent(t *testing.T, name string) []byte {
@@ -219,9 +219,9 @@ func TestLambdas(t *testing.T) {
 			t.Parallel()
 			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-sleep-" + tc.name, Service: "svc-" + tc.name, DesiredCount: 1})
 			if tc.publish {
-				pcfg := fargate.DefaultPublisherConfig()
+				pcfg := usage.DefaultPublisherConfig()
 				pcfg.Service = f.Service
-				pub, err := fargate.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg,
+				pub, err := usage.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg,
 					stats{active: tc.active, last: time.Now().Add(-tc.lastAgo)}, zerolog.Nop())
 				if err != nil {
 					t.Fatal(err)
@@ -263,9 +263,9 @@ func TestLambdas(t *testing.T) {
 	t.Run("kill-agent-exit", func(t *testing.T) {
 		t.Parallel()
 		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-exit", Service: "svc-exit", DesiredCount: 1})
-		pcfg := fargate.DefaultPublisherConfig()
+		pcfg := usage.DefaultPublisherConfig()
 		pcfg.Service = f.Service
-		pub, err := fargate.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg, stats{active: 3, last: time.Now()}, zerolog.Nop())
+		pub, err := usage.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg, stats{active: 3, last: time.Now()}, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,14 +328,14 @@ func TestLambdas(t *testing.T) {
 	t.Run("wake-sleep-race", func(t *testing.T) {
 		t.Parallel()
 		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-race", Service: "svc-race", DesiredCount: 1})
-		cw := fargate.NewCloudWatchClient(awstest.AWSConfig(endpoint))
-		dims := []cwtypes.Dimension{{Name: aws.String(fargate.DimensionService), Value: aws.String(f.Service)}}
+		cw := usage.NewCloudWatchClient(awstest.AWSConfig(endpoint))
+		dims := []cwtypes.Dimension{{Name: aws.String(usage.DimensionService), Value: aws.String(f.Service)}}
 		at := time.Now().Add(-time.Minute)
 		if _, err := cw.PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
-			Namespace: aws.String(fargate.DefaultNamespace),
+			Namespace: aws.String(usage.DefaultNamespace),
 			MetricData: []cwtypes.MetricDatum{
-				{MetricName: aws.String(fargate.MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(0)},
-				{MetricName: aws.String(fargate.MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(float64(at.Add(-time.Hour).Unix()))},
+				{MetricName: aws.String(usage.MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(0)},
+				{MetricName: aws.String(usage.MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(float64(at.Add(-time.Hour).Unix()))},
 			},
 		}); err != nil {
 			t.Fatal(err)

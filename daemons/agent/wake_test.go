@@ -24,7 +24,7 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
-	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -201,10 +201,10 @@ func waitLog(t *testing.T, logs *syncBuffer, msg string) {
 // server does while one stream is open.
 func ownStreamDatapoint(t *testing.T, endpoint, service string) {
 	t.Helper()
-	dims := []cwtypes.Dimension{{Name: aws.String(fargate.DimensionService), Value: aws.String(service)}}
-	if _, err := fargate.NewCloudWatchClient(awstest.AWSConfig(endpoint)).PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
-		Namespace: aws.String(fargate.DefaultNamespace),
-		MetricData: []cwtypes.MetricDatum{{MetricName: aws.String(fargate.MetricActiveConnections), Dimensions: dims,
+	dims := []cwtypes.Dimension{{Name: aws.String(usage.DimensionService), Value: aws.String(service)}}
+	if _, err := usage.NewCloudWatchClient(awstest.AWSConfig(endpoint)).PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
+		Namespace: aws.String(usage.DefaultNamespace),
+		MetricData: []cwtypes.MetricDatum{{MetricName: aws.String(usage.MetricActiveConnections), Dimensions: dims,
 			Timestamp: aws.Time(time.Now()), Value: aws.Float64(1), Unit: cwtypes.StandardUnitCount}},
 	}); err != nil {
 		t.Fatal(err)

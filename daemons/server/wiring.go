@@ -9,7 +9,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/rs/zerolog"
 
-	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -57,11 +57,11 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 	if err != nil {
 		return nil, fmt.Errorf("metrics: aws config: %w", err)
 	}
-	pcfg := fargate.DefaultPublisherConfig()
+	pcfg := usage.DefaultPublisherConfig()
 	pcfg.Service = cfg.MetricsService
 	pcfg.Interval = cfg.MetricsInterval
-	pcfg.Watch = min(fargate.DefaultWatch, cfg.MetricsInterval)
-	pub, err := fargate.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
+	pcfg.Watch = min(usage.DefaultWatch, cfg.MetricsInterval)
+	pub, err := usage.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
-	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -238,9 +238,9 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 	)
 	started := time.Now()
 	defer runServer(t, env, nil)()
-	mcfg := fargate.DefaultMetricsConfig()
+	mcfg := usage.DefaultMetricsConfig()
 	mcfg.Service = "svc-wiring"
-	reader, err := fargate.NewMetricsReaderFromConfig(awstest.AWSConfig(endpoint), mcfg)
+	reader, err := usage.NewMetricsReaderFromConfig(awstest.AWSConfig(endpoint), mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

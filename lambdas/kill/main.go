@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fluidity-tunnel/fluidity/lambdas/internal/handler"
-	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 func main() {
@@ -22,9 +22,9 @@ func main() {
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("start-up")
 	}
-	mcfg := fargate.DefaultMetricsConfig()
+	mcfg := usage.DefaultMetricsConfig()
 	mcfg.Namespace, mcfg.Service = env.Config.Namespace, env.Config.Service
-	metrics, err := fargate.NewMetricsReaderFromConfig(env.AWS, mcfg)
+	metrics, err := usage.NewMetricsReaderFromConfig(env.AWS, mcfg)
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("metrics reader")
 	}

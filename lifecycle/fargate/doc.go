@@ -1,11 +1,11 @@
 // Package fargate wakes, watches and puts to sleep the Fluidity server that
 // runs as an ECS Fargate service scaled to zero. It is the AWS half of the
-// lifecycle, used by the control plane and the server:
-//
-//   - the Wake, Sleep and Kill Lambdas use [Service] (desired count, state,
-//     public IP) and [IdlePolicy] with [MetricsReader], and answer the
-//     Wake/Kill API with [ResultFromStatus];
-//   - the server publishes its activity with [Publisher].
+// lifecycle, used by the control plane: the Wake, Sleep and Kill Lambdas use
+// [Service] (desired count, state, public IP) and [IdlePolicy] with the
+// metrics the server publishes (package lifecycle/usage), and answer the
+// Wake/Kill API with [ResultFromStatus]. The server itself imports only
+// lifecycle/usage, which links the CloudWatch client and not this package's
+// ECS and EC2 ones.
 //
 // It is a package of its own, apart from package lifecycle (the agent's
 // Wake/Kill API client), so that the agent links no AWS SDK: the ECS, EC2 and
@@ -16,7 +16,7 @@
 // dependencies include the SDK.
 //
 // AWS clients come from the standard SDK configuration chain (see
-// [NewFromConfig] and [NewCloudWatchClient]), so AWS_ENDPOINT_URL, profiles
+// [NewFromConfig]), so AWS_ENDPOINT_URL, profiles
 // and roles all work. Nothing here reads the environment: programs do that and
 // pass values in.
 package fargate

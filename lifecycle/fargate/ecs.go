@@ -19,6 +19,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 // ErrServiceNotFound is returned when the ECS service does not exist or is not ACTIVE.
@@ -113,7 +115,7 @@ func (c ServiceConfig) failureWindow() time.Duration {
 
 // DefaultServiceConfig returns the names used by infra/fargate.yaml's defaults.
 func DefaultServiceConfig() ServiceConfig {
-	return ServiceConfig{Cluster: "fluidity", Service: "fluidity-server"}
+	return ServiceConfig{Cluster: "fluidity", Service: usage.DefaultService}
 }
 
 // Validate reports a missing cluster or service name.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 // IdlePolicy decides when the server may be put to sleep.
@@ -111,12 +113,12 @@ type Decision struct {
 	ScaleToZero bool
 	Reason      string
 	Status      Status
-	Data        Snapshot
+	Data        usage.Snapshot
 }
 
 // Decide applies the policy to a service status and the newest metrics.
 // It is pure so every branch can be tested without AWS.
-func (p IdlePolicy) Decide(now time.Time, st Status, m Snapshot) Decision {
+func (p IdlePolicy) Decide(now time.Time, st Status, m usage.Snapshot) Decision {
 	d := p.decide(now, st, m)
 	if !d.Idle || d.ScaleToZero {
 		return d
@@ -134,7 +136,7 @@ func (p IdlePolicy) Decide(now time.Time, st Status, m Snapshot) Decision {
 	return d
 }
 
-func (p IdlePolicy) decide(now time.Time, st Status, m Snapshot) Decision {
+func (p IdlePolicy) decide(now time.Time, st Status, m usage.Snapshot) Decision {
 	d := Decision{Status: st, Data: m}
 	if st.DesiredCount == 0 {
 		d.Reason = fmt.Sprintf("already %s (desired count 0)", st.State)
@@ -205,7 +207,7 @@ func (p IdlePolicy) crashLooping(now time.Time, st Status) (string, bool) {
 // Apply reads the service and its metrics, decides, keeps the record of
 // idle checks in the service's tags, and sets the desired count to 0 when
 // the Decision says so. The returned Decision says what happened.
-func (p IdlePolicy) Apply(ctx context.Context, svc *Service, metrics *MetricsReader, now time.Time) (Decision, error) {
+func (p IdlePolicy) Apply(ctx context.Context, svc *Service, metrics *usage.MetricsReader, now time.Time) (Decision, error) {
 	if err := p.Validate(); err != nil {
 		return Decision{}, err
 	}
@@ -213,7 +215,7 @@ func (p IdlePolicy) Apply(ctx context.Context, svc *Service, metrics *MetricsRea
 	if err != nil {
 		return Decision{}, err
 	}
-	var snap Snapshot
+	var snap usage.Snapshot
 	if st.DesiredCount > 0 {
 		if snap, err = metrics.Read(ctx, now, p.Threshold); err != nil {
 			return Decision{Status: st}, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 func TestIdlePolicyDecide(t *testing.T) {
@@ -15,16 +16,16 @@ func TestIdlePolicyDecide(t *testing.T) {
 	up := func(ago time.Duration) Status {
 		return Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, Since: now.Add(-ago)}
 	}
-	data := func(active float64, lastAgo, pointAgo time.Duration) Snapshot {
-		return Snapshot{ActiveConnections: active, ActiveAt: now.Add(-pointAgo), LastActivity: now.Add(-lastAgo), LastActivityAt: now.Add(-pointAgo)}
+	data := func(active float64, lastAgo, pointAgo time.Duration) usage.Snapshot {
+		return usage.Snapshot{ActiveConnections: active, ActiveAt: now.Add(-pointAgo), LastActivity: now.Add(-lastAgo), LastActivityAt: now.Add(-pointAgo)}
 	}
 	tests := []struct {
 		name string
 		st   Status
-		m    Snapshot
+		m    usage.Snapshot
 		idle bool
 	}{
-		{"asleep already", Status{State: lifecycle.StateSleeping}, Snapshot{}, false},
+		{"asleep already", Status{State: lifecycle.StateSleeping}, usage.Snapshot{}, false},
 		{"stopping already", Status{State: lifecycle.StateStopping, RunningCount: 1}, data(0, time.Hour, time.Minute), false},
 		{"active connections", up(time.Hour), data(3, time.Hour, time.Minute), false},
 		{"long-lived connection, old activity", up(5 * time.Hour), data(1, 4*time.Hour, time.Minute), false},
@@ -34,14 +35,14 @@ func TestIdlePolicyDecide(t *testing.T) {
 		{"idle", up(time.Hour), data(0, time.Hour, time.Minute), true},
 		{"activity in the future (clock skew)", up(time.Hour), data(0, -time.Minute, time.Minute), false},
 		{"only a stale busy datapoint", up(time.Hour), data(5, time.Hour, 20*time.Minute), true},
-		{"no data, just woke", up(2 * time.Minute), Snapshot{}, false},
-		{"no data, up under threshold", up(14 * time.Minute), Snapshot{}, false},
-		{"no data, up past threshold", up(16 * time.Minute), Snapshot{}, true},
-		{"no data, uptime unknown", Status{State: lifecycle.StateStarting, DesiredCount: 1}, Snapshot{}, false},
+		{"no data, just woke", up(2 * time.Minute), usage.Snapshot{}, false},
+		{"no data, up under threshold", up(14 * time.Minute), usage.Snapshot{}, false},
+		{"no data, up past threshold", up(16 * time.Minute), usage.Snapshot{}, true},
+		{"no data, uptime unknown", Status{State: lifecycle.StateStarting, DesiredCount: 1}, usage.Snapshot{}, false},
 		{"only active datapoint, zero, up past threshold", up(time.Hour),
-			Snapshot{ActiveConnections: 0, ActiveAt: now.Add(-time.Minute)}, true},
+			usage.Snapshot{ActiveConnections: 0, ActiveAt: now.Add(-time.Minute)}, true},
 		{"only active datapoint, zero, just woke", up(time.Minute),
-			Snapshot{ActiveConnections: 0, ActiveAt: now.Add(-30 * time.Second)}, false},
+			usage.Snapshot{ActiveConnections: 0, ActiveAt: now.Add(-30 * time.Second)}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,7 +75,7 @@ func TestIdlePolicyGraceConfirmCrash(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	p := DefaultIdlePolicy()
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	idleData := Snapshot{ActiveAt: ago(time.Minute), LastActivity: ago(time.Hour), LastActivityAt: ago(time.Minute)}
+	idleData := usage.Snapshot{ActiveAt: ago(time.Minute), LastActivity: ago(time.Hour), LastActivityAt: ago(time.Minute)}
 	running := func(mod func(*Status)) Status {
 		st := Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, Since: ago(time.Hour), RunningSince: ago(time.Hour)}
 		if mod != nil {
@@ -93,7 +94,7 @@ func TestIdlePolicyGraceConfirmCrash(t *testing.T) {
 	tests := []struct {
 		name         string
 		st           Status
-		m            Snapshot
+		m            usage.Snapshot
 		idle, scaled bool
 		reason       string
 	}{
@@ -104,17 +105,17 @@ func TestIdlePolicyGraceConfirmCrash(t *testing.T) {
 		{"woken 9 min ago", running(func(s *Status) { s.LastWake = ago(9 * time.Minute) }), idleData, false, false, "grace"},
 		{"woken 11 min ago", running(func(s *Status) { s.LastWake = ago(11 * time.Minute) }), idleData, true, false, "first idle check"},
 		{"no task ever, woken past threshold", Status{State: lifecycle.StateStarting, DesiredCount: 1, WokenAt: ago(20 * time.Minute), LastWake: ago(20 * time.Minute)},
-			Snapshot{}, true, false, "woken"},
+			usage.Snapshot{}, true, false, "woken"},
 		{"no task ever, woken under threshold", Status{State: lifecycle.StateStarting, DesiredCount: 1, WokenAt: ago(12 * time.Minute), LastWake: ago(12 * time.Minute)},
-			Snapshot{}, false, false, "woken"},
-		{"crash loop past the bound, despite a recent Wake", crashing(nil), Snapshot{}, true, true, "crash loop"},
-		{"crash loop, times from the Wake only", crashing(func(s *Status) { s.FailingSince = time.Time{} }), Snapshot{}, true, true, "crash loop"},
-		{"failing under the bound", crashing(func(s *Status) { s.FailingSince, s.WokenAt = ago(5*time.Minute), ago(5*time.Minute) }), Snapshot{}, false, false, "grace"},
-		{"one failure is no loop", crashing(func(s *Status) { s.FailedStarts = 1 }), Snapshot{}, false, false, "grace"},
-		{"a healthy task", crashing(func(s *Status) { s.Healthy = true }), Snapshot{}, false, false, "grace"},
-		{"a task up past the bound", crashing(func(s *Status) { s.RunningSince = ago(11 * time.Minute) }), Snapshot{}, false, false, "grace"},
-		{"crash loop, no time known at all", crashing(func(s *Status) { s.FailingSince, s.WokenAt = time.Time{}, time.Time{} }), Snapshot{}, false, false, "grace"},
-		{"asleep with failures", Status{State: lifecycle.StateSleeping, FailedStarts: 5}, Snapshot{}, false, false, "already"},
+			usage.Snapshot{}, false, false, "woken"},
+		{"crash loop past the bound, despite a recent Wake", crashing(nil), usage.Snapshot{}, true, true, "crash loop"},
+		{"crash loop, times from the Wake only", crashing(func(s *Status) { s.FailingSince = time.Time{} }), usage.Snapshot{}, true, true, "crash loop"},
+		{"failing under the bound", crashing(func(s *Status) { s.FailingSince, s.WokenAt = ago(5*time.Minute), ago(5*time.Minute) }), usage.Snapshot{}, false, false, "grace"},
+		{"one failure is no loop", crashing(func(s *Status) { s.FailedStarts = 1 }), usage.Snapshot{}, false, false, "grace"},
+		{"a healthy task", crashing(func(s *Status) { s.Healthy = true }), usage.Snapshot{}, false, false, "grace"},
+		{"a task up past the bound", crashing(func(s *Status) { s.RunningSince = ago(11 * time.Minute) }), usage.Snapshot{}, false, false, "grace"},
+		{"crash loop, no time known at all", crashing(func(s *Status) { s.FailingSince, s.WokenAt = time.Time{}, time.Time{} }), usage.Snapshot{}, false, false, "grace"},
+		{"asleep with failures", Status{State: lifecycle.StateSleeping, FailedStarts: 5}, usage.Snapshot{}, false, false, "already"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

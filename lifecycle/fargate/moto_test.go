@@ -16,6 +16,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 type stats struct {
@@ -31,10 +32,10 @@ func TestPublisherRoundTripMoto(t *testing.T) {
 	t.Parallel()
 	endpoint := awstest.StartMoto(t)
 	cfg := awstest.AWSConfig(endpoint)
-	pcfg := fargate.DefaultPublisherConfig()
+	pcfg := usage.DefaultPublisherConfig()
 	pcfg.Service = "round-trip"
 	last := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
-	pub, err := fargate.NewPublisherFromConfig(cfg, pcfg, stats{active: 3, last: last}, zerolog.Nop())
+	pub, err := usage.NewPublisherFromConfig(cfg, pcfg, stats{active: 3, last: last}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +44,9 @@ func TestPublisherRoundTripMoto(t *testing.T) {
 	if err := pub.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mcfg := fargate.DefaultMetricsConfig()
+	mcfg := usage.DefaultMetricsConfig()
 	mcfg.Service = "round-trip"
-	r, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
+	r, err := usage.NewMetricsReaderFromConfig(cfg, mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +77,9 @@ func TestIdleApplyMoto(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "apply-" + tc.name, Service: "svc-" + tc.name, DesiredCount: 1})
-			pcfg := fargate.DefaultPublisherConfig()
+			pcfg := usage.DefaultPublisherConfig()
 			pcfg.Service, pcfg.Interval = f.Service, 20*time.Millisecond
-			pub, err := fargate.NewPublisherFromConfig(cfg, pcfg, tc.src, zerolog.Nop())
+			pub, err := usage.NewPublisherFromConfig(cfg, pcfg, tc.src, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,9 +98,9 @@ func TestIdleApplyMoto(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mcfg := fargate.DefaultMetricsConfig()
+			mcfg := usage.DefaultMetricsConfig()
 			mcfg.Service = f.Service
-			reader, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
+			reader, err := usage.NewMetricsReaderFromConfig(cfg, mcfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,12 +137,12 @@ func TestIdleApplyMoto(t *testing.T) {
 // (a datapoint older than the Wake) and a clock moving on.
 func putAt(t *testing.T, cw *cloudwatch.Client, service string, at time.Time, active float64, last time.Time) {
 	t.Helper()
-	dims := []cwtypes.Dimension{{Name: aws.String(fargate.DimensionService), Value: aws.String(service)}}
+	dims := []cwtypes.Dimension{{Name: aws.String(usage.DimensionService), Value: aws.String(service)}}
 	if _, err := cw.PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
-		Namespace: aws.String(fargate.DefaultNamespace),
+		Namespace: aws.String(usage.DefaultNamespace),
 		MetricData: []cwtypes.MetricDatum{
-			{MetricName: aws.String(fargate.MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(active)},
-			{MetricName: aws.String(fargate.MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(float64(last.Unix()))},
+			{MetricName: aws.String(usage.MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(active)},
+			{MetricName: aws.String(usage.MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(at), Value: aws.Float64(float64(last.Unix()))},
 		},
 	}); err != nil {
 		t.Fatal(err)
@@ -163,13 +164,13 @@ func TestWakeSleepRaceMoto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mcfg := fargate.DefaultMetricsConfig()
+	mcfg := usage.DefaultMetricsConfig()
 	mcfg.Service = f.Service
-	reader, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
+	reader, err := usage.NewMetricsReaderFromConfig(cfg, mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cw := fargate.NewCloudWatchClient(cfg)
+	cw := usage.NewCloudWatchClient(cfg)
 	policy := fargate.DefaultIdlePolicy()
 	t0 := time.Now()
 	longAgo := t0.Add(-time.Hour)
@@ -270,9 +271,9 @@ func TestCrashLoopMoto(t *testing.T) {
 
 	// ECS starts yet another task (RUNNING for now): Sleep still sees the loop.
 	f.StartTask(t, "")
-	mcfg := fargate.DefaultMetricsConfig()
+	mcfg := usage.DefaultMetricsConfig()
 	mcfg.Service = f.Service
-	reader, err := fargate.NewMetricsReaderFromConfig(cfg, mcfg)
+	reader, err := usage.NewMetricsReaderFromConfig(cfg, mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 // Controller is what the Wake and Kill handlers need from [fargate.Service].
@@ -65,8 +66,8 @@ func DefaultConfig() Config {
 		WakeGrace:        p.WakeGrace,
 		IdleConfirmAfter: p.ConfirmAfter,
 		CrashBound:       p.CrashBound,
-		MetricsInterval:  fargate.DefaultPublisherConfig().Interval,
-		Namespace:        fargate.DefaultNamespace,
+		MetricsInterval:  usage.DefaultPublisherConfig().Interval,
+		Namespace:        usage.DefaultNamespace,
 		LogLevel:         zerolog.InfoLevel,
 	}
 }
@@ -261,9 +262,9 @@ type Kill struct {
 	Log zerolog.Logger
 }
 
-// ActivityReader is what Kill needs from [fargate.MetricsReader].
+// ActivityReader is what Kill needs from [usage.MetricsReader].
 type ActivityReader interface {
-	Read(ctx context.Context, now time.Time, window time.Duration) (fargate.Snapshot, error)
+	Read(ctx context.Context, now time.Time, window time.Duration) (usage.Snapshot, error)
 }
 
 // Summarizer reads the service without its tasks ([fargate.Service.Summary]);
@@ -377,11 +378,11 @@ func (h *Kill) refuseInUse(ctx context.Context, log zerolog.Logger, kr lifecycle
 	if h.Metrics != nil {
 		interval := h.MetricsInterval
 		if interval <= 0 {
-			interval = fargate.DefaultPublisherConfig().Interval
+			interval = usage.DefaultPublisherConfig().Interval
 		}
 		// The exiting agent counts its own streams over the same window
 		// (lifecycle.DefaultPeakWindow for the default interval).
-		window := lifecycle.KillWindow(interval, fargate.DefaultMetricsConfig().Period)
+		window := lifecycle.KillWindow(interval, usage.DefaultMetricsConfig().Period)
 		snap, err := h.Metrics.Read(ctx, now, window)
 		if err != nil {
 			return awsFailure(log, "kill", err), true
@@ -419,7 +420,7 @@ func (h *Kill) HandleScheduled(ctx context.Context, ev events.EventBridgeEvent) 
 type Sleep struct {
 	Policy  fargate.IdlePolicy
 	Service *fargate.Service
-	Metrics *fargate.MetricsReader
+	Metrics *usage.MetricsReader
 	// Now defaults to time.Now.
 	Now func() time.Time
 	Log zerolog.Logger

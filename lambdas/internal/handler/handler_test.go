@@ -19,6 +19,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/lifecycle/fargate"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 )
 
 type fakeController struct {
@@ -35,12 +36,12 @@ type fakeController struct {
 func (f *fakeController) Summary(context.Context) (fargate.Status, error) { return f.sum, f.err }
 
 type fakeReader struct {
-	snap   fargate.Snapshot
+	snap   usage.Snapshot
 	err    error
 	window time.Duration
 }
 
-func (f *fakeReader) Read(_ context.Context, _ time.Time, window time.Duration) (fargate.Snapshot, error) {
+func (f *fakeReader) Read(_ context.Context, _ time.Time, window time.Duration) (usage.Snapshot, error) {
 	f.window = window
 	return f.snap, f.err
 }
@@ -52,14 +53,14 @@ func TestKillAgentExit(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	up := fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1, LastWake: ago(time.Hour)}
-	active := func(n float64, at time.Duration) fargate.Snapshot {
-		return fargate.Snapshot{ActiveConnections: n, ActiveAt: ago(at)}
+	active := func(n float64, at time.Duration) usage.Snapshot {
+		return usage.Snapshot{ActiveConnections: n, ActiveAt: ago(at)}
 	}
 	tests := []struct {
 		name       string
 		body       string
 		sum        fargate.Status
-		snap       fargate.Snapshot
+		snap       usage.Snapshot
 		readErr    error
 		wantStatus int
 		wantCode   string
@@ -68,7 +69,7 @@ func TestKillAgentExit(t *testing.T) {
 		{"unconditional, empty body", ``, up, active(5, 0), nil, 200, "", 1},
 		{"unconditional, {}", `{}`, fargate.Status{DesiredCount: 1, LastWake: ago(time.Second)}, active(5, 0), nil, 200, "", 1},
 		{"alone", `{"reason":"agent_exit","streams":2}`, up, active(2, time.Minute), nil, 200, "", 1},
-		{"no datapoint at all", `{"reason":"agent_exit"}`, up, fargate.Snapshot{}, nil, 200, "", 1},
+		{"no datapoint at all", `{"reason":"agent_exit"}`, up, usage.Snapshot{}, nil, 200, "", 1},
 		{"another agent's streams", `{"reason":"agent_exit","streams":2}`, up, active(3, time.Minute), nil, 409, lifecycle.CodeInUse, 0},
 		{"streams, own count unknown", `{"reason":"agent_exit"}`, up, active(1, 2*time.Minute), nil, 409, lifecycle.CodeInUse, 0},
 		{"stale busy datapoint", `{"reason":"agent_exit"}`, up, active(4, 4*time.Minute), nil, 200, "", 1},
@@ -77,11 +78,11 @@ func TestKillAgentExit(t *testing.T) {
 		{"the agent's own ended streams, peak sent", `{"reason":"agent_exit","streams":3}`, up, active(3, 170*time.Second), nil, 200, "", 1},
 		{"the agent's own ended streams, sent as 0", `{"reason":"agent_exit","streams":0}`, up, active(3, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
 		{"more than the agent's peak", `{"reason":"agent_exit","streams":3}`, up, active(4, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
-		{"woken within the grace", `{"reason":"agent_exit","streams":9}`, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, fargate.Snapshot{}, nil, 409, lifecycle.CodeInUse, 0},
-		{"already asleep", `{"reason":"agent_exit"}`, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, fargate.Snapshot{}, nil, 200, "", 0},
-		{"metrics unreadable", `{"reason":"agent_exit"}`, up, fargate.Snapshot{}, errors.New("throttled"), 500, lifecycle.CodeAWS, 0},
-		{"unknown reason", `{"reason":"because"}`, up, fargate.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
-		{"not json", `kill`, up, fargate.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
+		{"woken within the grace", `{"reason":"agent_exit","streams":9}`, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, usage.Snapshot{}, nil, 409, lifecycle.CodeInUse, 0},
+		{"already asleep", `{"reason":"agent_exit"}`, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, usage.Snapshot{}, nil, 200, "", 0},
+		{"metrics unreadable", `{"reason":"agent_exit"}`, up, usage.Snapshot{}, errors.New("throttled"), 500, lifecycle.CodeAWS, 0},
+		{"unknown reason", `{"reason":"because"}`, up, usage.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
+		{"not json", `kill`, up, usage.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,11 +113,11 @@ func TestKillAgentExit(t *testing.T) {
 // defaults, or the subtraction would miss streams.
 func TestKillWindowMatchesAgentPeak(t *testing.T) {
 	t.Parallel()
-	if got := lifecycle.KillWindow(fargate.DefaultPublisherConfig().Interval, fargate.DefaultMetricsConfig().Period); got != lifecycle.DefaultPeakWindow {
+	if got := lifecycle.KillWindow(usage.DefaultPublisherConfig().Interval, usage.DefaultMetricsConfig().Period); got != lifecycle.DefaultPeakWindow {
 		t.Fatalf("Kill window %v with the default metrics interval, agent's peak window %v", got, lifecycle.DefaultPeakWindow)
 	}
-	if DefaultConfig().MetricsInterval != fargate.DefaultPublisherConfig().Interval {
-		t.Fatalf("the Lambdas' METRICS_INTERVAL default %v is not the server's %v", DefaultConfig().MetricsInterval, fargate.DefaultPublisherConfig().Interval)
+	if DefaultConfig().MetricsInterval != usage.DefaultPublisherConfig().Interval {
+		t.Fatalf("the Lambdas' METRICS_INTERVAL default %v is not the server's %v", DefaultConfig().MetricsInterval, usage.DefaultPublisherConfig().Interval)
 	}
 }
 

@@ -1,4 +1,4 @@
-package fargate
+package usage
 
 import (
 	"context"
@@ -11,13 +11,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/rs/zerolog"
 )
 
 // Names of the metrics the server publishes and the Sleep Lambda reads.
 const (
-	DefaultNamespace        = "Fluidity"
+	DefaultNamespace = "Fluidity"
+	// DefaultService is the ECS service name of the default deployment
+	// (fargate.DefaultServiceConfig), the metrics' DimensionService.
+	DefaultService          = "fluidity-server"
 	MetricActiveConnections = "ActiveConnections"
 	MetricLastActivity      = "LastActivityEpochSeconds"
 	// DimensionService carries the ECS service name, so several deployments
@@ -68,7 +73,7 @@ const DefaultWatch = time.Second
 func DefaultPublisherConfig() PublisherConfig {
 	return PublisherConfig{
 		Namespace: DefaultNamespace,
-		Service:   DefaultServiceConfig().Service,
+		Service:   DefaultService,
 		Interval:  60 * time.Second,
 		Timeout:   10 * time.Second,
 		Watch:     DefaultWatch,
@@ -78,19 +83,19 @@ func DefaultPublisherConfig() PublisherConfig {
 // Validate reports unusable settings.
 func (c PublisherConfig) Validate() error {
 	if strings.TrimSpace(c.Namespace) == "" {
-		return errors.New("fargate: metrics namespace is empty")
+		return errors.New("usage: metrics namespace is empty")
 	}
 	if strings.TrimSpace(c.Service) == "" {
-		return errors.New("fargate: metrics service dimension is empty")
+		return errors.New("usage: metrics service dimension is empty")
 	}
 	if c.Interval <= 0 {
-		return fmt.Errorf("fargate: metrics interval %v is not positive", c.Interval)
+		return fmt.Errorf("usage: metrics interval %v is not positive", c.Interval)
 	}
 	if c.Timeout <= 0 {
-		return fmt.Errorf("fargate: metrics timeout %v is not positive", c.Timeout)
+		return fmt.Errorf("usage: metrics timeout %v is not positive", c.Timeout)
 	}
 	if c.Watch < 0 {
-		return fmt.Errorf("fargate: metrics watch interval %v is negative", c.Watch)
+		return fmt.Errorf("usage: metrics watch interval %v is negative", c.Watch)
 	}
 	return nil
 }
@@ -122,7 +127,7 @@ func NewPublisher(cfg PublisherConfig, api MetricsPutAPI, src StatsSource, log z
 		return nil, err
 	}
 	if api == nil || src == nil {
-		return nil, errors.New("fargate: nil cloudwatch client or stats source")
+		return nil, errors.New("usage: nil cloudwatch client or stats source")
 	}
 	return &Publisher{cfg: cfg, api: api, src: src, log: log, now: time.Now, started: time.Now()}, nil
 }
@@ -235,19 +240,19 @@ type MetricsConfig struct {
 
 // DefaultMetricsConfig matches [DefaultPublisherConfig].
 func DefaultMetricsConfig() MetricsConfig {
-	return MetricsConfig{Namespace: DefaultNamespace, Service: DefaultServiceConfig().Service, Period: time.Minute}
+	return MetricsConfig{Namespace: DefaultNamespace, Service: DefaultService, Period: time.Minute}
 }
 
 // Validate reports unusable settings.
 func (c MetricsConfig) Validate() error {
 	if strings.TrimSpace(c.Namespace) == "" {
-		return errors.New("fargate: metrics namespace is empty")
+		return errors.New("usage: metrics namespace is empty")
 	}
 	if strings.TrimSpace(c.Service) == "" {
-		return errors.New("fargate: metrics service dimension is empty")
+		return errors.New("usage: metrics service dimension is empty")
 	}
 	if c.Period < time.Second || c.Period%time.Second != 0 || c.Period/time.Second > math.MaxInt32 {
-		return fmt.Errorf("fargate: metrics period %v is not a whole number of seconds", c.Period)
+		return fmt.Errorf("usage: metrics period %v is not a whole number of seconds", c.Period)
 	}
 	return nil
 }
@@ -277,7 +282,7 @@ func NewMetricsReader(cfg MetricsConfig, api MetricsGetAPI) (*MetricsReader, err
 		return nil, err
 	}
 	if api == nil {
-		return nil, errors.New("fargate: nil cloudwatch client")
+		return nil, errors.New("usage: nil cloudwatch client")
 	}
 	return &MetricsReader{cfg: cfg, api: api}, nil
 }
@@ -344,4 +349,30 @@ func newest(res cwtypes.MetricDataResult) (time.Time, float64, bool) {
 		}
 	}
 	return at, v, found
+}
+
+// NewCloudWatchClient returns a CloudWatch client that speaks the awsJson1_0
+// protocol instead of the SDK's default rpc-v2-CBOR. CloudWatch accepts both;
+// JSON is also what local emulators (moto) understand, so the client tested
+// locally is byte-for-byte the client shipped.
+//
+// Request compression is off: with the protocol swapped, the SDK labels
+// PutMetricData bodies "Content-Encoding: gzip" without compressing them,
+// which any receiver rejects, and our payloads are a few hundred bytes.
+func NewCloudWatchClient(cfg aws.Config, optFns ...func(*cloudwatch.Options)) *cloudwatch.Client {
+	opts := append([]func(*cloudwatch.Options){func(o *cloudwatch.Options) {
+		o.Protocol = awsjson.New10(cwschemas.GraniteServiceVersion20100801)
+		o.DisableRequestCompression = true
+	}}, optFns...)
+	return cloudwatch.NewFromConfig(cfg, opts...)
+}
+
+// NewMetricsReaderFromConfig builds a [MetricsReader] from an SDK configuration.
+func NewMetricsReaderFromConfig(awsCfg aws.Config, cfg MetricsConfig) (*MetricsReader, error) {
+	return NewMetricsReader(cfg, NewCloudWatchClient(awsCfg))
+}
+
+// NewPublisherFromConfig builds a [Publisher] from an SDK configuration.
+func NewPublisherFromConfig(awsCfg aws.Config, cfg PublisherConfig, src StatsSource, log zerolog.Logger) (*Publisher, error) {
+	return NewPublisher(cfg, NewCloudWatchClient(awsCfg), src, log)
 }
