@@ -70,8 +70,15 @@ image-server: cross dist/ca-certificates.crt
 		--platform $(SERVER_IMAGE_PLATFORM) -f infra/Dockerfile.server \
 		--build-arg VERSION=$(VERSION) -t fluidity-server:$(VERSION) .
 
-run: build-host
-	./scripts/run-local.sh
+# make run needs the daemons and `fluidity certs`: it builds the CLI without deploy
+# and destroy (-tags fluidity_nodeploy), which link the AWS SDK's CloudFormation, EC2,
+# S3... clients and would make a first `make run` compile for minutes. `make build`
+# builds the full bin/fluidity.
+run:
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -tags fluidity_nodeploy -o $(BIN)/run/fluidity ./daemons/fluidity
+	FLUIDITY_CLI=$(BIN)/run/fluidity ./scripts/run-local.sh
 
 deps:
 	./scripts/ci-deps.sh

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${FLUIDITY_BIN:-bin}
+# The CLI for `fluidity certs`: make run's is built without deploy (see the Makefile).
+CLI=${FLUIDITY_CLI:-$BIN/fluidity}
 STATE=${FLUIDITY_STATE:-.state}
 # Port 443 (the agent's default, what the cloud stack publishes) needs privileges
 # here; locally both daemons take this high port explicitly.
@@ -39,7 +41,7 @@ check_port "$ADMIN_PORT" "the agent's status page and metrics" ADMIN_PORT
 
 mkdir -p "$STATE"
 # Creates what is missing, keeps what exists (never clobbers keys).
-"$BIN/fluidity" certs --dir "$STATE/certs" --san 127.0.0.1 --client agent >/dev/null
+"$CLI" certs --dir "$STATE/certs" --san 127.0.0.1 --client agent >/dev/null
 
 pids=()
 # cleanup stops both daemons and exits with $1: 0 after Ctrl-C (the normal way to

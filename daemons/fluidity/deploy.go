@@ -1,3 +1,5 @@
+//go:build !fluidity_nodeploy
+
 package main
 
 import (
