@@ -67,8 +67,7 @@ func StartEmulator(t testing.TB, bootstrapPath string, env []string) *RIE {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start aws-lambda-rie: %v", err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
+		exited := waitExit(cmd)
 		if err := waitTCP(addr, 15*time.Second, exited); err != nil {
 			stopProcess(cmd, exited)
 			lastErr = fmt.Errorf("%w; output:\n%s", err, logs.String())

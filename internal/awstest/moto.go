@@ -120,8 +120,7 @@ func StartMotoServer(t testing.TB) *Moto {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start moto_server: %v", err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
+		exited := waitExit(cmd)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		// Only moto answers its data endpoint with JSON: a process that took the
 		// port first (the race above) must not pass for moto.
@@ -218,6 +217,15 @@ func exitErr(err error) error {
 		return errors.New("exit status 0")
 	}
 	return err
+}
+
+// waitExit waits for the started cmd: the channel gives its exit status, then
+// is closed, so that after a wait for it to start has taken the status,
+// stopProcess still sees the process is gone instead of blocking forever.
+func waitExit(cmd *exec.Cmd) <-chan error {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); close(exited) }()
+	return exited
 }
 
 // stopProcess ends a process group we started: TERM, then KILL after 5 s.
