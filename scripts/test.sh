@@ -53,43 +53,47 @@ golangci-lint run --allow-serial-runners ./...
 step "build (host)"
 make --no-print-directory build-host
 
-# The cross-builds (every agent platform, the server image's) and govulncheck share
-# nothing with the race-instrumented test builds: they run, one after the other,
-# beside the tests, which spend much of their time waiting on processes and
-# sockets. Their output follows the tests'.
-step "cross-builds and govulncheck, in the background"
+# Everything that shares nothing with the race-instrumented test builds runs beside
+# them, one after the other: the race tests spend much of their time waiting on
+# processes and sockets (moto, podman, systemd, the daemons), which leaves a core
+# free. Their output follows the tests'; a failure among them fails the run.
+step "in the background: cross-builds, govulncheck, 1 GiB bounds and micro-benchmarks, fuzz"
 bg_log=$(mktemp)
+# Only the packages that have TestBig* or benchmarks: any other would be linked
+# again, without the race detector, to run nothing.
+big_bench_pkgs=$(grep -rlE --include='*_test.go' '^func (Benchmark|TestBig)' . | xargs -n1 dirname | sort -u)
 (
 	set -e
-	echo "=== cross-builds (every agent platform, the server image's)"
-	t=$SECONDS
-	make --no-print-directory cross
-	echo "(cross-builds: $((SECONDS - t))s)"
-	echo
-	echo "=== govulncheck (offline: a local copy of the Go vulnerability database)"
-	t=$SECONDS
-	./scripts/vulncheck.sh
-	echo "(govulncheck: $((SECONDS - t))s)"
+	sub() { # name, command...
+		local t=$SECONDS name=$1
+		shift
+		echo "=== $name"
+		"$@"
+		echo "($name: $((SECONDS - t))s)"
+		echo
+	}
+	sub "cross-builds (every agent platform, the server image's)" make --no-print-directory cross
+	sub "govulncheck (offline: a local copy of the Go vulnerability database)" ./scripts/vulncheck.sh
+	# One non-race pass for both: the 1 GiB memory bounds need shipped-speed code,
+	# and one iteration of every micro-benchmark shows they build and run.
+	sub "large-transfer memory bounds (full 1 GiB) and micro-benchmarks (one iteration each), no race detector" \
+		go test -count=1 -vet=off -timeout 15m -run '^TestBig' -bench . -benchtime 1x $big_bench_pkgs
+	sub "fuzz (brief)" ./scripts/fuzz.sh "${FUZZ_BUDGET:-30000x}"
 ) >"$bg_log" 2>&1 &
 bg_pid=$!
-trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log" "$times_file"' EXIT
+# (Nothing in an EXIT trap may fail: under set -e its status would become the run's.)
+trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log" "$times_file" || true' EXIT
 
+# go vet ran above: -vet=off spares each test build go test's own vet pass. Three
+# test binaries at once on two cores, for the same reason as the background work.
 step "go test -race"
-go test -race -count=1 -timeout 20m ./...
+go test -race -count=1 -vet=off -p 3 -timeout 20m ./...
 
-step "cross-builds and govulncheck (run beside the tests)"
+step "the background work (its output)"
 bg_rc=0
 wait "$bg_pid" || bg_rc=$?
 cat "$bg_log"
-if [ "$bg_rc" -ne 0 ]; then echo "cross-builds or govulncheck failed"; exit 1; fi
-
-# One non-race pass for both: the 1 GiB memory bounds need shipped-speed code, and
-# one iteration of every micro-benchmark shows they build and run.
-step "large-transfer memory bounds (full 1 GiB) and micro-benchmarks (one iteration each), no race detector"
-go test -count=1 -timeout 15m -run '^TestBig' -bench . -benchtime 1x ./...
-
-step "fuzz (brief)"
-./scripts/fuzz.sh "${FUZZ_BUDGET:-30000x}"
+if [ "$bg_rc" -ne 0 ]; then echo "FAILED: the background work above (cross-builds, govulncheck, 1 GiB bounds, benchmarks or fuzz)"; exit 1; fi
 
 step_end
 cpu_now

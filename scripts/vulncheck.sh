@@ -45,8 +45,32 @@ fi
 # Source mode, symbol level: a vulnerable function counts when this module's code can
 # reach it; the toolchain's standard library is checked against the same database.
 # govulncheck's JSON mode always exits 0, so the gate decides, against the accepted list.
+#
+# The analysis loads and builds SSA for every package, the AWS SDK's among them: about
+# a minute of CPU. Its result depends only on the sources, the toolchain, govulncheck
+# and the database, so it is kept under a hash of all of them (like Go's test cache)
+# and reused when none has changed; the gate below always runs.
 echo "govulncheck $(go env GOVERSION), database $db"
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-govulncheck -db "file://$db" -format json ./... >"$out"
-go run ./internal/vulndb/cmd/fluidity-vulndb gate -accepted scripts/vulncheck-accepted.txt <"$out"
+key=$(
+	{
+		go env GOVERSION GOOS GOARCH GOFLAGS
+		go version -m "$(command -v govulncheck)" | awk '$1 == "mod" {print $2, $3}'
+		echo "$VULNDB_VERSION"
+		# Every Go source of the module, tracked or not (but not ignored), and the module files.
+		{ git ls-files -co --exclude-standard -- '*.go'; echo go.mod; echo go.sum; } | LC_ALL=C sort | xargs sha256sum
+	} | sha256sum | cut -c1-32
+)
+results=$cache/results
+result=$results/$key.json
+if [ -s "$result" ]; then
+	echo "govulncheck: sources, toolchain and database as in an earlier run: its analysis reused ($result)"
+else
+	mkdir -p "$results"
+	tmp=$(mktemp "$results/.run.XXXXXX")
+	trap 'rm -f "$tmp"' EXIT
+	govulncheck -db "file://$db" -format json ./... >"$tmp"
+	mv "$tmp" "$result"
+	# Keep the newest few: each is a few hundred kilobytes.
+	ls -1t "$results"/*.json | tail -n +6 | xargs -r rm -f
+fi
+go run ./internal/vulndb/cmd/fluidity-vulndb gate -accepted scripts/vulncheck-accepted.txt <"$result"
