@@ -190,10 +190,16 @@ func TestServerImageArchitecture(t *testing.T) {
 		}
 	}
 
-	// `make cross` builds the server for that platform, so the Dockerfile,
-	// which copies dist/fluidity-server-linux-$TARGETARCH, finds it.
-	if !strings.Contains(makeTarget(t, "cross"), "SERVER_IMAGE_PLATFORM") {
-		t.Error("make cross does not build the server for SERVER_IMAGE_PLATFORM")
+	// `make cross` (and make test's cross-check) builds the server for that
+	// platform, so the Dockerfile, which copies
+	// dist/fluidity-server-linux-$TARGETARCH, finds it.
+	if !strings.Contains(makeTarget(t, "cross-agents"), "SERVER_IMAGE_PLATFORM") {
+		t.Error("make cross-agents does not build the server for SERVER_IMAGE_PLATFORM")
+	}
+	for _, target := range []string{"cross", "cross-check"} {
+		if !strings.Contains(makeTarget(t, target), "cross-agents") {
+			t.Errorf("make %s does not build through cross-agents", target)
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ big_bench_pkgs=$(grep -rlE --include='*_test.go' '^func (Benchmark|TestBig)' . |
 		echo "($name: $((SECONDS - t))s)"
 		echo
 	}
-	sub "cross-builds (every agent platform, the server image's)" make --no-print-directory cross
+	sub "cross-builds (the agent for every OS and both architectures, the server image's; make cross-check)" make --no-print-directory cross-check
 	sub "govulncheck (offline: a local copy of the Go vulnerability database)" ./scripts/vulncheck.sh
 	# One non-race pass for both: the 1 GiB memory bounds need shipped-speed code,
 	# and one iteration of every micro-benchmark shows they build and run.
