@@ -197,7 +197,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 }
 
 // Ping checks the tunnel end to end: it connects if no session is up, then
-// measures one round trip to the server on the least busy session.
+// measures one round trip to the server on the least busy session. A ping
+// already in flight on that session answers for this one too (yamux shares
+// one among its callers, its own RTT measurement at the session's start
+// included): Ping may report a round trip begun just before it was called.
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	sess, err := c.session(ctx, nil)
 	if err != nil {
