@@ -148,12 +148,19 @@ func explainTunnel(f *failure, err error) {
 		f.Title = "The server's certificate was rejected"
 		f.What = "The agent reached something at the server's address, but its certificate is not one your CA signed for the server name."
 		f.Do = "Check ca_cert_file (the CA that signed the server's certificate) and server_name, and that server_ip points at your Fluidity server."
-	case errors.As(err, &op) && op.Op == "remote error":
-		// A TLS alert from the server: in TLS 1.3 it rejects a client
-		// certificate this way, after the agent's side of the handshake.
+	case errors.Is(err, tunnel.ErrClientCertificate):
+		// The tunnel names the TLS alerts with which a server refuses a
+		// client certificate (in TLS 1.3, after the agent's side of the
+		// handshake).
 		f.Title = "The server rejected this agent's certificate"
 		f.What = "Your Fluidity server refused the agent's client certificate: it may be signed by another CA, expired, or on the server's deny_clients list."
 		f.Do = "Check cert_file and key_file, or issue a new client certificate with fluidity certs."
+	case errors.As(err, &op) && op.Op == "remote error":
+		// Another TLS alert: the server (or something at its address) broke
+		// off the handshake for a reason that is not the certificate.
+		f.Title = "The server broke off the TLS handshake"
+		f.What = fmt.Sprintf("The agent reached something at the server's address, which ended the TLS handshake with an alert (%v).", op.Err)
+		f.Do = "Check that server_ip and server_port point at your Fluidity server, and the server's log for why it refused."
 	case down:
 		f.Title = "The Fluidity server cannot be reached"
 		f.What = "The agent could not connect to your server: it may be stopped, or the address or a firewall is in the way."
