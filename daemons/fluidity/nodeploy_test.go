@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // The fluidity that `make run` builds (-tags fluidity_nodeploy) links no AWS
@@ -14,27 +16,9 @@ import (
 // when asked to deploy.
 func TestNoDeployBuild(t *testing.T) {
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
+	deps, err := testbin.Deps(".", nil, "-tags", "fluidity_nodeploy")
 	if err != nil {
-		t.Fatalf("the go command is needed: %v", err)
-	}
-	goCmd := func(args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(goBin, args...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, ee.Stderr)
-			}
-			t.Fatalf("go %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
-	deps := strings.Fields(string(goCmd("list", "-deps", "-tags", "fluidity_nodeploy", ".")))
-	if len(deps) == 0 {
-		t.Fatal("go list -deps listed nothing")
+		t.Fatal(err)
 	}
 	for _, dep := range deps {
 		if strings.HasPrefix(dep, "github.com/aws/") {
@@ -42,8 +26,11 @@ func TestNoDeployBuild(t *testing.T) {
 		}
 	}
 
-	bin := filepath.Join(t.TempDir(), "fluidity")
-	goCmd("build", "-tags", "fluidity_nodeploy", "-o", bin, ".")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fluidity")
+	if err := testbin.Build(dir, map[string]string{"fluidity": "./daemons/fluidity"}, nil, "-tags", "fluidity_nodeploy"); err != nil {
+		t.Fatal(err)
+	}
 	for _, cmd := range []string{"deploy", "destroy"} {
 		out, err := exec.Command(bin, cmd, "--yes").CombinedOutput()
 		var ee *exec.ExitError
@@ -54,11 +41,11 @@ func TestNoDeployBuild(t *testing.T) {
 			t.Errorf("fluidity %s says:\n%s", cmd, out)
 		}
 	}
-	dir := t.TempDir()
-	if out, err := exec.Command(bin, "certs", "--dir", dir).CombinedOutput(); err != nil {
+	certs := t.TempDir()
+	if out, err := exec.Command(bin, "certs", "--dir", certs).CombinedOutput(); err != nil {
 		t.Fatalf("fluidity certs: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "ca.crt")); err != nil {
+	if _, err := os.Stat(filepath.Join(certs, "ca.crt")); err != nil {
 		t.Errorf("fluidity certs made no CA: %v", err)
 	}
 }

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // TestServerLinksNoECSOrEC2 fails when the server's dependencies include the
@@ -15,23 +14,9 @@ import (
 // cache: every first `make run`, and every test that builds the server.
 func TestServerLinksNoECSOrEC2(t *testing.T) {
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
+	deps, err := testbin.Deps(".", []string{"GOOS=linux"})
 	if err != nil {
-		t.Fatalf("the go command is needed to list the server's dependencies: %v", err)
-	}
-	cmd := exec.Command(goBin, "list", "-deps", ".")
-	cmd.Env = append(os.Environ(), "GOOS=linux", "CGO_ENABLED=0")
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("go list -deps: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) == 0 {
-		t.Fatal("go list -deps listed nothing")
+		t.Fatal(err)
 	}
 	for _, dep := range deps {
 		for _, banned := range []string{"github.com/aws/aws-sdk-go-v2/service/ecs", "github.com/aws/aws-sdk-go-v2/service/ec2"} {

@@ -4,10 +4,12 @@ package testbin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // ModuleRoot returns the directory holding the module's go.mod, as the go
@@ -47,4 +49,28 @@ func Build(dir string, binaries map[string]string, extraEnv []string, extraArgs 
 		}
 	}
 	return nil
+}
+
+// Deps lists the import paths of the package in dir and of everything it
+// imports, directly or not (`go list -deps`), with extraEnv (e.g. GOOS) and
+// extraArgs (e.g. -tags) given to the go command: what a binary built from it
+// links. Test-only imports do not count.
+func Deps(dir string, extraEnv []string, extraArgs ...string) ([]string, error) {
+	args := append(append([]string{"list", "-deps"}, extraArgs...), ".")
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), extraEnv...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("go %v: %w\n%s", args, err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("go %v: %w", args, err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) == 0 {
+		return nil, fmt.Errorf("go %v listed nothing", args)
+	}
+	return deps, nil
 }
