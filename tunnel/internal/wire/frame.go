@@ -84,14 +84,27 @@ func AppendVersion(dst []byte, version byte, typ string, payload any) ([]byte, e
 	start := len(dst)
 	dst = append(dst, magic[:]...)
 	dst = append(dst, version, 0, 0, 0, 0)
+	out, ok := appendFast(dst, typ, payload)
+	if !ok {
+		var err error
+		if out, err = appendGeneral(dst[:start+PrefixSize], typ, payload); err != nil {
+			return dst[:start], err
+		}
+	}
+	n := len(out) - start - PrefixSize
+	if int64(n) > math.MaxUint32 {
+		return dst[:start], fmt.Errorf("%w: %d bytes", ErrHeaderTooLarge, n)
+	}
+	binary.BigEndian.PutUint32(out[start+5:], uint32(n)) // #nosec G115 -- checked just above
+	return out, nil
+}
+
+// appendGeneral appends the JSON header of (typ, payload) with the general codec.
+func appendGeneral(dst []byte, typ string, payload any) ([]byte, error) {
 	body, err := json.Marshal(outFrame{Type: typ, Payload: payload}, jsonOptions)
 	if err != nil {
-		return dst[:start], fmt.Errorf("tunnel: encode %s frame: %w", typ, err)
+		return dst, fmt.Errorf("tunnel: encode %s frame: %w", typ, err)
 	}
-	if len(body) > math.MaxUint32 {
-		return dst[:start], fmt.Errorf("%w: %d bytes", ErrHeaderTooLarge, len(body))
-	}
-	binary.BigEndian.PutUint32(dst[start+5:], uint32(len(body))) // #nosec G115 -- checked just above
 	return append(dst, body...), nil
 }
 
@@ -157,6 +170,15 @@ type frameValue interface {
 // clears: a reused value keeps nothing of an earlier frame.
 func Decode(body []byte, v frameValue) error {
 	v.reset()
+	if decodeFast(body, v) {
+		return v.check()
+	}
+	v.reset()
+	return decodeGeneral(body, v)
+}
+
+// decodeGeneral is Decode with the general codec alone.
+func decodeGeneral(body []byte, v frameValue) error {
 	if err := json.Unmarshal(body, v, jsonOptions); err != nil {
 		// The JSON error is text only: it wraps io.ErrUnexpectedEOF for an
 		// unterminated header, which callers would take for a cut stream

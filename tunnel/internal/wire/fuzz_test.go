@@ -112,6 +112,7 @@ func fuzzRead(t *testing.T, data []byte, newV func() decoder) {
 	if want := PrefixSize + int(length); used != want {
 		t.Fatalf("consumed %d bytes of a %d-byte frame", used, want)
 	}
+	checkFastDecode(t, data[PrefixSize:used], newV)
 	if err != nil {
 		if !errors.Is(err, ErrMalformed) {
 			t.Fatalf("complete frame: untyped error %v", err)
@@ -132,6 +133,9 @@ func fuzzRead(t *testing.T, data []byte, newV func() decoder) {
 	out, err := Append(nil, typ, p)
 	if err != nil {
 		t.Fatalf("accepted %s frame does not re-encode: %v", typ, err)
+	}
+	if general, err := appendGeneral(nil, typ, p); err != nil || !bytes.Equal(general, out[PrefixSize:]) {
+		t.Fatalf("Append wrote\n%q\nthe general codec %v\n%q", out[PrefixSize:], err, general)
 	}
 	again := newV()
 	if err := Read(bytes.NewReader(out), len(out), again); err != nil {

@@ -34,6 +34,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "interleaved rounds per figure")
 	profile := flag.String("profile", "", "instead of the figures, write CPU and allocation profiles of the agent and server under figure 7's load (64 CONNECT tunnels of small requests) into this directory")
 	profileDur := flag.Duration("profile-time", 10*time.Second, "how long -profile runs the load")
+	profileLoad := flag.String("profile-load", "connect", "the load -profile runs: connect (figure 7's) or http (figure 3's plain-HTTP forwarding)")
 	flag.Parse()
 	if *rounds < 1 {
 		// The report says how many rounds it took its medians over.
@@ -72,7 +73,10 @@ func run() error {
 	defer stop()
 
 	if *profile != "" {
-		return runProfile(ctx, *bin, *profile, *profileDur, logf)
+		if *profileLoad != "connect" && *profileLoad != "http" {
+			return fmt.Errorf("-profile-load %q: want connect or http", *profileLoad)
+		}
+		return runProfile(ctx, *bin, *profile, *profileDur, *profileLoad == "http", logf)
 	}
 	rig, err := bench.StartRig(ctx, bench.RigOptions{BinDir: *bin, Paths: paths, Log: logf})
 	if err != nil {
@@ -115,8 +119,8 @@ func run() error {
 }
 
 // runProfile runs the -profile mode: the Fluidity path alone under figure 7's
-// load, then stops the daemons so that they write their profiles.
-func runProfile(ctx context.Context, bin, dir string, dur time.Duration, logf func(string, ...any)) error {
+// load (figure 3's with plain), then stops the daemons so that they write their profiles.
+func runProfile(ctx context.Context, bin, dir string, dur time.Duration, plain bool, logf func(string, ...any)) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -128,7 +132,7 @@ func runProfile(ctx context.Context, bin, dir string, dur time.Duration, logf fu
 	if err != nil {
 		return err
 	}
-	n, err := bench.ProfileLoad(ctx, rig, 64, dur)
+	n, err := bench.ProfileLoad(ctx, rig, 64, dur, plain)
 	rig.Close() // the daemons write their profiles as they stop
 	if err != nil {
 		return err
