@@ -247,6 +247,7 @@ type Server struct {
 	closed    bool
 
 	wg           sync.WaitGroup
+	workers      *workers // serve streams, counted in wg
 	active       atomic.Int64
 	lastActivity atomic.Int64
 	idleCh       chan struct{} // signalled when active drops to zero
@@ -287,6 +288,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		limit:      newLogLimit(),
 		holders:    newHolders(),
 	}
+	s.workers = newWorkers(&s.wg, ctx.Done())
 	if cfg.Decoy.Enabled {
 		s.decoy = newDecoy(cfg.Decoy)
 	}
@@ -542,11 +544,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 			_ = st.ResetWithError(wire.ResetRefused)
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveStream(newStream(st), pending, log)
-		}()
+		s.workers.run(func() { s.serveStream(newStream(st), pending, log) })
 	}
 }
 
