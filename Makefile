@@ -101,7 +101,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 vet:
-	$(GO) vet ./...
+	$(BUILD_ENV) $(GO) vet $(GOFLAGS_BUILD) ./...
 
 .PHONY: lint vulncheck
 # The linters `make test` runs (.golangci.yml; scripts/ci-deps.sh installs the pinned version).

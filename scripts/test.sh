@@ -44,8 +44,14 @@ step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
 
+# vet, the host build, the binaries the tests build (internal/testbin) and the
+# non-race test pass share one build configuration, CGO_ENABLED=0 and -trimpath as
+# the Makefile builds, so that an empty build cache compiles every dependency once
+# for all four instead of once per configuration (the race tests need cgo and
+# their own instrumented build whatever is done).
+export CGO_ENABLED=0
 step "go vet"
-go vet ./...
+go vet -trimpath ./...
 
 step "golangci-lint (.golangci.yml)"
 golangci-lint run --allow-serial-runners ./...
@@ -77,7 +83,7 @@ big_bench_pkgs=$(grep -rlE --include='*_test.go' '^func (Benchmark|TestBig)' . |
 	# One non-race pass for both: the 1 GiB memory bounds need shipped-speed code,
 	# and one iteration of every micro-benchmark shows they build and run.
 	sub "large-transfer memory bounds (full 1 GiB) and micro-benchmarks (one iteration each), no race detector" \
-		go test -count=1 -vet=off -timeout 15m -run '^TestBig' -bench . -benchtime 1x $big_bench_pkgs
+		go test -trimpath -count=1 -vet=off -timeout 15m -run '^TestBig' -bench . -benchtime 1x $big_bench_pkgs
 	sub "fuzz (brief)" ./scripts/fuzz.sh "${FUZZ_BUDGET:-30000x}"
 ) >"$bg_log" 2>&1 &
 bg_pid=$!
@@ -87,7 +93,7 @@ trap 'wait "$bg_pid" 2>/dev/null || true; rm -f "$bg_log" "$times_file" || true'
 # go vet ran above: -vet=off spares each test build go test's own vet pass. Three
 # test binaries at once on two cores, for the same reason as the background work.
 step "go test -race"
-go test -race -count=1 -vet=off -p 3 -timeout 20m ./...
+CGO_ENABLED=1 go test -race -count=1 -vet=off -p 3 -timeout 20m ./...
 
 step "the background work (its output)"
 bg_rc=0

@@ -53,7 +53,7 @@ fi
 echo "govulncheck $(go env GOVERSION), database $db"
 key=$(
 	{
-		go env GOVERSION GOOS GOARCH GOFLAGS
+		go env GOVERSION GOOS GOARCH GOFLAGS CGO_ENABLED
 		go version -m "$(command -v govulncheck)" | awk '$1 == "mod" {print $2, $3}'
 		echo "$VULNDB_VERSION"
 		# Every Go source of the module, tracked or not (but not ignored), and the module files.
