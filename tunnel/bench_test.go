@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fluidity-tunnel/fluidity/internal/relay"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // BenchmarkRoundTrip measures one small HTTP request through the tunnel, target
@@ -37,20 +38,8 @@ func BenchmarkConnectThroughput(b *testing.B) {
 	for _, kind := range []transportKind{overTCP, overMTLS} {
 		b.Run(string(kind), func(b *testing.B) {
 			h := newHarness(b, kind, nil)
-			ln := listen(b)
-			defer ln.Close()
-			got := make(chan int64, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					got <- -1
-					return
-				}
-				n, _ := io.Copy(io.Discard, c)
-				c.Close()
-				got <- n
-			}()
-			conn, err := h.client.DialContext(context.Background(), "tcp", ln.Addr().String())
+			addr, got := testbin.DiscardTarget(b, 0)
+			conn, err := h.client.DialContext(context.Background(), "tcp", addr)
 			if err != nil {
 				b.Fatal(err)
 			}

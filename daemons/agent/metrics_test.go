@@ -15,6 +15,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
 // TestAgentMetrics runs the agent in-process with its admin listener against
@@ -112,31 +113,14 @@ const stallHold = 300 * time.Millisecond
 // waits on the window until the target reads.
 func stalledUpload(t *testing.T, proxyAddr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const size = 16 << 20
-	got := make(chan int64, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- -1
-			return
-		}
-		defer c.Close()
-		time.Sleep(stallHold)
-		n, _ := io.Copy(io.Discard, c)
-		got <- n
-	}()
+	addr, got := testbin.DiscardTarget(t, stallHold)
 	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	addr := ln.Addr().String()
 	_, _ = io.WriteString(c, "CONNECT "+addr+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
 	if err != nil {

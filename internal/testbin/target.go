@@ -1,9 +1,11 @@
 package testbin
 
 import (
+	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SendingTarget is a loopback TCP target that writes payload to the first
@@ -29,4 +31,34 @@ func SendingTarget(t testing.TB, payload []byte) string {
 		_, _ = c.Write(payload)
 	})
 	return ln.Addr().String()
+}
+
+// DiscardTarget is a loopback TCP target that accepts one connection, waits
+// hold (a slow reader, for stalls) and then reads it to its end. It returns
+// the target's address and a channel that gives the number of bytes read (-1
+// when nothing connected); the test's cleanup stops it.
+func DiscardTarget(t testing.TB, hold time.Duration) (string, <-chan int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64, 1)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		time.Sleep(hold)
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	})
+	return ln.Addr().String(), got
 }
