@@ -485,27 +485,15 @@ func (s *Server) goOwned(f func()) {
 // *tls.Conn after its handshake, or any conn in tests). It blocks until the session
 // ends and returns why.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		// Not even yamux's first answers: a closed server serves nothing.
-		_ = conn.Close()
-		return ErrServerClosed
-	}
 	log := s.log.With().Str("remote", conn.RemoteAddr().String()).Str("client", PeerIdentity(conn)).Logger()
 	rc := &recordingConn{Conn: conn}
 	// A session may hold at most every admitted stream plus its pending ones;
 	// yamux resets streams past that before they cost anything.
 	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams) // #nosec G115 -- Validate caps both at MaxInt32
-	mux, err := newMux(rc, false, s.cfg.Session.yamuxConfig(log, s.limit, incoming), s.budget, s.cfg.Observer)
+	mux, err := s.startSession(rc, s.cfg.Session.yamuxConfig(log, s.limit, incoming))
 	if err != nil {
 		_ = conn.Close()
-		return fmt.Errorf("tunnel: start session: %w", err)
-	}
-	if !s.trackSession(mux) {
-		_ = mux.Close()
-		return ErrServerClosed
+		return err
 	}
 	defer s.untrackSession(mux)
 	stop := context.AfterFunc(ctx, func() { _ = mux.Close() })
@@ -607,14 +595,22 @@ func (s *Server) untrack(ln net.Listener) {
 	_ = ln.Close()
 }
 
-func (s *Server) trackSession(m *yamux.Session) bool {
+// startSession starts yamux on conn and tracks the session, under the lock
+// Close takes: yamux answers (pings, its first frames) as soon as it starts,
+// so a session started apart from being tracked could answer a moment after
+// Close had returned. A closed server starts nothing.
+func (s *Server) startSession(conn net.Conn, cfg *yamux.Config) (*yamux.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return nil, ErrServerClosed
 	}
-	s.sessions[m] = struct{}{}
-	return true
+	mux, err := newMux(conn, false, cfg, s.budget, s.cfg.Observer)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: start session: %w", err)
+	}
+	s.sessions[mux] = struct{}{}
+	return mux, nil
 }
 
 func (s *Server) untrackSession(m *yamux.Session) {
