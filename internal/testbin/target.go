@@ -13,24 +13,7 @@ import (
 // up. It returns the target's address; the test's cleanup stops it.
 func SendingTarget(t testing.TB, payload []byte) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = c.Write(payload)
-	})
-	return ln.Addr().String()
+	return acceptOne(t, func(c net.Conn) { _, _ = c.Write(payload) }, func() {})
 }
 
 // DiscardTarget is a loopback TCP target that accepts one connection, waits
@@ -39,11 +22,24 @@ func SendingTarget(t testing.TB, payload []byte) string {
 // when nothing connected); the test's cleanup stops it.
 func DiscardTarget(t testing.TB, hold time.Duration) (string, <-chan int64) {
 	t.Helper()
+	got := make(chan int64, 1)
+	addr := acceptOne(t, func(c net.Conn) {
+		time.Sleep(hold)
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	}, func() { got <- -1 })
+	return addr, got
+}
+
+// acceptOne listens on loopback and hands the first connection to serve,
+// closing it after; none runs instead when the listener closes first. The
+// test's cleanup closes the listener and waits for either.
+func acceptOne(t testing.TB, serve func(net.Conn), none func()) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan int64, 1)
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -52,13 +48,11 @@ func DiscardTarget(t testing.TB, hold time.Duration) (string, <-chan int64) {
 	wg.Go(func() {
 		c, err := ln.Accept()
 		if err != nil {
-			got <- -1
+			none()
 			return
 		}
 		defer c.Close()
-		time.Sleep(hold)
-		n, _ := io.Copy(io.Discard, c)
-		got <- n
+		serve(c)
 	})
-	return ln.Addr().String(), got
+	return ln.Addr().String()
 }
