@@ -17,16 +17,18 @@ SERVER_IMAGE_PLATFORM := linux/arm64
 # Builds infra/Dockerfile.* without a Docker engine.
 CONTAINER ?= podman
 
-.PHONY: all build build-host cross cross-check cross-agents images image-server run test deps fmt vet clean
+.PHONY: all build build-host build-daemons cross cross-check cross-agents images image-server run test deps fmt vet clean
 
 all: build
 
 build: build-host cross
 
-build-host:
+build-host: build-daemons
+	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
+
+build-daemons:
 	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
 	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
-	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity ./daemons/fluidity
 
 # The agent runs on users' machines: make sure every platform builds; and the
 # server for the Fargate image's platform.
@@ -88,9 +90,7 @@ image-server: cross dist/ca-certificates.crt
 # and destroy (-tags fluidity_nodeploy), which link the AWS SDK's CloudFormation, EC2,
 # S3... clients and would make a first `make run` compile for minutes. `make build`
 # builds the full bin/fluidity.
-run:
-	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-agent ./daemons/agent
-	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/fluidity-server ./daemons/server
+run: build-daemons
 	$(BUILD_ENV) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -tags fluidity_nodeploy -o $(BIN)/run/fluidity ./daemons/fluidity
 	FLUIDITY_CLI=$(BIN)/run/fluidity ./scripts/run-local.sh
 
