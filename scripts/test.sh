@@ -103,4 +103,6 @@ if [ "$bg_rc" -ne 0 ]; then echo "FAILED: the background work above (cross-build
 
 step_end
 cpu_now
-printf '\n=== time per step (wall, CPU of its processes)\n%s%6ds %7.0fs  total\n' "$summary" "$SECONDS" "$cpu"
+# bash counts a child's CPU when it is reaped: the background work's lands in the
+# step that was running when it ended (go test -race if it ended first).
+printf '\n=== time per step (wall, CPU of its processes; the background work'"'"'s CPU counts in the step during which it ended)\n%s%6ds %7.0fs  total\n' "$summary" "$SECONDS" "$cpu"
