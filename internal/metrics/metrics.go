@@ -11,6 +11,7 @@ package metrics
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,9 +56,25 @@ type Metrics struct {
 	handshakes *prometheus.CounterVec
 	breakers   *prometheus.CounterVec
 	egress     prometheus.Counter
+
+	// The children every stream touches, resolved once: a WithLabelValues
+	// hashes its labels and takes the vector's lock, four to six times per
+	// stream, which was about 4 % of the agent's CPU forwarding small plain
+	// HTTP requests (BENCHMARKS.md).
+	perKind   [len(kinds)]kindMetrics
+	outcomeOK prometheus.Counter
 }
 
-var kinds = []tunnel.StreamKind{tunnel.KindHTTP, tunnel.KindConnect, tunnel.KindWebSocket}
+// kindMetrics are one stream kind's children of the per-kind vectors.
+type kindMetrics struct {
+	streams, sent, received, stalls, stallTime prometheus.Counter
+	active                                     prometheus.Gauge
+	// firstByte is resolved at the first answer: a histogram shows only once
+	// it has a sample, as before.
+	firstByte *atomic.Pointer[prometheus.Observer]
+}
+
+var kinds = [...]tunnel.StreamKind{tunnel.KindHTTP, tunnel.KindConnect, tunnel.KindWebSocket}
 
 // Buckets. First bytes: 5 ms to 41 s, doubling (a target's answer, through
 // a dial and TLS). Round trips: 1 ms to 8 s. Wake-ups: the Fargate task takes
@@ -109,15 +126,10 @@ func New(reg prometheus.Registerer, d Daemon) *Metrics {
 	m.sessionStalls = counter1("session_write_stalls_total", fmt.Sprintf("Writes of a session's frames to its connection that blocked for longer than %v: the kernel's send buffer was full (TCP flow control: a slow or lossy link, or a peer that does not read).", stall))
 	m.sessionStallTime = counter1("session_write_stall_seconds_total", fmt.Sprintf("Time spent in writes of sessions' frames to their connections that blocked for longer than %v.", stall))
 	reg.MustRegister(m.streamsActive, m.sessions)
-	for _, k := range kinds {
-		m.streamsActive.WithLabelValues(string(k))
-		m.streams.WithLabelValues(string(k))
-		m.bytes.WithLabelValues(string(k), "sent")
-		m.bytes.WithLabelValues(string(k), "received")
-		m.streamStalls.WithLabelValues(string(k))
-		m.streamStallTime.WithLabelValues(string(k))
+	for i, k := range kinds {
+		m.perKind[i] = m.resolve(k)
 	}
-	m.outcomes.WithLabelValues(string(tunnel.OutcomeOK))
+	m.outcomeOK = m.outcomes.WithLabelValues(string(tunnel.OutcomeOK))
 	switch d {
 	case Agent:
 		m.reconnects = counter1("reconnects_total", "Sessions established in place of one that was up before.")
@@ -134,6 +146,43 @@ func New(reg prometheus.Registerer, d Daemon) *Metrics {
 	return m
 }
 
+// resolve returns k's children (creating them, so that they show as zero
+// before the first stream).
+func (m *Metrics) resolve(k tunnel.StreamKind) kindMetrics {
+	l := string(k)
+	return kindMetrics{
+		streams:   m.streams.WithLabelValues(l),
+		sent:      m.bytes.WithLabelValues(l, "sent"),
+		received:  m.bytes.WithLabelValues(l, "received"),
+		stalls:    m.streamStalls.WithLabelValues(l),
+		stallTime: m.streamStallTime.WithLabelValues(l),
+		active:    m.streamsActive.WithLabelValues(l),
+		firstByte: new(atomic.Pointer[prometheus.Observer]),
+	}
+}
+
+func (m *Metrics) observeFirstByte(k tunnel.StreamKind, d time.Duration) {
+	km := m.kind(k)
+	o := km.firstByte.Load()
+	if o == nil {
+		h := m.firstByte.WithLabelValues(string(k))
+		o = &h
+		km.firstByte.Store(o)
+	}
+	(*o).Observe(d.Seconds())
+}
+
+// kind returns k's children: resolved at start-up for the known kinds, looked
+// up for any other (which the tunnel does not report today).
+func (m *Metrics) kind(k tunnel.StreamKind) kindMetrics {
+	for i, known := range kinds {
+		if k == known {
+			return m.perKind[i]
+		}
+	}
+	return m.resolve(k)
+}
+
 // Observer returns the tunnel.Observer that feeds m, for ClientConfig or
 // ServerConfig; nil for nil metrics.
 func (m *Metrics) Observer() *tunnel.Observer {
@@ -142,16 +191,16 @@ func (m *Metrics) Observer() *tunnel.Observer {
 	}
 	o := &tunnel.Observer{
 		StreamStart: func(k tunnel.StreamKind) {
-			m.streams.WithLabelValues(string(k)).Inc()
-			m.streamsActive.WithLabelValues(string(k)).Inc()
+			km := m.kind(k)
+			km.streams.Inc()
+			km.active.Inc()
 		},
-		StreamFirstByte: func(k tunnel.StreamKind, d time.Duration) {
-			m.firstByte.WithLabelValues(string(k)).Observe(d.Seconds())
-		},
-		StreamEnd: m.streamEnd,
+		StreamFirstByte: m.observeFirstByte,
+		StreamEnd:       m.streamEnd,
 		StreamStall: func(k tunnel.StreamKind, d time.Duration) {
-			m.streamStalls.WithLabelValues(string(k)).Inc()
-			m.streamStallTime.WithLabelValues(string(k)).Add(d.Seconds())
+			km := m.kind(k)
+			km.stalls.Inc()
+			km.stallTime.Add(d.Seconds())
 		},
 		ConnStall: func(d time.Duration) {
 			m.sessionStalls.Inc()
@@ -176,15 +225,19 @@ func (m *Metrics) Observer() *tunnel.Observer {
 }
 
 func (m *Metrics) streamEnd(s tunnel.StreamStats) {
-	m.outcomes.WithLabelValues(string(s.Code)).Inc()
+	if s.Code == tunnel.OutcomeOK {
+		m.outcomeOK.Inc()
+	} else {
+		m.outcomes.WithLabelValues(string(s.Code)).Inc()
+	}
 	if s.Kind == "" {
 		return // refused before its request frame: never started
 	}
-	k := string(s.Kind)
-	m.bytes.WithLabelValues(k, "sent").Add(float64(s.Sent))
-	m.bytes.WithLabelValues(k, "received").Add(float64(s.Received))
+	km := m.kind(s.Kind)
+	km.sent.Add(float64(s.Sent))
+	km.received.Add(float64(s.Received))
 	// Last, so that a scrape that sees the stream gone sees its bytes too.
-	m.streamsActive.WithLabelValues(k).Dec()
+	km.active.Dec()
 }
 
 // ObserveWake records one wake-up of the server (agent metrics only): how
