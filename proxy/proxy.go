@@ -124,17 +124,14 @@ func New(tun Tunnel, cfg Config) (*Proxy, error) {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = log.New(io.Discard, "", 0)
 	gp.Verbose = false
-	// End-to-end encodings pass through: compressed bytes are cheaper to tunnel.
-	gp.KeepAcceptEncoding = true
-	// goproxy's own transport must never be used: every request goes through DoFunc.
+	// Only CONNECT reaches goproxy (ServeHTTP), and its own transport must never
+	// be used: every CONNECT dials through the tunnel.
 	gp.Tr = &http.Transport{Proxy: nil, DialContext: func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("proxy: direct connections are disabled")
 	}}
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = p.connectDial
 	gp.ConnectionErrHandler = p.connectError
-	gp.NonproxyHandler = http.HandlerFunc(p.nonProxy)
-	gp.OnRequest().DoFunc(p.forward)
 	p.gp = gp
 	return p, nil
 }
@@ -151,35 +148,20 @@ func (p *Proxy) NewHTTPServer() *http.Server {
 	}
 }
 
-// ServeHTTP routes WebSocket upgrades itself (goproxy's relay neither closes the
-// client connection nor carries half-close) and everything else to goproxy.
+// ServeHTTP hands CONNECT to goproxy and serves the rest itself: requests to
+// the proxy itself, WebSocket upgrades (goproxy's relay neither closes the
+// client connection nor carries half-close) and plain-HTTP forwarding.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect && r.URL.IsAbs() && tunnel.IsWebSocketUpgrade(r) {
+	switch {
+	case r.Method == http.MethodConnect:
+		p.gp.ServeHTTP(w, r)
+	case !r.URL.IsAbs():
+		p.nonProxy(w, r)
+	case tunnel.IsWebSocketUpgrade(r):
 		p.serveWebSocket(w, r)
-		return
+	default:
+		p.forward(w, r)
 	}
-	p.gp.ServeHTTP(w, r)
-}
-
-func (p *Proxy) forward(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	start := time.Now()
-	host := r.URL.Hostname()
-	resp, err := p.tun.RoundTrip(r)
-	if err != nil {
-		f := explain(err, host)
-		p.logRequest(r.Method, host, f.Status, start, err)
-		return r, errorResponse(r, f)
-	}
-	// goproxy copies the body and only logs a read error, after which net/http ends
-	// a chunked response cleanly: a body cut short would reach the client as if
-	// complete. Aborting the handler drops the client connection instead.
-	resp.Body = abortOnError{resp.Body}
-	if resp.ContentLength < 0 && r.ProtoAtLeast(1, 1) {
-		// Tells goproxy to flush as bytes arrive, so streamed responses stream.
-		resp.Header.Set("Transfer-Encoding", "chunked")
-	}
-	p.logRequest(r.Method, host, resp.StatusCode, start, nil)
-	return r, resp
 }
 
 func (p *Proxy) connectDial(r *http.Request, network, addr string) (net.Conn, error) {
@@ -287,26 +269,6 @@ func (p *Proxy) logRequest(method, host string, status int, start time.Time, err
 		ev = p.log.Warn().Err(err)
 	}
 	ev.Str("method", method).Str("target", host).Int("status", status).Dur("duration", time.Since(start).Round(time.Microsecond)).Msg("request")
-}
-
-// errorResponse is the answer to a failed plain-HTTP request: a page for a
-// browser, text for anything else.
-func errorResponse(r *http.Request, f failure) *http.Response {
-	ct, body := f.page(r.Header.Get("Accept"))
-	resp := goproxy.NewResponse(r, ct, f.Status, string(body))
-	f.header(resp.Header)
-	return resp
-}
-
-// abortOnError turns a failed body read into an aborted response (see forward).
-type abortOnError struct{ io.ReadCloser }
-
-func (b abortOnError) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		panic(http.ErrAbortHandler)
-	}
-	return n, err
 }
 
 // logWriter sends net/http's server errors (TLS probes, bad requests) to zerolog.
