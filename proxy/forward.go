@@ -77,7 +77,7 @@ func writeFailure(w http.ResponseWriter, r *http.Request, f failure) {
 	h.Set("Content-Type", ct)
 	f.header(h)
 	w.WriteHeader(f.Status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body) //nolint:gosec // html/template escaped the page (errorpage.go); the text form is served as text/plain
 }
 
 // flushWriter sends every write to the client at once.
