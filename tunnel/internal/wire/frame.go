@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -110,12 +111,28 @@ func appendGeneral(dst []byte, typ string, payload any) ([]byte, error) {
 
 // Write writes one frame to w in a single Write call.
 func Write(w io.Writer, typ string, payload any) error {
-	buf, err := Append(make([]byte, 0, 512), typ, payload)
-	if err != nil {
-		return err
+	bp := frameBufs.Get().(*[]byte)
+	buf, err := Append((*bp)[:0], typ, payload)
+	if err == nil {
+		_, err = w.Write(buf) // which may not keep buf (io.Writer), so it goes back
 	}
-	_, err = w.Write(buf)
+	putFrameBuf(bp, buf)
 	return err
+}
+
+// frameBufs are the buffers of frames being written and read: every stream
+// writes one frame and reads one, and a buffer for each was two of the
+// allocations of a plain-HTTP request on each side.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledFrame keeps a rare large header's buffer out of the pool.
+const maxPooledFrame = 16 << 10
+
+func putFrameBuf(bp *[]byte, buf []byte) {
+	if cap(buf) <= maxPooledFrame {
+		*bp = buf[:0]
+		frameBufs.Put(bp)
+	}
 }
 
 // ReadHeader reads one frame's prefix and JSON header from r and returns the header
@@ -123,6 +140,11 @@ func Write(w io.Writer, typ string, payload any) error {
 // for it, and reports truncation as io.ErrUnexpectedEOF (io.EOF only when r ends
 // before the first byte).
 func ReadHeader(r io.Reader, maxHeader int) ([]byte, error) {
+	return readHeader(r, maxHeader, nil)
+}
+
+// readHeader is ReadHeader reading into dst when the header fits in it.
+func readHeader(r io.Reader, maxHeader int, dst []byte) ([]byte, error) {
 	if maxHeader <= 0 {
 		maxHeader = DefaultMaxHeaderSize
 	}
@@ -140,7 +162,10 @@ func ReadHeader(r io.Reader, maxHeader int) ([]byte, error) {
 	if uint64(n) > uint64(maxHeader) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrHeaderTooLarge, n, maxHeader)
 	}
-	body := make([]byte, n)
+	if cap(dst) < int(n) {
+		dst = make([]byte, n)
+	}
+	body := dst[:n]
 	if _, err := io.ReadFull(r, body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -153,11 +178,17 @@ func ReadHeader(r io.Reader, maxHeader int) ([]byte, error) {
 // Read reads one frame from r into v, a *Request or an *Answer: the header is
 // decoded once, into the one struct its reader expects.
 func Read(r io.Reader, maxHeader int, v frameValue) error {
-	body, err := ReadHeader(r, maxHeader)
+	bp := frameBufs.Get().(*[]byte)
+	body, err := readHeader(r, maxHeader, (*bp)[:cap(*bp)])
 	if err != nil {
+		frameBufs.Put(bp)
 		return err
 	}
-	return Decode(body, v)
+	// Nothing decoded refers to body: both codecs copy what they keep
+	// (TestReadKeepsNothingOfItsBuffer).
+	err = Decode(body, v)
+	putFrameBuf(bp, body)
+	return err
 }
 
 // frameValue is *Request or *Answer.

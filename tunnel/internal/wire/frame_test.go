@@ -628,3 +628,30 @@ func TestAppendVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestReadKeepsNothingOfItsBuffer: Read decodes from a pooled buffer, which
+// the next Read overwrites; what the first decoded must not change. Every
+// frame case, each read back after many others went through the pool.
+func TestReadKeepsNothingOfItsBuffer(t *testing.T) {
+	cases := frameCases()
+	got := make([]any, len(cases))
+	for i, tc := range cases {
+		got[i] = fresh(tc.want)
+		if err := Read(bytes.NewReader(mustAppend(t, tc.typ, tc.payload)), 0, got[i].(frameValue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Frames of the same sizes with other bytes, through the same buffers.
+	for range 4 {
+		for _, tc := range cases {
+			fr := mustAppend(t, tc.typ, tc.payload)
+			var junk Answer
+			_ = Read(bytes.NewReader(append(fr[:PrefixSize:PrefixSize], bytes.Repeat([]byte{'x'}, len(fr)-PrefixSize)...)), 0, &junk)
+		}
+	}
+	for i, tc := range cases {
+		if !reflect.DeepEqual(got[i], tc.want) {
+			t.Errorf("%s: after further reads decoded %+v, want %+v", tc.name, got[i], tc.want)
+		}
+	}
+}
