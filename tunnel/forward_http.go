@@ -36,10 +36,15 @@ func (s *Server) serveHTTP(ctx context.Context, abort context.CancelFunc, st *st
 	if p.ContentLength != 0 {
 		body = &bodyWatch{r: newBodyReader(st, p.ContentLength, false), onEOF: watch.start}
 	}
-	req, err := http.NewRequestWithContext(ctx, p.Method, u.String(), nil)
+	// The request is built from the URL already parsed, not from its string
+	// (which http.NewRequest would parse again): what NewRequest checks was
+	// checked above.
+	req, err := http.NewRequestWithContext(ctx, p.Method, "", nil)
 	if err != nil {
 		return host, s.fail(st, &RemoteError{Code: CodeBadRequest, Message: err.Error()})
 	}
+	req.URL = u
+	req.Host = strings.TrimSuffix(u.Host, ":") // as NewRequest does: an empty port is none
 	removeHopHeaders(p.Header, false)
 	req.Header = p.Header
 	if body != nil {
