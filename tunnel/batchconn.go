@@ -29,7 +29,7 @@ type batchConn struct {
 	// cork, when Conn is a TLS conn over a corkConn, gathers the TLS records of one
 	// flush into one write.
 	cork  *corkConn
-	limit int // maxPending or maxPendingServer
+	limit int // maxPending, or maxPendingServer on the server
 	// stall, if not nil, is told of every flush that blocked for longer than
 	// StallThreshold (Observer.ConnStall).
 	stall func(time.Duration)
@@ -52,12 +52,12 @@ const (
 	gatherBelow = 16 << 10
 )
 
-func newBatchConn(c net.Conn, stall func(time.Duration)) *batchConn {
+func newBatchConn(c net.Conn, server bool, stall func(time.Duration)) *batchConn {
 	b := &batchConn{Conn: c, done: make(chan struct{}), limit: maxPending, stall: stall}
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		b.cork, _ = tc.NetConn().(*corkConn)
 	}
-	if b.cork != nil {
+	if server {
 		b.limit = maxPendingServer
 	}
 	b.cond = sync.NewCond(&b.mu)

@@ -145,7 +145,7 @@ func (s *budgetSpan) Done() {
 // newMux starts yamux over conn (wrapped in a batchConn) on the client or the
 // server side; obs, if not nil, is told of the connection's write stalls.
 func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer) (*yamux.Session, error) {
-	bc := newBatchConn(conn, obs.connStall())
+	bc := newBatchConn(conn, !client, obs.connStall())
 	open := yamux.Server
 	if client {
 		open = yamux.Client

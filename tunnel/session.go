@@ -682,6 +682,15 @@ func (c *recordingConn) firstErr() error {
 	return c.err
 }
 
+// NetConn is the wrapped conn's NetConn, so that the batching writer finds a
+// corkConn under the agent's TLS conn (DialTLSWith puts one there).
+func (c *recordingConn) NetConn() net.Conn {
+	if nc, ok := c.Conn.(interface{ NetConn() net.Conn }); ok {
+		return nc.NetConn()
+	}
+	return nil
+}
+
 func (c *recordingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.moved.Add(int64(n))

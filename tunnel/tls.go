@@ -182,7 +182,9 @@ func DialTLSWith(ctx context.Context, dialer ContextDialer, addr string, cfg *tl
 		cfg = cfg.Clone()
 		cfg.ServerName = host
 	}
-	conn := tls.Client(raw, cfg)
+	// corkConn: the session's batching writer sends each flush's TLS records
+	// in one write rather than one per 16 KiB record (an upload's cost).
+	conn := tls.Client(&corkConn{Conn: raw}, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tunnel: dial server %s: %w", addr, err)
