@@ -1,6 +1,6 @@
 // Package proxy is the agent's local front end: an HTTP proxy (plain HTTP
-// forwarding, HTTPS CONNECT and WebSocket upgrades) built on
-// github.com/elazarl/goproxy, and a SOCKS5 server (socks.go), whose every
+// forwarding in forward.go, HTTPS CONNECT through github.com/elazarl/goproxy,
+// and WebSocket upgrades) and a SOCKS5 server (socks.go), whose every
 // upstream connection is a tunnel stream. Failures are explained to the person
 // behind the client (errorpage.go).
 package proxy
