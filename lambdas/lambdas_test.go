@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -256,22 +257,14 @@ func TestLambdas(t *testing.T) {
 	}
 
 	// An agent's Kill on exit through the real Kill Lambda on moto: refused
-	// (409 in_use) while the server's newest datapoint shows streams beyond
-	// the agent's own or a Wake is within the grace; allowed when alone. The
-	// Kill role may not list tasks, so only DescribeServices, the metrics and
-	// UpdateService are used.
+	// (409 in_use) while the server has published no Sessions datapoint yet,
+	// while its datapoint counts sessions beyond the agent's own, or while a
+	// Wake is within the grace; allowed when alone. The Kill role may not
+	// list tasks, so only DescribeServices, the metrics and UpdateService
+	// are used.
 	t.Run("kill-agent-exit", func(t *testing.T) {
 		t.Parallel()
 		f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-exit", Service: "svc-exit", DesiredCount: 1})
-		pcfg := usage.DefaultPublisherConfig()
-		pcfg.Service = f.Service
-		pub, err := usage.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg, stats{active: 3, last: time.Now()}, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(context.Background()); err != nil {
-			t.Fatal(err)
-		}
 		kill := awstest.StartEmulator(t, killBin, lambdaEnv(endpoint, f))
 		withBody := func(body string) []byte {
 			var m map[string]any
@@ -282,14 +275,38 @@ func TestLambdas(t *testing.T) {
 			b, _ := json.Marshal(m)
 			return b
 		}
-		resp, body := invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":1}`))
-		if resp.StatusCode != http.StatusConflict || body["code"] != lifecycle.CodeInUse {
-			t.Fatalf("kill on exit with 2 other streams = %d %v, want 409 in_use\n%s", resp.StatusCode, body, kill.Logs())
+		exit := func(sessions int) []byte {
+			return withBody(fmt.Sprintf(`{"reason":"agent_exit","own":{"sessions":%d,"steady_seconds":3600}}`, sessions))
 		}
-		if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
-			t.Fatalf("a refused kill changed the desired count to %d", got)
+		refused := func(resp events.APIGatewayProxyResponse, body map[string]any, why string) {
+			t.Helper()
+			if msg, _ := body["message"].(string); resp.StatusCode != http.StatusConflict || body["code"] != lifecycle.CodeInUse || !strings.Contains(msg, why) {
+				t.Fatalf("kill on exit = %d %v, want 409 in_use saying %q\n%s", resp.StatusCode, body, why, kill.Logs())
+			}
+			if got := desiredCount(t, endpoint, f.Cluster, f.Service); got != 1 {
+				t.Fatalf("a refused kill changed the desired count to %d", got)
+			}
 		}
-		resp, body = invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":3}`))
+		resp, body := invokeAPI(t, kill, exit(1))
+		refused(resp, body, "no Sessions datapoint")
+
+		// The server saw three sessions in its last interval.
+		src := sessionStats{SessionCounter: &usage.SessionCounter{}}
+		for range 3 {
+			src.Up()
+		}
+		pcfg := usage.DefaultPublisherConfig()
+		pcfg.Service = f.Service
+		pub, err := usage.NewPublisherFromConfig(awstest.AWSConfig(endpoint), pcfg, src, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		resp, body = invokeAPI(t, kill, exit(1))
+		refused(resp, body, "another agent is connected")
+		resp, body = invokeAPI(t, kill, exit(3))
 		if resp.StatusCode != 200 || body["state"] != "sleeping" {
 			t.Fatalf("kill on exit of the only agent = %d %v, want 200 sleeping\n%s", resp.StatusCode, body, kill.Logs())
 		}
@@ -303,14 +320,12 @@ func TestLambdas(t *testing.T) {
 		if resp, body := invokeAPI(t, wake, readEvent(t, "apigw-wake.json")); resp.StatusCode != 200 {
 			t.Fatalf("wake = %d %v", resp.StatusCode, body)
 		}
-		resp, body = invokeAPI(t, kill, withBody(`{"reason":"agent_exit","streams":3}`))
-		if resp.StatusCode != http.StatusConflict || !strings.Contains(body["message"].(string), "grace") {
-			t.Fatalf("kill on exit right after a wake = %d %v, want 409 naming the grace", resp.StatusCode, body)
-		}
+		resp, body = invokeAPI(t, kill, exit(3))
+		refused(resp, body, "grace")
 		gw := httptest.NewServer(&awstest.APIGatewayAdapter{Routes: map[string]string{"/kill": kill.InvokeURL}, APIKey: "k", Stage: "prod"})
 		t.Cleanup(gw.Close)
 		c := &lifecycle.APIClient{Endpoint: gw.URL + "/prod", APIKey: "k"}
-		if _, err := c.KillOnExit(context.Background(), 3); !errors.Is(err, lifecycle.ErrInUse) {
+		if _, err := c.KillOnExit(context.Background(), lifecycle.AgentUse{Sessions: 3, SteadySeconds: 3600}); !errors.Is(err, lifecycle.ErrInUse) {
 			t.Fatalf("KillOnExit through the gateway = %v, want ErrInUse", err)
 		}
 		if err := c.Kill(context.Background()); err != nil {
@@ -473,3 +488,10 @@ type stats struct {
 
 func (s stats) ActiveStreams() int64    { return s.active }
 func (s stats) LastActivity() time.Time { return s.last }
+
+// sessionStats is a server's stats source that counts sessions, as
+// daemons/server wires it.
+type sessionStats struct {
+	stats
+	*usage.SessionCounter
+}

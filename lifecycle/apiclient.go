@@ -56,13 +56,11 @@ type KillRequest struct {
 	// Kill Lambda refuses (409 in_use) while the server may be in use by
 	// someone else; empty asks for an unconditional Kill.
 	Reason string `json:"reason,omitempty"`
-	// Streams bounds the exiting agent's own share of the server's
-	// ActiveConnections: the most tunnel streams it had open at once at any
-	// moment of the [KillWindow] before the Kill ([StreamPeak] over
-	// [DefaultPeakWindow]), ended streams included, since the datapoint the
-	// Kill Lambda reads may have been sampled while they were open. The
-	// Lambda refuses only a datapoint above it.
-	Streams int64 `json:"streams,omitempty"`
+	// Own is the exiting agent's own use of the server, which the Lambda
+	// subtracts from the sessions the server counted (see [AgentUse],
+	// [SteadyNeeded]). A Kill on exit without it (an agent older than the
+	// Lambda) is refused: its sessions cannot be told from another agent's.
+	Own *AgentUse `json:"own,omitempty"`
 }
 
 // KillReasonAgentExit marks a Kill sent by an agent that is shutting down.
@@ -320,10 +318,10 @@ func (c *APIClient) Kill(ctx context.Context) error {
 // KillOnExit is the agent's Kill on graceful shutdown: the Kill Lambda stops
 // the server only if nobody else may be using it, and otherwise answers 409,
 // which this returns as an error matching ErrInUse (not worth retrying, not
-// worth alarming the user). ownStreams is the agent's peak of streams over
-// the Lambda's window ([StreamPeak.Peak]); see [KillRequest.Streams].
-func (c *APIClient) KillOnExit(ctx context.Context, ownStreams int64) (WakeResult, error) {
-	return c.KillWith(ctx, KillRequest{Reason: KillReasonAgentExit, Streams: ownStreams})
+// worth alarming the user; its message says why). own is the agent's own
+// use ([OwnSessions.Use], taken before it closed its sessions).
+func (c *APIClient) KillOnExit(ctx context.Context, own AgentUse) (WakeResult, error) {
+	return c.KillWith(ctx, KillRequest{Reason: KillReasonAgentExit, Own: &own})
 }
 
 // KillWith posts req to /kill and returns the resulting state.

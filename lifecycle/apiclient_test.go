@@ -3,7 +3,6 @@ package lifecycle_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -233,21 +232,20 @@ func TestAPIClientKill(t *testing.T) {
 	}
 }
 
-// An agent's Kill on exit says so and carries its own streams; a refusal is
+// An agent's Kill on exit says so and carries its own sessions; a refusal is
 // ErrInUse, permanent, with a hint, and not ErrUnavailable.
 func TestAPIClientKillOnExit(t *testing.T) {
 	t.Parallel()
 	g, c := newGateway(t, answer{200, running})
-	if _, err := c.KillOnExit(context.Background(), 3); err != nil {
+	own := lifecycle.AgentUse{Sessions: 2, SteadySeconds: 3600}
+	if _, err := c.KillOnExit(context.Background(), own); err != nil {
 		t.Fatal(err)
 	}
-	var req lifecycle.KillRequest
-	if err := json.Unmarshal([]byte(g.killBody.Load().(string)), &req); err != nil ||
-		req != (lifecycle.KillRequest{Reason: lifecycle.KillReasonAgentExit, Streams: 3}) {
-		t.Fatalf("kill body %v (%v), want agent_exit with 3 streams", g.killBody.Load(), err)
+	if got, want := g.killBody.Load(), `{"reason":"agent_exit","own":{"sessions":2,"steady_seconds":3600}}`; got != want {
+		t.Fatalf("kill body %v, want %s", got, want)
 	}
 	g.kill = &answer{409, `{"code":"in_use","message":"kill: another agent is connected"}`}
-	_, err := c.KillOnExit(context.Background(), 0)
+	_, err := c.KillOnExit(context.Background(), lifecycle.AgentUse{})
 	if !errors.Is(err, lifecycle.ErrInUse) || !errors.Is(err, lifecycle.ErrPermanent) || errors.Is(err, lifecycle.ErrUnavailable) || lifecycle.IsTemporary(err) {
 		t.Fatalf("refused kill: %v, want ErrInUse, permanent", err)
 	}

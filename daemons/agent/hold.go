@@ -66,30 +66,3 @@ func lifecycleHealth(ctx context.Context, client *tunnel.Client, w *lifecycle.Wa
 	_, err := client.Ping(ctx)
 	return err
 }
-
-// countStreams counts the tunnel's streams in peak, which the Kill on exit
-// reports as the agent's own share of the server's ActiveConnections (see
-// lifecycle.StreamPeak), and passes every event on to next.
-func countStreams(peak *lifecycle.StreamPeak, next *tunnel.Observer) *tunnel.Observer {
-	o := &tunnel.Observer{}
-	if next != nil {
-		*o = *next
-	}
-	o.StreamStart = func(k tunnel.StreamKind) {
-		peak.Start()
-		if next != nil && next.StreamStart != nil {
-			next.StreamStart(k)
-		}
-	}
-	o.StreamEnd = func(s tunnel.StreamStats) {
-		// Only a Server reports a stream without a kind (refused before its
-		// request frame, with no StreamStart); guard against it all the same.
-		if s.Kind != "" {
-			peak.End()
-		}
-		if next != nil && next.StreamEnd != nil {
-			next.StreamEnd(s)
-		}
-	}
-	return o
-}

@@ -290,8 +290,8 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		ccfg.DialTimeout = cfg.DialTimeout + cfg.Lifecycle.WakeTimeout + cfg.RetryTimeout + cfg.DialTimeout
 	}
 	ccfg.Dial = st.dial(d.dial)
-	own := lifecycle.NewStreamPeak(0)
-	ccfg.Observer = countStreams(own, st.observe(obs.Observer()))
+	own := lifecycle.NewOwnSessions() // for the Kill on exit
+	ccfg.Observer = metrics.CountSessions(own, st.observe(obs.Observer()))
 	client, err := tunnel.NewClient(ccfg)
 	if err != nil {
 		return err
@@ -376,6 +376,9 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		log.Warn().Msg("shutdown timeout: closing remaining connections")
 		_ = httpSrv.Close()
 	}
+	// Before the sessions close: their closing is no change the Kill Lambda
+	// needs to know of (see lifecycle.OwnSessions.Use).
+	use := own.Use()
 	cancelRun()
 	<-keeper
 	_ = client.Close()
@@ -384,15 +387,15 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 	}
 	if api != nil && cfg.Lifecycle.KillOnExit {
 		kctx, kcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// An agent's Kill on exit says so: the control plane keeps the server up
-		// while another agent uses it, or while a Wake is recent. The agent's own
-		// streams have ended by now, but the server's datapoints may still count
-		// them: it sends the most it had open over the window the Lambda reads.
-		n := own.Peak()
-		_, err := api.KillOnExit(kctx, n)
+		// An agent's Kill on exit says so, with its own sessions: the Kill
+		// Lambda subtracts them from those the server counted, and keeps the
+		// server up while another agent uses it or a Wake is recent.
+		_, err := api.KillOnExit(kctx, use)
+		var refused *lifecycle.APIError
 		switch {
-		case errors.Is(err, lifecycle.ErrInUse):
-			log.Info().Int64("own_streams", n).Msg("server left running: it is in use or was woken recently; it sleeps when idle")
+		case errors.Is(err, lifecycle.ErrInUse) && errors.As(err, &refused):
+			log.Info().Str("why", refused.Message).Int64("own_sessions", use.Sessions).Int64("steady_seconds", use.SteadySeconds).
+				Msg("server left running: it is in use or was woken recently; it sleeps when idle")
 		case err != nil:
 			log.Warn().Err(err).Msg("could not put the server to sleep")
 		default:

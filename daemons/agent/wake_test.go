@@ -17,9 +17,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
-	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/rs/zerolog"
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
@@ -57,8 +56,10 @@ func TestWakeFlow(t *testing.T) {
 				"TUNNEL_PORT="+strconv.Itoa(srv.port), "LOG_LEVEL=debug")
 			wake := awstest.StartEmulator(t, wakeBin, env)
 			// The agent's Kill on exit is refused within the grace after a Wake; the
-			// flow below outlasts a one-second grace.
-			kill := awstest.StartEmulator(t, killBin, append(env, "WAKE_GRACE=1s"))
+			// flow below outlasts a one-second grace. With a one-second metrics
+			// interval and period, the Kill reads the last 3 s of Sessions and
+			// asks the agent's sessions to have been steady for 4 s.
+			kill := awstest.StartEmulator(t, killBin, append(env, "WAKE_GRACE=1s", "METRICS_INTERVAL=1s", "METRICS_PERIOD=1s"))
 			const apiKey = "test-key"
 			gw := httptest.NewServer(&awstest.APIGatewayAdapter{
 				Routes: map[string]string{"/wake": wake.InvokeURL, "/kill": kill.InvokeURL},
@@ -139,15 +140,15 @@ func TestWakeFlow(t *testing.T) {
 			}
 
 			// Past the Kill Lambda's one-second grace after the last Wake (a
-			// wall-clock rule of a separate process), the agent's Kill on exit
-			// stops the server, although the server's newest datapoint still
-			// counts the agent's own stream of the request just made (as the
-			// server sampled it): the agent sends its peak, and the Lambda
-			// sees no one else.
-			ownStreamDatapoint(t, endpoint, f.Service)
-			time.Sleep(1100 * time.Millisecond)
+			// wall-clock rule of a separate process), with the agent's one
+			// session steady for longer than the Lambda asks, the agent's Kill
+			// on exit stops the server, although the server's datapoints count
+			// that session: the agent reports it, and the Lambda sees no one else.
+			stopPublishing := publishSessions(t, endpoint, f.Service, 1)
+			time.Sleep(4500 * time.Millisecond)
 			hc.CloseIdleConnections()
 			stop()
+			stopPublishing()
 			if got := desired(t, endpoint, f); got != 0 {
 				t.Fatalf("desired count after the agent's shutdown = %d, want 0 (kill_on_exit)\nagent log:\n%s\nkill log:\n%s", got, logs.String(), kill.Logs())
 			}
@@ -197,19 +198,37 @@ func waitLog(t *testing.T, logs *syncBuffer, msg string) {
 	}
 }
 
-// ownStreamDatapoint publishes ActiveConnections 1 for service, now, as the
-// server does while one stream is open.
-func ownStreamDatapoint(t *testing.T, endpoint, service string) {
+// publishSessions publishes, every half second until stopped, what the
+// server's publisher would while n agent sessions stay up: the real
+// usage.Publisher over a session count.
+func publishSessions(t *testing.T, endpoint, service string, n int) (stop func()) {
 	t.Helper()
-	dims := []cwtypes.Dimension{{Name: aws.String(usage.DimensionService), Value: aws.String(service)}}
-	if _, err := usage.NewCloudWatchClient(awstest.AWSConfig(endpoint)).PutMetricData(context.Background(), &cloudwatch.PutMetricDataInput{
-		Namespace: aws.String(usage.DefaultNamespace),
-		MetricData: []cwtypes.MetricDatum{{MetricName: aws.String(usage.MetricActiveConnections), Dimensions: dims,
-			Timestamp: aws.Time(time.Now()), Value: aws.Float64(1), Unit: cwtypes.StandardUnitCount}},
-	}); err != nil {
+	src := sessionStats{SessionCounter: &usage.SessionCounter{}}
+	for range n {
+		src.Up()
+	}
+	cfg := usage.DefaultPublisherConfig()
+	cfg.Service, cfg.Interval = service, 500*time.Millisecond
+	pub, err := usage.NewPublisherFromConfig(awstest.AWSConfig(endpoint), cfg, src, zerolog.Nop())
+	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pub.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
+
+// sessionStats is a server's stats source with a session count.
+type sessionStats struct {
+	idleStats
+	*usage.SessionCounter
+}
+
+type idleStats struct{}
+
+func (idleStats) ActiveStreams() int64    { return 0 }
+func (idleStats) LastActivity() time.Time { return time.Time{} }
 
 func desired(t *testing.T, endpoint string, f *awstest.Fargate) int32 {
 	t.Helper()

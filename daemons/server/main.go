@@ -22,6 +22,7 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/daemon"
 	"github.com/fluidity-tunnel/fluidity/internal/egress"
 	"github.com/fluidity-tunnel/fluidity/internal/metrics"
+	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
 
@@ -60,7 +61,7 @@ type Config struct {
 	AllowHosts       []string      `koanf:"allow_hosts" help:"target host names (or *.suffix) opened despite the default refusal"`
 	DenyCIDRs        []string      `koanf:"deny_cidrs" help:"target networks always refused"`
 	DenyHosts        []string      `koanf:"deny_hosts" help:"target host names (or *.suffix) always refused"`
-	EmitMetrics      bool          `koanf:"emit_metrics" help:"publish ActiveConnections and LastActivityEpochSeconds to CloudWatch"`
+	EmitMetrics      bool          `koanf:"emit_metrics" help:"publish ActiveConnections, LastActivityEpochSeconds and Sessions to CloudWatch"`
 	MetricsInterval  time.Duration `koanf:"metrics_interval" help:"how often metrics are published"`
 	MetricsService   string        `koanf:"metrics_service" help:"value of the metrics' Service dimension: the ECS service name"`
 }
@@ -266,7 +267,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer stopAdmin()
-	scfg.Observer = obs.Observer()
+	sessions := &usage.SessionCounter{} // for an agent's Kill on exit; see startMetrics
+	scfg.Observer = metrics.CountSessions(sessions, obs.Observer())
 	srv, err := tunnel.NewServer(scfg)
 	if err != nil {
 		return err
@@ -275,7 +277,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	stopMetrics, err := startMetrics(cfg, srv, log)
+	stopMetrics, err := startMetrics(cfg, serverStats{srv, sessions}, log)
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -43,13 +43,15 @@ func serverTLS(cfg Config, log zerolog.Logger) (*tls.Config, func(), error) {
 	return r.ServerTLSConfig(cfg.DenyClients), stop, nil
 }
 
-// startMetrics publishes ActiveConnections and LastActivityEpochSeconds to
-// CloudWatch when emit_metrics is on: at start, every metrics_interval, at
-// once when the server goes from idle to active (looked at every second, so
-// the Sleep policy never acts on an idle datapoint older than the first
-// request after a quiet spell), and once more at shutdown. AWS settings come
+// startMetrics publishes ActiveConnections, LastActivityEpochSeconds and
+// Sessions to CloudWatch when emit_metrics is on: at start, every
+// metrics_interval, at once when the server goes from idle to active (looked
+// at every second, so the Sleep policy never acts on an idle datapoint older
+// than the first request after a quiet spell), and once more at shutdown.
+// Sessions, every agent session up at any moment of the interval, is what an
+// agent's Kill on exit is decided on (fargate.ExitPolicy). AWS settings come
 // from the standard SDK chain (task role, AWS_REGION, AWS_ENDPOINT_URL, profiles).
-func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), error) {
+func startMetrics(cfg Config, src serverStats, log zerolog.Logger) (func(), error) {
 	if !cfg.EmitMetrics {
 		return func() {}, nil
 	}
@@ -61,7 +63,7 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 	pcfg.Service = cfg.MetricsService
 	pcfg.Interval = cfg.MetricsInterval
 	pcfg.Watch = min(usage.DefaultWatch, cfg.MetricsInterval)
-	pub, err := usage.NewPublisherFromConfig(awsCfg, pcfg, srv, log.With().Str("component", "metrics").Logger())
+	pub, err := usage.NewPublisherFromConfig(awsCfg, pcfg, src, log.With().Str("component", "metrics").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -73,4 +75,11 @@ func startMetrics(cfg Config, srv *tunnel.Server, log zerolog.Logger) (func(), e
 	}()
 	log.Info().Str("service", cfg.MetricsService).Dur("interval", cfg.MetricsInterval).Dur("watch", pcfg.Watch).Msg("publishing metrics")
 	return func() { cancel(); <-done }, nil
+}
+
+// serverStats is what the metrics publisher reads: the server's streams and
+// activity, and the sessions its observer counted.
+type serverStats struct {
+	*tunnel.Server
+	*usage.SessionCounter
 }

@@ -221,7 +221,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // TestMetricsIdleToActiveMoto: with emit_metrics on, the server publishes at
 // once when a request arrives after a quiet metrics interval, not at the next
 // tick, so the Sleep policy never acts on an idle datapoint older than the
-// first request after a quiet spell.
+// first request after a quiet spell; it counts the agent's session too.
 func TestMetricsIdleToActiveMoto(t *testing.T) {
 	endpoint := awstest.StartMoto(t)
 	for _, kv := range awstest.LambdaEnv(endpoint) {
@@ -252,7 +252,7 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer target.Close()
-	client := agentClient(t, ca, port, 0)
+	client := agentClient(t, ca, port, 2)
 	defer client.Close()
 	req, _ := http.NewRequest("GET", target.URL, nil)
 	resp, err := client.RoundTrip(req)
@@ -270,6 +270,12 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 		}
 		if !snap.LastActivity.Before(requested.Add(-2 * time.Second).Truncate(time.Second)) {
 			t.Logf("activity published %v after the request", time.Since(requested).Round(time.Millisecond))
+			// The same publication counts the agent's two sessions, which
+			// the Kill on exit is decided on.
+			seen, err := reader.ReadSessions(context.Background(), time.Now(), 15*time.Minute)
+			if err != nil || seen.Max != 2 {
+				t.Fatalf("Sessions datapoints %+v, %v; want at most 2 sessions (the one agent's)", seen, err)
+			}
 			return
 		}
 		if time.Now().After(deadline) {

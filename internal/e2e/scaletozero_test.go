@@ -435,10 +435,11 @@ func scaleToZeroCycle(t *testing.T, mode lifecycle.WakeMode) {
 		if k.Reason != lifecycle.KillReasonAgentExit {
 			t.Errorf("Kill on exit without the agent_exit reason: %+v", k)
 		}
-		// Each agent had a stream open within the last minutes, which the
-		// server's newest datapoint may still count: its Kill says so.
-		if k.Streams < 1 {
-			t.Errorf("Kill on exit without the agent's own streams: %+v", k)
+		// Each agent had its one session up until it exited, which the
+		// server's datapoints count: its Kill says so, for the Kill Lambda
+		// to subtract.
+		if k.Own == nil || k.Own.Sessions != 1 {
+			t.Errorf("Kill on exit without the agent's own session: %+v", k)
 		}
 	}
 	s.mu.Unlock()

@@ -4,8 +4,9 @@
 // in_use while someone else may use the server (see handler.Kill).
 //
 // Environment: CLUSTER_NAME, SERVICE_NAME (required), WAKE_GRACE (10m),
-// METRICS_INTERVAL (1m), METRICS_NAMESPACE (Fluidity), LOG_LEVEL (info); AWS
-// settings come from the standard SDK chain.
+// METRICS_INTERVAL (the server's metrics_interval, 1m), METRICS_PERIOD (1m;
+// shorter only against an emulator), METRICS_NAMESPACE (Fluidity), LOG_LEVEL
+// (info); AWS settings come from the standard SDK chain.
 package main
 
 import (
@@ -23,12 +24,11 @@ func main() {
 		env.Log.Fatal().Err(err).Msg("start-up")
 	}
 	mcfg := usage.DefaultMetricsConfig()
-	mcfg.Namespace, mcfg.Service = env.Config.Namespace, env.Config.Service
+	mcfg.Namespace, mcfg.Service, mcfg.Period = env.Config.Namespace, env.Config.Service, env.Config.MetricsPeriod
 	metrics, err := usage.NewMetricsReaderFromConfig(env.AWS, mcfg)
 	if err != nil {
 		env.Log.Fatal().Err(err).Msg("metrics reader")
 	}
-	h := &handler.Kill{Service: env.Service, Metrics: metrics, WakeGrace: env.Config.WakeGrace,
-		MetricsInterval: env.Config.MetricsInterval, Log: env.Log}
+	h := &handler.Kill{Service: env.Service, Metrics: metrics, Policy: env.Config.ExitPolicy(), Log: env.Log}
 	lambda.Start(h.Handle)
 }

@@ -1,6 +1,7 @@
 // Package usage is the server's activity as CloudWatch metrics: the
-// [Publisher] the server runs (active streams, last activity) and the
-// [MetricsReader] with which the Sleep and Kill Lambdas read it back.
+// [Publisher] the server runs (active streams, last activity and, with a
+// [SessionCounter], agent sessions) and the [MetricsReader] with which the
+// Sleep and Kill Lambdas read it back.
 //
 // It is apart from package fargate (the ECS service control the Lambdas use)
 // so that the server links only the CloudWatch client, not the ECS and EC2

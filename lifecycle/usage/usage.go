@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Names of the metrics the server publishes and the Sleep Lambda reads.
+// Names of the metrics the server publishes and the Sleep and Kill Lambdas read.
 const (
 	DefaultNamespace = "Fluidity"
 	// DefaultService is the ECS service name of the default deployment
@@ -25,12 +25,17 @@ const (
 	DefaultService          = "fluidity-server"
 	MetricActiveConnections = "ActiveConnections"
 	MetricLastActivity      = "LastActivityEpochSeconds"
+	// MetricSessions is the agent sessions up at any moment since the
+	// previous datapoint (see [SessionCounter]); the Kill Lambda reads it
+	// for an agent's Kill on exit.
+	MetricSessions = "Sessions"
 	// DimensionService carries the ECS service name, so several deployments
 	// can share an account and the namespace.
 	DimensionService = "Service"
 )
 
 // StatsSource is what the publisher reads; the tunnel server implements it.
+// One that also implements [SessionSource] gets [MetricSessions] published.
 type StatsSource interface {
 	// ActiveStreams is the number of tunnel streams open right now.
 	ActiveStreams() int64
@@ -196,7 +201,8 @@ func (p *Publisher) publishLogged(ctx context.Context) {
 	}
 }
 
-// Publish sends one datapoint of each metric. A source that has never seen
+// Publish sends one datapoint of each metric (Sessions only when the source
+// counts them). A source that has never seen
 // activity reports the publisher's start time as its last activity, so an
 // unused server still becomes idle one threshold after it started.
 func (p *Publisher) Publish(ctx context.Context) error {
@@ -210,22 +216,30 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		last = p.started
 	}
 	dims := []cwtypes.Dimension{{Name: aws.String(DimensionService), Value: aws.String(p.cfg.Service)}}
-	_, err := p.api.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{
-		Namespace: aws.String(p.cfg.Namespace),
-		MetricData: []cwtypes.MetricDatum{
-			{MetricName: aws.String(MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(now),
-				Value: aws.Float64(float64(active)), Unit: cwtypes.StandardUnitCount},
-			{MetricName: aws.String(MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(now),
-				Value: aws.Float64(float64(last.Unix())), Unit: cwtypes.StandardUnitSeconds},
-		},
-	})
+	data := []cwtypes.MetricDatum{
+		{MetricName: aws.String(MetricActiveConnections), Dimensions: dims, Timestamp: aws.Time(now),
+			Value: aws.Float64(float64(active)), Unit: cwtypes.StandardUnitCount},
+		{MetricName: aws.String(MetricLastActivity), Dimensions: dims, Timestamp: aws.Time(now),
+			Value: aws.Float64(float64(last.Unix())), Unit: cwtypes.StandardUnitSeconds},
+	}
+	ss, counts := p.src.(SessionSource)
+	var sessions int64
+	if counts {
+		sessions = ss.TakeSessions()
+		data = append(data, cwtypes.MetricDatum{MetricName: aws.String(MetricSessions), Dimensions: dims, Timestamp: aws.Time(now),
+			Value: aws.Float64(float64(sessions)), Unit: cwtypes.StandardUnitCount})
+	}
+	_, err := p.api.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(p.cfg.Namespace), MetricData: data})
 	if err != nil {
+		if counts {
+			ss.ReturnSessions(sessions)
+		}
 		return fmt.Errorf("put metric data: %w", err)
 	}
 	p.mu.Lock()
 	p.last = published{ok: true, at: now, active: active, srcLast: last}
 	p.mu.Unlock()
-	p.log.Debug().Int64("active_connections", active).Time("last_activity", last).Msg("metrics published")
+	p.log.Debug().Int64("active_connections", active).Time("last_activity", last).Int64("sessions", sessions).Msg("metrics published")
 	return nil
 }
 
@@ -328,6 +342,61 @@ func (r *MetricsReader) Read(ctx context.Context, now time.Time, window time.Dur
 				if at.After(snap.LastActivityAt) {
 					sec, frac := math.Modf(v)
 					snap.LastActivityAt, snap.LastActivity = at, time.Unix(int64(sec), int64(frac*1e9))
+				}
+			}
+		}
+	}
+	return snap, nil
+}
+
+// SessionsSnapshot is what CloudWatch holds of [MetricSessions] over a window.
+type SessionsSnapshot struct {
+	// Max is the most sessions one datapoint of the window counts.
+	Max float64
+	// Newest is the period start of the newest datapoint; zero when the
+	// window holds none.
+	Newest time.Time
+	// Datapoints is how many periods of the window hold one.
+	Datapoints int
+}
+
+// ReadSessions returns the Maximum of [MetricSessions] over the periods that
+// begin in [now-window, now]. A period that began before the window (the
+// service rounds the start time down to its period) is left out: the Kill
+// Lambda's subtraction holds only for datapoints inside the window.
+func (r *MetricsReader) ReadSessions(ctx context.Context, now time.Time, window time.Duration) (SessionsSnapshot, error) {
+	dims := []cwtypes.Dimension{{Name: aws.String(DimensionService), Value: aws.String(r.cfg.Service)}}
+	in := &cloudwatch.GetMetricDataInput{
+		StartTime: aws.Time(now.Add(-window)),
+		EndTime:   aws.Time(now.Add(r.cfg.Period)), // include the period in progress
+		MetricDataQueries: []cwtypes.MetricDataQuery{{
+			Id: aws.String("sessions"),
+			MetricStat: &cwtypes.MetricStat{
+				Metric: &cwtypes.Metric{Namespace: aws.String(r.cfg.Namespace), MetricName: aws.String(MetricSessions), Dimensions: dims},
+				Period: aws.Int32(int32(r.cfg.Period / time.Second)), // #nosec G115 -- Validate keeps it within int32
+				Stat:   aws.String("Maximum"),
+			},
+			ReturnData: aws.Bool(true),
+		}},
+		ScanBy: cwtypes.ScanByTimestampDescending,
+	}
+	from := now.Add(-window)
+	var snap SessionsSnapshot
+	p := cloudwatch.NewGetMetricDataPaginator(r.api, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return SessionsSnapshot{}, fmt.Errorf("get metric data: %w", err)
+		}
+		for _, res := range out.MetricDataResults {
+			for i, at := range res.Timestamps {
+				if i >= len(res.Values) || at.Before(from) {
+					continue
+				}
+				snap.Datapoints++
+				snap.Max = max(snap.Max, res.Values[i])
+				if at.After(snap.Newest) {
+					snap.Newest = at
 				}
 			}
 		}

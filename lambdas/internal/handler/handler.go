@@ -45,11 +45,19 @@ type Config struct {
 	WakeGrace        time.Duration
 	IdleConfirmAfter time.Duration
 	CrashBound       time.Duration
-	// MetricsInterval is the server's metrics_interval: the Kill Lambda
-	// trusts an ActiveConnections datapoint for two of them.
+	// MetricsInterval is the server's metrics_interval and MetricsPeriod the
+	// statistics period the Kill Lambda reads Sessions with (see
+	// fargate.ExitPolicy); the period stays at one minute on AWS, where
+	// standard-resolution metrics have no shorter one.
 	MetricsInterval time.Duration
+	MetricsPeriod   time.Duration
 	Namespace       string
 	LogLevel        zerolog.Level
+}
+
+// ExitPolicy is the Kill on exit policy of this configuration.
+func (c Config) ExitPolicy() fargate.ExitPolicy {
+	return fargate.ExitPolicy{WakeGrace: c.WakeGrace, MetricsInterval: c.MetricsInterval, Period: c.MetricsPeriod}
 }
 
 // Policy is the Sleep policy of this configuration.
@@ -67,6 +75,7 @@ func DefaultConfig() Config {
 		IdleConfirmAfter: p.ConfirmAfter,
 		CrashBound:       p.CrashBound,
 		MetricsInterval:  usage.DefaultPublisherConfig().Interval,
+		MetricsPeriod:    usage.DefaultMetricsConfig().Period,
 		Namespace:        usage.DefaultNamespace,
 		LogLevel:         zerolog.InfoLevel,
 	}
@@ -74,7 +83,7 @@ func DefaultConfig() Config {
 
 // ConfigFromEnv reads CLUSTER_NAME, SERVICE_NAME (required), TUNNEL_PORT,
 // IDLE_THRESHOLD, WAKE_GRACE, IDLE_CONFIRM_AFTER, CRASH_BOUND,
-// METRICS_INTERVAL (Go durations such as "15m"), METRICS_NAMESPACE and
+// METRICS_INTERVAL, METRICS_PERIOD (Go durations such as "15m"), METRICS_NAMESPACE and
 // LOG_LEVEL through getenv (os.Getenv in the mains).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
@@ -92,7 +101,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		dst  *time.Duration
 	}{
 		{"IDLE_THRESHOLD", &c.IdleThreshold}, {"WAKE_GRACE", &c.WakeGrace}, {"IDLE_CONFIRM_AFTER", &c.IdleConfirmAfter},
-		{"CRASH_BOUND", &c.CrashBound}, {"METRICS_INTERVAL", &c.MetricsInterval},
+		{"CRASH_BOUND", &c.CrashBound}, {"METRICS_INTERVAL", &c.MetricsInterval}, {"METRICS_PERIOD", &c.MetricsPeriod},
 	} {
 		if v := getenv(d.name); v != "" {
 			x, err := time.ParseDuration(v)
@@ -128,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsInterval < time.Second {
 		return fmt.Errorf("METRICS_INTERVAL %v is under a second", c.MetricsInterval)
+	}
+	if err := (usage.MetricsConfig{Namespace: c.Namespace, Service: c.Service, Period: c.MetricsPeriod}).Validate(); err != nil {
+		return fmt.Errorf("METRICS_PERIOD/METRICS_NAMESPACE: %w", err)
 	}
 	return nil
 }
@@ -218,53 +230,33 @@ func (h *Wake) wait(ctx context.Context, res lifecycle.WakeResult, wait time.Dur
 
 // Kill serves POST /kill and the nightly EventBridge schedule.
 //
-// Multi-agent safety is decided here, in the Kill Lambda, rather than by the
-// agent asking the server over its own session who else is connected: the
-// Lambda already holds the two facts that matter (the server's
-// ActiveConnections datapoint and the last Wake on the service's tags), it
-// needs no new wire message, and it also covers an agent that woke the
-// server a moment ago and has no session yet, which the server cannot know
-// about. An agent's Kill on exit (body {"reason":"agent_exit","streams":N})
-// is refused with 409 in_use when
+// Multi-agent safety is decided here, in the Kill Lambda, on what the server
+// saw: its Sessions datapoints, minus the exiting agent's own sessions, and
+// the last Wake on the service's tags ([fargate.ExitPolicy] has the rules
+// and why). The Lambda also knows of an agent that woke the server a moment
+// ago and has no session yet, which the server cannot. An agent's Kill on
+// exit (body {"reason":"agent_exit","own":{"sessions":N,"steady_seconds":S}})
+// that the policy refuses is answered 409 in_use with the reason, which the
+// agent logs; the Sleep policy then puts the server down once idle, at most
+// an idle threshold of Fargate time later.
 //
-//   - a Wake was recorded within WakeGrace (someone may be starting to use
-//     the server; the exiting agent's own Wake counts too, so a short session
-//     leaves the server to the Sleep policy), or
-//   - the newest ActiveConnections datapoint, if its period began within
-//     [lifecycle.KillWindow] (two metric intervals plus the period), exceeds
-//     N, the most streams the exiting agent had open at once over that same
-//     window ([lifecycle.StreamPeak]). The datapoint is the maximum of the
-//     counts the server sampled in its period, and the agent's share of
-//     each is at most N, so a datapoint above N means someone else had a
-//     stream open. An agent that sent N = 0 although its own streams were
-//     still in the datapoint used to be refused for its own use.
-//
-// N bounds the agent's share; it is not its count at the sampled moment,
-// which the agent cannot know. Another agent's streams sampled while this
-// one had fewer than N open are therefore not seen: a datapoint of 3 after
-// an exiting agent's burst of 3 passes even if the sample caught 2 of its
-// own and 1 of another's. Only a per-agent count from the server (sessions
-// by client) would close that; the Wake grace still covers an agent that
-// has just started.
-//
-// Otherwise, and for a Kill without a reason (`fluidity sleep`) and the
-// nightly schedule, it sets the desired count to 0 at once. A refused Kill
-// costs at most an idle threshold of Fargate time: Sleep then takes over.
+// A Kill without a reason (`fluidity sleep`) and the nightly schedule set
+// the desired count to 0 at once.
 type Kill struct {
 	Service Controller
-	// Metrics and WakeGrace, MetricsInterval serve the agent_exit check; a nil
-	// Metrics skips the datapoint half of it.
-	Metrics         ActivityReader
-	WakeGrace       time.Duration
-	MetricsInterval time.Duration
+	// Metrics reads the server's Sessions datapoints for the agent_exit
+	// check; without it every agent's Kill on exit is refused (nothing
+	// shows who is connected).
+	Metrics SessionsReader
+	Policy  fargate.ExitPolicy
 	// Now defaults to time.Now.
 	Now func() time.Time
 	Log zerolog.Logger
 }
 
-// ActivityReader is what Kill needs from [usage.MetricsReader].
-type ActivityReader interface {
-	Read(ctx context.Context, now time.Time, window time.Duration) (usage.Snapshot, error)
+// SessionsReader is what Kill needs from [usage.MetricsReader].
+type SessionsReader interface {
+	ReadSessions(ctx context.Context, now time.Time, window time.Duration) (usage.SessionsSnapshot, error)
 }
 
 // Summarizer reads the service without its tasks ([fargate.Service.Summary]);
@@ -321,7 +313,7 @@ func (h *Kill) HandleAPI(ctx context.Context, req events.APIGatewayProxyRequest)
 	if body, err := requestBody(req); err != nil || (len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &kr) != nil) {
 		log.Warn().Msg("kill: body is not a JSON kill request")
 		//nolint:nilerr // a bad body is the caller's 400; the handler's error is for failures of its own
-		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `kill: the body must be {} or {"reason":"agent_exit","streams":N}`}), nil
+		return jsonResponse(http.StatusBadRequest, lifecycle.ErrorBody{Code: lifecycle.CodeBadRequest, Message: `kill: the body must be {} or {"reason":"agent_exit","own":{"sessions":N,"steady_seconds":S}}`}), nil
 	}
 	switch kr.Reason {
 	case "":
@@ -364,33 +356,22 @@ func (h *Kill) refuseInUse(ctx context.Context, log zerolog.Logger, kr lifecycle
 		log.Info().Str("reason", kr.Reason).Str("state", string(st.State)).Msg("kill: already asleep")
 		return jsonResponse(http.StatusOK, fargate.ResultFromStatus(st, killPort)), true
 	}
-	grace := h.WakeGrace
-	if grace <= 0 {
-		grace = fargate.DefaultWakeGrace
-	}
-	inUse := func(msg string) (events.APIGatewayProxyResponse, bool) {
-		log.Info().Str("reason", kr.Reason).Int64("own_streams", kr.Streams).Str("why", msg).Msg("kill refused: in use")
-		return jsonResponse(http.StatusConflict, lifecycle.ErrorBody{Code: lifecycle.CodeInUse, Message: "kill: " + msg}), true
-	}
-	if !st.LastWake.IsZero() && now.Sub(st.LastWake) < grace {
-		return inUse(fmt.Sprintf("a Wake %s ago, within the %s grace: another agent may be starting to use the server", now.Sub(st.LastWake).Round(time.Second), grace))
-	}
+	var seen usage.SessionsSnapshot
 	if h.Metrics != nil {
-		interval := h.MetricsInterval
-		if interval <= 0 {
-			interval = usage.DefaultPublisherConfig().Interval
-		}
-		// The exiting agent counts its own streams over the same window
-		// (lifecycle.DefaultPeakWindow for the default interval).
-		window := lifecycle.KillWindow(interval, usage.DefaultMetricsConfig().Period)
-		snap, err := h.Metrics.Read(ctx, now, window)
-		if err != nil {
+		if seen, err = h.Metrics.ReadSessions(ctx, now, h.Policy.Window()); err != nil {
 			return awsFailure(log, "kill", err), true
 		}
-		if !snap.ActiveAt.IsZero() && now.Sub(snap.ActiveAt) <= window && snap.ActiveConnections > float64(kr.Streams) {
-			return inUse(fmt.Sprintf("%.0f active streams on the server, %d of them yours: another agent is connected", snap.ActiveConnections, kr.Streams))
-		}
 	}
+	d := h.Policy.Decide(now, st, kr.Own, seen)
+	ev := log.Info().Str("reason", kr.Reason).Float64("sessions_seen", seen.Max).Int("datapoints", seen.Datapoints).Str("why", d.Reason)
+	if kr.Own != nil {
+		ev = ev.Int64("own_sessions", kr.Own.Sessions).Int64("own_steady_seconds", kr.Own.SteadySeconds)
+	}
+	if !d.Stop {
+		ev.Msg("kill refused: in use")
+		return jsonResponse(http.StatusConflict, lifecycle.ErrorBody{Code: lifecycle.CodeInUse, Message: "kill: " + d.Reason}), true
+	}
+	ev.Msg("kill: nobody else uses the server")
 	return events.APIGatewayProxyResponse{}, false
 }
 

@@ -36,60 +36,63 @@ type fakeController struct {
 func (f *fakeController) Summary(context.Context) (fargate.Status, error) { return f.sum, f.err }
 
 type fakeReader struct {
-	snap   usage.Snapshot
+	snap   usage.SessionsSnapshot
 	err    error
 	window time.Duration
 }
 
-func (f *fakeReader) Read(_ context.Context, _ time.Time, window time.Duration) (usage.Snapshot, error) {
+func (f *fakeReader) ReadSessions(_ context.Context, _ time.Time, window time.Duration) (usage.SessionsSnapshot, error) {
 	f.window = window
 	return f.snap, f.err
 }
 
-// An agent's Kill on exit is refused while another agent may be using the
-// server; without a reason, Kill stays unconditional.
+// An agent's Kill on exit is refused, with the reason, while another agent
+// may be using the server; without a reason, Kill stays unconditional. (The
+// rules themselves are fargate.ExitPolicy's, tested there.)
 func TestKillAgentExit(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	up := fargate.Status{State: lifecycle.StateStarting, DesiredCount: 1, LastWake: ago(time.Hour)}
-	active := func(n float64, at time.Duration) usage.Snapshot {
-		return usage.Snapshot{ActiveConnections: n, ActiveAt: ago(at)}
+	up := fargate.Status{State: lifecycle.StateRunning, DesiredCount: 1, RunningCount: 1, LastWake: ago(time.Hour)}
+	seen := func(n float64) usage.SessionsSnapshot {
+		return usage.SessionsSnapshot{Max: n, Newest: ago(time.Minute), Datapoints: 3}
 	}
+	const alone = `{"reason":"agent_exit","own":{"sessions":2,"steady_seconds":3600}}`
 	tests := []struct {
 		name       string
 		body       string
 		sum        fargate.Status
-		snap       usage.Snapshot
+		snap       usage.SessionsSnapshot
 		readErr    error
+		noMetrics  bool
 		wantStatus int
 		wantCode   string
+		wantWhy    string
 		wantKills  int
 	}{
-		{"unconditional, empty body", ``, up, active(5, 0), nil, 200, "", 1},
-		{"unconditional, {}", `{}`, fargate.Status{DesiredCount: 1, LastWake: ago(time.Second)}, active(5, 0), nil, 200, "", 1},
-		{"alone", `{"reason":"agent_exit","streams":2}`, up, active(2, time.Minute), nil, 200, "", 1},
-		{"no datapoint at all", `{"reason":"agent_exit"}`, up, usage.Snapshot{}, nil, 200, "", 1},
-		{"another agent's streams", `{"reason":"agent_exit","streams":2}`, up, active(3, time.Minute), nil, 409, lifecycle.CodeInUse, 0},
-		{"streams, own count unknown", `{"reason":"agent_exit"}`, up, active(1, 2*time.Minute), nil, 409, lifecycle.CodeInUse, 0},
-		{"stale busy datapoint", `{"reason":"agent_exit"}`, up, active(4, 4*time.Minute), nil, 200, "", 1},
-		// The exiting agent's own burst, ended a while ago, still in the
-		// newest datapoint: its peak over the window covers it.
-		{"the agent's own ended streams, peak sent", `{"reason":"agent_exit","streams":3}`, up, active(3, 170*time.Second), nil, 200, "", 1},
-		{"the agent's own ended streams, sent as 0", `{"reason":"agent_exit","streams":0}`, up, active(3, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
-		{"more than the agent's peak", `{"reason":"agent_exit","streams":3}`, up, active(4, 170*time.Second), nil, 409, lifecycle.CodeInUse, 0},
-		{"woken within the grace", `{"reason":"agent_exit","streams":9}`, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, usage.Snapshot{}, nil, 409, lifecycle.CodeInUse, 0},
-		{"already asleep", `{"reason":"agent_exit"}`, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, usage.Snapshot{}, nil, 200, "", 0},
-		{"metrics unreadable", `{"reason":"agent_exit"}`, up, usage.Snapshot{}, errors.New("throttled"), 500, lifecycle.CodeAWS, 0},
-		{"unknown reason", `{"reason":"because"}`, up, usage.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
-		{"not json", `kill`, up, usage.Snapshot{}, nil, 400, lifecycle.CodeBadRequest, 0},
+		{"unconditional, empty body", ``, up, seen(5), nil, false, 200, "", "", 1},
+		{"unconditional, {}", `{}`, fargate.Status{DesiredCount: 1, LastWake: ago(time.Second)}, seen(5), nil, false, 200, "", "", 1},
+		{"alone", alone, up, seen(2), nil, false, 200, "", "", 1},
+		{"another agent's session", alone, up, seen(3), nil, false, 409, lifecycle.CodeInUse, "another agent is connected", 0},
+		{"no datapoint", alone, up, usage.SessionsSnapshot{}, nil, false, 409, lifecycle.CodeInUse, "no Sessions datapoint", 0},
+		{"no metrics reader", alone, up, seen(2), nil, true, 409, lifecycle.CodeInUse, "no Sessions datapoint", 0},
+		{"own sessions not steady", `{"reason":"agent_exit","own":{"sessions":2,"steady_seconds":30}}`, up, seen(2), nil, false, 409, lifecycle.CodeInUse, "cannot be told", 0},
+		{"an older agent's body", `{"reason":"agent_exit","streams":2}`, up, seen(2), nil, false, 409, lifecycle.CodeInUse, "older agent", 0},
+		{"woken within the grace", alone, fargate.Status{DesiredCount: 1, LastWake: ago(3 * time.Minute)}, seen(2), nil, false, 409, lifecycle.CodeInUse, "grace", 0},
+		{"already asleep", alone, fargate.Status{State: lifecycle.StateSleeping, LastWake: ago(time.Second)}, usage.SessionsSnapshot{}, nil, false, 200, "", "", 0},
+		{"metrics unreadable", alone, up, usage.SessionsSnapshot{}, errors.New("throttled"), false, 500, lifecycle.CodeAWS, "", 0},
+		{"unknown reason", `{"reason":"because"}`, up, usage.SessionsSnapshot{}, nil, false, 400, lifecycle.CodeBadRequest, "", 0},
+		{"not json", `kill`, up, usage.SessionsSnapshot{}, nil, false, 400, lifecycle.CodeBadRequest, "", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := &fakeController{sum: tc.sum}
 			r := &fakeReader{snap: tc.snap, err: tc.readErr}
-			h := &Kill{Service: c, Metrics: r, WakeGrace: 10 * time.Minute, MetricsInterval: time.Minute, Now: func() time.Time { return now }, Log: zerolog.Nop()}
+			h := &Kill{Service: c, Metrics: r, Now: func() time.Time { return now }, Log: zerolog.Nop()}
+			if tc.noMetrics {
+				h.Metrics = nil
+			}
 			req := apiRequest(t, "apigw-kill.json", "")
 			req.Body = tc.body
 			resp, err := h.HandleAPI(context.Background(), req)
@@ -101,6 +104,9 @@ func TestKillAgentExit(t *testing.T) {
 			if resp.StatusCode != tc.wantStatus || c.kills != tc.wantKills || (tc.wantCode != "" && body["code"] != tc.wantCode) {
 				t.Fatalf("status %d kills %d body %s; want %d kills %d code %q", resp.StatusCode, c.kills, resp.Body, tc.wantStatus, tc.wantKills, tc.wantCode)
 			}
+			if msg, _ := body["message"].(string); !strings.Contains(msg, tc.wantWhy) {
+				t.Errorf("message %q does not say %q", msg, tc.wantWhy)
+			}
 			if r.window != 0 && r.window != 3*time.Minute {
 				t.Errorf("read window %v, want two intervals plus the period", r.window)
 			}
@@ -108,16 +114,15 @@ func TestKillAgentExit(t *testing.T) {
 	}
 }
 
-// The window the Kill Lambda reads the datapoint over and the one the agent
-// counts its own streams over (lifecycle.StreamPeak) are the same with the
-// defaults, or the subtraction would miss streams.
-func TestKillWindowMatchesAgentPeak(t *testing.T) {
+// The Lambdas' default METRICS_INTERVAL is the server's, or the Kill window
+// would not hold the server's newest datapoint.
+func TestKillDefaultsMatchServer(t *testing.T) {
 	t.Parallel()
-	if got := lifecycle.KillWindow(usage.DefaultPublisherConfig().Interval, usage.DefaultMetricsConfig().Period); got != lifecycle.DefaultPeakWindow {
-		t.Fatalf("Kill window %v with the default metrics interval, agent's peak window %v", got, lifecycle.DefaultPeakWindow)
-	}
 	if DefaultConfig().MetricsInterval != usage.DefaultPublisherConfig().Interval {
 		t.Fatalf("the Lambdas' METRICS_INTERVAL default %v is not the server's %v", DefaultConfig().MetricsInterval, usage.DefaultPublisherConfig().Interval)
+	}
+	if got := DefaultConfig().ExitPolicy().Window(); got != 3*time.Minute {
+		t.Fatalf("default Kill window %v, want 3m", got)
 	}
 }
 
@@ -318,10 +323,11 @@ func TestConfigFromEnv(t *testing.T) {
 			return c.TunnelPort == 443 && c.IdleThreshold == 15*time.Minute && c.Namespace == "Fluidity" && c.LogLevel == zerolog.InfoLevel
 		}},
 		{"all set", with("TUNNEL_PORT", "9443", "IDLE_THRESHOLD", "30m", "LOG_LEVEL", "DEBUG", "METRICS_NAMESPACE", "X",
-			"WAKE_GRACE", "20m", "IDLE_CONFIRM_AFTER", "2m", "CRASH_BOUND", "5m", "METRICS_INTERVAL", "30s"), true, func(c Config) bool {
+			"WAKE_GRACE", "20m", "IDLE_CONFIRM_AFTER", "2m", "CRASH_BOUND", "5m", "METRICS_INTERVAL", "30s", "METRICS_PERIOD", "1s"), true, func(c Config) bool {
 			p := c.Policy()
 			return c.TunnelPort == 9443 && c.IdleThreshold == 30*time.Minute && c.LogLevel == zerolog.DebugLevel && c.Namespace == "X" &&
-				p.WakeGrace == 20*time.Minute && p.ConfirmAfter == 2*time.Minute && p.CrashBound == 5*time.Minute && c.MetricsInterval == 30*time.Second
+				p.WakeGrace == 20*time.Minute && p.ConfirmAfter == 2*time.Minute && p.CrashBound == 5*time.Minute && c.MetricsInterval == 30*time.Second &&
+				c.ExitPolicy() == fargate.ExitPolicy{WakeGrace: 20 * time.Minute, MetricsInterval: 30 * time.Second, Period: time.Second}
 		}},
 		{"policy defaults", base, true, func(c Config) bool {
 			return c.Policy() == fargate.DefaultIdlePolicy() && c.MetricsInterval == time.Minute
@@ -329,6 +335,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad grace", with("WAKE_GRACE", "ten"), false, nil},
 		{"negative grace", with("WAKE_GRACE", "-1m"), false, nil},
 		{"tiny metrics interval", with("METRICS_INTERVAL", "10ms"), false, nil},
+		{"fractional metrics period", with("METRICS_PERIOD", "1500ms"), false, nil},
 		{"no cluster", map[string]string{"SERVICE_NAME": "s"}, false, nil},
 		{"no service", map[string]string{"CLUSTER_NAME": "c"}, false, nil},
 		{"bad port", with("TUNNEL_PORT", "http"), false, nil},
