@@ -16,7 +16,8 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
-// TestKillOnExitTwoAgents runs the whole Kill on exit for real: a
+// killOnExitTwoAgents (a subtest of TestLambdas, sharing its moto and
+// Lambda builds) runs the whole Kill on exit for real: a
 // fluidity-server publishing its metrics to moto, the Wake and Kill Lambdas
 // under the emulator behind a stand-in API Gateway, and two fluidity-agent
 // processes sharing one client certificate (as two agents of one user may).
@@ -25,17 +26,12 @@ import (
 // Kill window, the second's exit puts the server to sleep. The metrics
 // interval and period are one second here, so the window is 3 s and an
 // agent's sessions must have been steady for 4 s.
-func TestKillOnExitTwoAgents(t *testing.T) {
-	endpoint := awstest.StartMoto(t)
-	// Seeded before the builds, so that moto's slow first EC2 call does not
-	// compete with them for the CPU.
+func killOnExitTwoAgents(t *testing.T, endpoint, wakeBin, killBin string) {
 	f := awstest.Seed(t, endpoint, awstest.SeedConfig{Cluster: "c-two", Service: "svc-two", PublicIP: "127.0.0.1"})
 	dir := t.TempDir()
 	if err := testbin.Build(dir, map[string]string{"fluidity-server": "./daemons/server", "fluidity-agent": "./daemons/agent"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wakeBin := awstest.BuildLambda(t, "wake")
-	killBin := awstest.BuildLambda(t, "kill")
 
 	ca, err := pki.NewCA(pki.CAOptions{})
 	if err != nil {

@@ -336,6 +336,11 @@ func TestLambdas(t *testing.T) {
 		}
 	})
 
+	t.Run("kill-on-exit-two-agents", func(t *testing.T) {
+		t.Parallel()
+		killOnExitTwoAgents(t, endpoint, wakeBin, killBin)
+	})
+
 	// Issue 10's race through the real Lambdas: the server's newest datapoint,
 	// published a minute before the Wake, says idle; Sleep runs right after
 	// the Wake and must leave it up, on both of two checks. Past the grace
