@@ -59,7 +59,7 @@ func TestAgentCorksRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As newSession wraps it.
-	bc := newBatchConn(&recordingConn{Conn: conn}, false, nil)
+	bc := newBatchConn(&recordingConn{Conn: conn}, false, nil, nil)
 	defer bc.Close()
 	if bc.cork == nil {
 		t.Fatal("the agent's batching writer found no corkConn under DialTLS's conn")

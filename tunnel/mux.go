@@ -144,8 +144,10 @@ func (s *budgetSpan) Done() {
 
 // newMux starts yamux over conn (wrapped in a batchConn) on the client or the
 // server side; obs, if not nil, is told of the connection's write stalls.
-func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer) (*yamux.Session, error) {
-	bc := newBatchConn(conn, !client, obs.connStall())
+// streams, if not nil, counts the streams the server is serving (see
+// maxUnsentAlone); it must not block, since the flusher calls it.
+func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer, streams func() int) (*yamux.Session, error) {
+	bc := newBatchConn(conn, !client, obs.connStall(), streams)
 	open := yamux.Server
 	if client {
 		open = yamux.Client

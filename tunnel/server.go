@@ -329,6 +329,8 @@ func (s *Server) newTransport() *http.Transport {
 // ActiveStreams reports the streams being served now.
 func (s *Server) ActiveStreams() int64 { return s.active.Load() }
 
+func (s *Server) activeStreams() int { return int(s.active.Load()) }
+
 // LastActivity reports when a stream last started or ended.
 func (s *Server) LastActivity() time.Time { return time.Unix(0, s.lastActivity.Load()) }
 
@@ -404,10 +406,10 @@ func (s *Server) handshakeAndServe(ctx context.Context, p *pendingConn) {
 	// Keep little unsent data queued in the kernel, so that an interactive stream's
 	// frames do not wait behind megabytes of a bulk download (head-of-line), and
 	// gather each flush's TLS records into one write (corkConn).
-	limitUnsent(conn, maxUnsent)
+	unsent := newUnsentLimit(conn, maxUnsent)
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.FirstByteTimeout))
 	watched := &firstByteConn{Conn: conn, onFirst: func() { s.pending.progress(p) }}
-	tconn := tls.Server(&corkConn{Conn: watched}, s.cfg.TLSConfig)
+	tconn := tls.Server(&corkConn{Conn: watched, unsent: unsent}, s.cfg.TLSConfig)
 	// Close cancels handshakes in progress rather than waiting for them.
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	stop := context.AfterFunc(s.baseCtx, cancel)
@@ -605,7 +607,7 @@ func (s *Server) startSession(conn net.Conn, cfg *yamux.Config) (*yamux.Session,
 	if s.closed {
 		return nil, ErrServerClosed
 	}
-	mux, err := newMux(conn, false, cfg, s.budget, s.cfg.Observer)
+	mux, err := newMux(conn, false, cfg, s.budget, s.cfg.Observer, s.activeStreams)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}

@@ -56,7 +56,7 @@ func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *
 	cfg = cfg.withDefaults()
 	rc := &recordingConn{Conn: conn}
 	// The server never opens streams: any it tries is reset.
-	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget, obs)
+	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget, obs, nil)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)

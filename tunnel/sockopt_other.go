@@ -4,5 +4,9 @@ package tunnel
 
 import "net"
 
-// limitUnsent is a no-op where TCP_NOTSENT_LOWAT is not available.
-func limitUnsent(net.Conn, int) {}
+// unsentLimit is a no-op where TCP_NOTSENT_LOWAT is not available.
+type unsentLimit struct{}
+
+func newUnsentLimit(net.Conn, int) *unsentLimit { return nil }
+
+func (*unsentLimit) set(int) {}
