@@ -145,14 +145,19 @@ func (s *budgetSpan) Done() {
 // newMux starts yamux over conn (wrapped in a batchConn) on the client or the
 // server side; obs, if not nil, is told of the connection's write stalls.
 // streams, if not nil, counts the streams the server is serving (see
-// maxUnsentAlone); it must not block, since the flusher calls it.
-func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer, streams func() int) (*yamux.Session, error) {
+// maxUnsentAlone); it must not block, since the flusher calls it. gate, if
+// not nil, is told of the data frames yamux writes (sendgate.go).
+func newMux(conn net.Conn, client bool, cfg *yamux.Config, budget *receiveBudget, obs *Observer, streams func() int, gate *sendGate) (*yamux.Session, error) {
 	bc := newBatchConn(conn, !client, obs.connStall(), streams)
 	open := yamux.Server
 	if client {
 		open = yamux.Client
 	}
-	mux, err := open(bc, cfg, budget.span)
+	var yc net.Conn = bc
+	if gate != nil {
+		yc = &gateConn{Conn: bc, gate: gate}
+	}
+	mux, err := open(yc, cfg, budget.span)
 	if err != nil {
 		_ = bc.Close()
 		return nil, err

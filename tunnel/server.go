@@ -492,7 +492,8 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	// A session may hold at most every admitted stream plus its pending ones;
 	// yamux resets streams past that before they cost anything.
 	incoming := uint32(s.cfg.MaxStreams + s.cfg.MaxPendingStreams) // #nosec G115 -- Validate caps both at MaxInt32
-	mux, err := s.startSession(rc, s.cfg.Session.yamuxConfig(log, s.limit, incoming))
+	gate := newSendGate()
+	mux, err := s.startSession(rc, s.cfg.Session.yamuxConfig(log, s.limit, incoming), gate)
 	if err != nil {
 		_ = conn.Close()
 		return err
@@ -534,7 +535,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 			_ = st.ResetWithError(wire.ResetRefused)
 			continue
 		}
-		s.workers.run(func() { s.serveStream(newStream(st), pending, log) })
+		s.workers.run(func() { s.serveStream(newStream(st, gate), pending, log) })
 	}
 }
 
@@ -601,13 +602,13 @@ func (s *Server) untrack(ln net.Listener) {
 // Close takes: yamux answers (pings, its first frames) as soon as it starts,
 // so a session started apart from being tracked could answer a moment after
 // Close had returned. A closed server starts nothing.
-func (s *Server) startSession(conn net.Conn, cfg *yamux.Config) (*yamux.Session, error) {
+func (s *Server) startSession(conn net.Conn, cfg *yamux.Config, gate *sendGate) (*yamux.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrServerClosed
 	}
-	mux, err := newMux(conn, false, cfg, s.budget, s.cfg.Observer, s.activeStreams)
+	mux, err := newMux(conn, false, cfg, s.budget, s.cfg.Observer, s.activeStreams, gate)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}

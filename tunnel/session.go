@@ -27,6 +27,7 @@ import (
 type session struct {
 	mux     *yamux.Session
 	conn    *recordingConn
+	gate    *sendGate
 	cfg     SessionConfig
 	log     zerolog.Logger
 	started time.Time // when the session was established (for Client.Sessions)
@@ -56,12 +57,13 @@ func newSession(conn net.Conn, cfg SessionConfig, budget *receiveBudget, limit *
 	cfg = cfg.withDefaults()
 	rc := &recordingConn{Conn: conn}
 	// The server never opens streams: any it tries is reset.
-	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget, obs, nil)
+	gate := newSendGate()
+	mux, err := newMux(rc, true, cfg.yamuxConfig(log, limit, 0), budget, obs, nil, gate)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("tunnel: start session: %w", err)
 	}
-	return &session{mux: mux, conn: rc, cfg: cfg, log: log, started: time.Now()}, nil
+	return &session{mux: mux, conn: rc, gate: gate, cfg: cfg, log: log, started: time.Now()}, nil
 }
 
 // Done is closed when the session has ended, for whatever reason.
@@ -238,7 +240,7 @@ func (s *session) open(ctx context.Context) (*stream, error) {
 		}
 		return nil, notOpened(fmt.Errorf("tunnel: open stream: %w", err))
 	}
-	return newStream(st), nil
+	return newStream(st, s.gate), nil
 }
 
 // exchange opens a stream, sends the request frame and waits for the answer.

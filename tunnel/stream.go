@@ -45,9 +45,14 @@ type stream struct {
 	trace      *trace
 	endOnClose atomic.Bool
 	sent, recv atomic.Int64
+
+	// gate, if not nil, is the session's send gate; pace classifies the
+	// stream as bulk or interactive for it (sendgate.go).
+	gate *sendGate
+	pace pace
 }
 
-func newStream(s *yamux.Stream) *stream { return &stream{Stream: s} }
+func newStream(s *yamux.Stream, gate *sendGate) *stream { return &stream{Stream: s, gate: gate} }
 
 func (s *stream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
@@ -69,7 +74,7 @@ func (s *stream) Write(p []byte) (int, error) {
 	if s.trace.timesWrites() {
 		start = time.Now()
 	}
-	n, err := s.Stream.Write(p)
+	n, err := s.gatedWrite(p)
 	if s.trace != nil {
 		s.sent.Add(int64(n))
 		s.trace.wrote(start)

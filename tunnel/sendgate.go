@@ -1,0 +1,198 @@
+package tunnel
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// go-yamux queues every frame a stream writes in one first-in, first-out
+// channel per session (64 frames of up to 64 KiB: 4 MiB), which its send
+// loop drains into the connection. A bulk stream keeps that queue full, so
+// a small frame of another stream on the same session waits behind up to
+// 4 MiB: measured on the server beside two downloads sharing the session,
+// 3.9 MiB queued at the median 100 ms sample (BENCHMARKS.md, "Head-of-line
+// beside an upload: cause and levers"). The send gate keeps the frames of bulk
+// streams out of that queue while gateLimit bytes of data already wait in
+// it; an interactive stream's frames pass at once, so they wait behind at
+// most gateLimit bytes of bulk data (plus the connection's own buffers).
+//
+// A stream counts as bulk while it has written bulkBytes or more within
+// about bulkWindow: a download or an upload, not a keep-alive tunnel of
+// small requests or a page's subresources.
+const (
+	gateLimit  = 256 << 10
+	bulkBytes  = 256 << 10
+	bulkWindow = 50 * time.Millisecond
+	// gateChunk is the most a bulk stream hands yamux per pass of the
+	// gate: one frame (maxMessage less yamux's 12-byte header).
+	gateChunk = maxMessage - yamuxHeader
+)
+
+// yamuxHeader is the size of a yamux frame header; yamuxTypeData is the
+// frame type of stream data (yamux's spec.md).
+const (
+	yamuxHeader   = 12
+	yamuxTypeData = 0
+)
+
+// sendGate counts the data bytes that streams of one session have handed
+// yamux and that its send loop has not yet written to the connection, and
+// holds bulk streams back while more than gateLimit wait.
+type sendGate struct {
+	queued  atomic.Int64
+	waiting atomic.Bool // a writer may be waiting: drained must look
+	mu      sync.Mutex
+	wake    chan struct{} // closed to wake the writers waiting; nil when none
+	closed  bool
+}
+
+func newSendGate() *sendGate { return &sendGate{} }
+
+// enter returns once at most gateLimit bytes wait in the session's queue,
+// counting n more for the write that follows, or once the session has ended
+// (that write then fails). Writers enter one by one: many bulk streams
+// woken together add one frame to the queue, not one each.
+func (g *sendGate) enter(n int) {
+	for {
+		q := g.queued.Load()
+		if q <= gateLimit {
+			if g.queued.CompareAndSwap(q, q+int64(n)) {
+				return
+			}
+			continue
+		}
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			g.queued.Add(int64(n))
+			return
+		}
+		if g.wake == nil {
+			g.wake = make(chan struct{})
+		}
+		wake := g.wake
+		// waiting is set before queued is read again: drained subtracts
+		// before it reads waiting, so one of the two sees the other.
+		g.waiting.Store(true)
+		if g.queued.Load() <= gateLimit {
+			g.mu.Unlock()
+			continue
+		}
+		g.mu.Unlock()
+		<-wake
+	}
+}
+
+// submitted counts n bytes that a stream handed yamux beyond those it
+// entered with (n is negative when it handed fewer).
+func (g *sendGate) submitted(n int) { g.queued.Add(int64(n)) }
+
+// drained counts n data bytes that yamux wrote to the connection.
+func (g *sendGate) drained(n int) {
+	if g.queued.Add(-int64(n)) <= gateLimit && g.waiting.Load() {
+		g.mu.Lock()
+		g.release()
+		g.mu.Unlock()
+	}
+}
+
+// release wakes every waiting writer; g.mu is held.
+func (g *sendGate) release() {
+	g.waiting.Store(false)
+	if g.wake != nil {
+		close(g.wake)
+		g.wake = nil
+	}
+}
+
+// close lets every writer through for good: the session has ended.
+func (g *sendGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.release()
+	g.mu.Unlock()
+}
+
+// gateConn is the connection yamux writes to: it tells the gate of every
+// data frame the send loop writes. go-yamux writes each frame, header and
+// body, with one Write.
+type gateConn struct {
+	net.Conn
+	gate *sendGate
+}
+
+func (c *gateConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if len(p) >= yamuxHeader && p[1] == yamuxTypeData {
+		// Counted whether or not the write succeeded: after a failure the
+		// session ends, and no writer may wait for bytes that never leave.
+		c.gate.drained(len(p) - yamuxHeader)
+	}
+	return n, err
+}
+
+func (c *gateConn) Close() error {
+	c.gate.close()
+	return c.Conn.Close()
+}
+
+// pace measures one stream's recent writes: the bytes written in the
+// current bulkWindow and in the one before it. Writes to one stream may come
+// from several goroutines (a request's frame, then its body pump).
+type pace struct {
+	mu        sync.Mutex
+	start     time.Time
+	cur, prev int64
+}
+
+// bulk reports whether the stream has written bulkBytes within about the
+// last bulkWindow, as of now.
+func (p *pace) bulk(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch d := now.Sub(p.start); {
+	case d >= 2*bulkWindow:
+		p.start, p.prev, p.cur = now, 0, 0
+	case d >= bulkWindow:
+		p.start, p.prev, p.cur = p.start.Add(bulkWindow), p.cur, 0
+	}
+	return p.prev+p.cur >= bulkBytes
+}
+
+// wrote counts n bytes written.
+func (p *pace) wrote(n int) {
+	p.mu.Lock()
+	p.cur += int64(n)
+	p.mu.Unlock()
+}
+
+// gatedWrite writes p to the yamux stream: at once for an interactive
+// stream, one frame at a time through the session's gate for a bulk one. A
+// write waiting at the gate does not see the stream's write deadline; it
+// waits until the session's queue drains, which yamux's connection write
+// timeout bounds.
+func (s *stream) gatedWrite(p []byte) (int, error) {
+	g := s.gate
+	if g == nil {
+		return s.Stream.Write(p)
+	}
+	written := 0
+	for {
+		chunk := p[written:]
+		entered := 0
+		if s.pace.bulk(time.Now()) {
+			chunk = chunk[:min(len(chunk), gateChunk)]
+			entered = len(chunk)
+			g.enter(entered)
+		}
+		n, err := s.Stream.Write(chunk)
+		s.pace.wrote(n)
+		g.submitted(n - entered)
+		written += n
+		if err != nil || written == len(p) {
+			return written, err
+		}
+	}
+}
