@@ -323,7 +323,7 @@ func (b *Bench) wanBulk(ctx context.Context) error {
 	t := b.rig.Target
 	down, up, peak := medians{}, medians{}, medians{}
 	err = b.rounds(ctx, "wan bulk", paths, func(p *Path) error {
-		stop := peakRSS(p.Procs)
+		stop := PeakRSS(p.Procs)
 		d, err := Download(ctx, p, t.Addr, b.sz.WANBulk, b.sz.WANLimit)
 		if err != nil {
 			stop()
@@ -348,9 +348,9 @@ func (b *Bench) wanBulk(ctx context.Context) error {
 	return err
 }
 
-// peakRSS samples the summed RSS of procs() until the returned function is
+// PeakRSS samples the summed RSS of procs() until the returned function is
 // called, which returns the highest sample (0 for a path without processes).
-func peakRSS(procs func() []int) func() int64 {
+func PeakRSS(procs func() []int) func() int64 {
 	var peak int64
 	done, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -491,7 +491,7 @@ func (b *Bench) memoryOf(ctx context.Context, p *Path, pids []int) error {
 
 	// Peak RSS and CPU while moving bulk data both ways.
 	time.Sleep(500 * time.Millisecond) // let the streams close
-	stopSampling := peakRSS(p.Procs)
+	stopSampling := PeakRSS(p.Procs)
 	cpu0 := SumCPU(p.Procs())
 	d, err := Download(ctx, p, b.rig.Target.Addr, b.sz.Bulk, b.sz.BulkLimit)
 	var u Transfer
