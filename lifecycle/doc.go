@@ -5,7 +5,9 @@
 //   - [APIClient] calls Wake and Kill and decodes their [WakeResult] or
 //     [APIError];
 //   - [ClientConfig] is the agent's lifecycle configuration section;
-//   - [Waker] shares one wake-up among the requests waiting for the server.
+//   - [Waker] shares one wake-up among the requests waiting for the server;
+//   - [OwnSessions] follows the agent's own sessions for its Kill on exit
+//     ([AgentUse], [APIClient.KillOnExit]).
 //
 // The package is plain net/http and imports no AWS SDK package, so the agent,
 // built for six platforms, links none of it. The AWS side (the ECS service,

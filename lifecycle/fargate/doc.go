@@ -1,8 +1,9 @@
 // Package fargate wakes, watches and puts to sleep the Fluidity server that
 // runs as an ECS Fargate service scaled to zero. It is the AWS half of the
 // lifecycle, used by the control plane: the Wake, Sleep and Kill Lambdas use
-// [Service] (desired count, state, public IP) and [IdlePolicy] with the
-// metrics the server publishes (package lifecycle/usage), and answer the
+// [Service] (desired count, state, public IP), [IdlePolicy] (Sleep) and
+// [ExitPolicy] (an agent's Kill on exit) with the metrics the server
+// publishes (package lifecycle/usage), and answer the
 // Wake/Kill API with [ResultFromStatus]. The server itself imports only
 // lifecycle/usage, which links the CloudWatch client and not this package's
 // ECS and EC2 ones.
