@@ -77,3 +77,36 @@ func TestAgentCorksRecords(t *testing.T) {
 		t.Errorf("%d writes for %d bytes, want at most %d", w, size, size/maxCorked+2)
 	}
 }
+
+// TestPendingLimitFollowsStreams: the server gathers up to maxPending for
+// its flusher while it serves one stream, maxPendingServer while it serves
+// more (an interactive stream's frames then wait behind less); the agent
+// always maxPending.
+func TestPendingLimitFollowsStreams(t *testing.T) {
+	var streams atomic.Int64
+	count := func() int { return int(streams.Load()) }
+	for _, tc := range []struct {
+		name    string
+		server  bool
+		count   func() int
+		streams int64
+		want    int
+	}{
+		{"server, one stream", true, count, 1, maxPending},
+		{"server, none", true, count, 0, maxPending},
+		{"server, two streams", true, count, 2, maxPendingServer},
+		{"server, no count", true, nil, 0, maxPendingServer},
+		{"agent", false, nil, 0, maxPending},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c1, c2 := net.Pipe()
+			defer c2.Close()
+			bc := newBatchConn(c1, tc.server, nil, tc.count)
+			defer bc.Close()
+			streams.Store(tc.streams)
+			if got := bc.pendingLimit(); got != tc.want {
+				t.Errorf("pending limit %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
