@@ -56,90 +56,123 @@ func (f dialerFunc) DialContext(ctx context.Context, network, addr string) (net.
 }
 
 // TestNewStreamAvoidsBusySession: with two sessions, a stream opened while a bulk
-// download runs goes to the other session, so its bytes never queue behind the
-// download's in one connection.
+// download or upload runs goes to the other session, so its bytes never queue
+// behind the transfer's in one connection.
 //
 // The load estimate samples bytes moved every sampleEvery, so the test runs on
 // synctest's fake clock: everything is in memory (net.Pipe between client and
-// server, an in-memory target behind the server's Dialer), and the download is
+// server, an in-memory target behind the server's Dialer), and the transfer is
 // paced in fake time (32 KiB a millisecond) so that the clock can advance.
 // Lane choice counts bytes above the transport (recordingConn), so pipes alone
 // cover it.
 func TestNewStreamAvoidsBusySession(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		// A stream that sends "b" is a download; the others stay idle.
-		target := dialerFunc(func(context.Context, string, string) (net.Conn, error) {
-			c, peer := net.Pipe()
-			wg.Go(func() {
-				<-stop
-				peer.Close()
-			})
-			wg.Go(func() {
-				var first [1]byte
-				if _, err := io.ReadFull(peer, first[:]); err != nil || first[0] != 'b' {
+	for _, upload := range []bool{false, true} {
+		t.Run(map[bool]string{false: "download", true: "upload"}[upload], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { newStreamAvoidsBusySession(t, upload) })
+		})
+	}
+}
+
+func newStreamAvoidsBusySession(t *testing.T, upload bool) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// A stream that sends "b" is a download, one that sends "u" an
+	// upload; the others stay idle.
+	target := dialerFunc(func(context.Context, string, string) (net.Conn, error) {
+		c, peer := net.Pipe()
+		wg.Go(func() {
+			<-stop
+			peer.Close()
+		})
+		wg.Go(func() {
+			var first [1]byte
+			if _, err := io.ReadFull(peer, first[:]); err != nil {
+				return
+			}
+			if first[0] == 'u' {
+				_, _ = io.Copy(io.Discard, peer)
+				return
+			}
+			if first[0] != 'b' {
+				return
+			}
+			buf := make([]byte, 32<<10)
+			for {
+				if _, err := peer.Write(buf); err != nil {
 					return
 				}
-				buf := make([]byte, 32<<10)
-				for {
-					if _, err := peer.Write(buf); err != nil {
-						return
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(time.Millisecond):
-					}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
 				}
-			})
-			return c, nil
-		})
-		h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = target })
-		// Cleanups run last-registered first: stop the target before the
-		// harness closes, and wait for its goroutines.
-		t.Cleanup(wg.Wait)
-		t.Cleanup(func() { close(stop) })
-		sessions := waitSessionsUp(t, h.client)
-		if len(sessions) != 2 {
-			t.Fatalf("%d sessions, want the default 2", len(sessions))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dial := func() net.Conn {
-			t.Helper()
-			c, err := h.client.DialContext(ctx, "tcp", "127.0.0.1:9")
-			if err != nil {
-				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.Close() })
-			return c
+		})
+		return c, nil
+	})
+	h := newHarness(t, overPipe, func(c *ServerConfig) { c.Dialer = target })
+	// Cleanups run last-registered first: stop the target before the
+	// harness closes, and wait for its goroutines.
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { close(stop) })
+	sessions := waitSessionsUp(t, h.client)
+	if len(sessions) != 2 {
+		t.Fatalf("%d sessions, want the default 2", len(sessions))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := h.client.DialContext(ctx, "tcp", "127.0.0.1:9")
+		if err != nil {
+			t.Fatal(err)
 		}
-		// Both sessions idle: the first stream takes the first session, the
-		// download the other (fewer streams).
-		dial()
-		bulk := dial()
-		if n := sessions[1].NumStreams(); n != 1 {
-			t.Fatalf("the second stream went to the busier session (%d/%d streams)", sessions[0].NumStreams(), n)
-		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Both sessions idle: the first stream takes the first session, the
+	// download the other (fewer streams).
+	dial()
+	bulk := dial()
+	if n := sessions[1].NumStreams(); n != 1 {
+		t.Fatalf("the second stream went to the busier session (%d/%d streams)", sessions[0].NumStreams(), n)
+	}
+	if !upload {
 		if _, err := bulk.Write([]byte("b")); err != nil {
 			t.Fatal(err)
 		}
 		wg.Go(func() { _, _ = io.Copy(io.Discard, bulk) })
-		// Once the download shows in a load sample, new streams go to the first
-		// session even as it holds more streams (idle ones) than the second.
-		time.Sleep(3 * sampleEvery)
-		for i := 2; i <= 4; i++ {
-			dial()
-			time.Sleep(sampleEvery / 2)
-			if n := sessions[0].NumStreams(); n != i {
-				t.Fatalf("stream %d went next to the download: %d streams on the idle session, want %d", i+1, n, i)
+	} else {
+		if _, err := bulk.Write([]byte("u")); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			buf := make([]byte, 32<<10)
+			for {
+				if _, err := bulk.Write(buf); err != nil {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
 			}
+		})
+	}
+	// Once the transfer shows in a load sample, new streams go to the first
+	// session even as it holds more streams (idle ones) than the second.
+	time.Sleep(3 * sampleEvery)
+	for i := 2; i <= 4; i++ {
+		dial()
+		time.Sleep(sampleEvery / 2)
+		if n := sessions[0].NumStreams(); n != i {
+			t.Fatalf("stream %d went next to the transfer: %d streams on the idle session, want %d", i+1, n, i)
 		}
-		if n := sessions[1].NumStreams(); n != 1 {
-			t.Errorf("the download's session carries %d streams, want 1", n)
-		}
-	})
+	}
+	if n := sessions[1].NumStreams(); n != 1 {
+		t.Errorf("the transfer's session carries %d streams, want 1", n)
+	}
 }
 
 // blackHoleConn swallows writes once hole is set, like a path that went dead
