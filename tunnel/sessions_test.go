@@ -96,17 +96,7 @@ func newStreamAvoidsBusySession(t *testing.T, upload bool) {
 			if first[0] != 'b' {
 				return
 			}
-			buf := make([]byte, 32<<10)
-			for {
-				if _, err := peer.Write(buf); err != nil {
-					return
-				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Millisecond):
-				}
-			}
+			pacedWrites(peer, stop)
 		})
 		return c, nil
 	})
@@ -146,19 +136,7 @@ func newStreamAvoidsBusySession(t *testing.T, upload bool) {
 		if _, err := bulk.Write([]byte("u")); err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() {
-			buf := make([]byte, 32<<10)
-			for {
-				if _, err := bulk.Write(buf); err != nil {
-					return
-				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Millisecond):
-				}
-			}
-		})
+		wg.Go(func() { pacedWrites(bulk, stop) })
 	}
 	// Once the transfer shows in a load sample, new streams go to the first
 	// session even as it holds more streams (idle ones) than the second.
@@ -172,6 +150,22 @@ func newStreamAvoidsBusySession(t *testing.T, upload bool) {
 	}
 	if n := sessions[1].NumStreams(); n != 1 {
 		t.Errorf("the transfer's session carries %d streams, want 1", n)
+	}
+}
+
+// pacedWrites writes 32 KiB to w every (fake) millisecond until a write fails
+// or stop is closed: a transfer whose bytes the clock can see move.
+func pacedWrites(w io.Writer, stop <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
 
