@@ -38,6 +38,12 @@ type batchConn struct {
 	// (NumStreams) takes a lock that yamux holds while it waits for its send
 	// queue, which waits for this flusher.
 	streams func() int
+	// rate is the link's delivery rate in bytes per second, as rateOf (the
+	// kernel's estimate) last gave it: read at most every rateEvery while the
+	// server serves one stream; rateAt is when. Under mu.
+	rateOf func() uint64
+	rate   uint64
+	rateAt time.Time
 }
 
 // maxPending bounds the bytes waiting for the flusher. Every byte queued there, and
@@ -50,12 +56,22 @@ const (
 	maxPending       = 512 << 10
 	maxPendingServer = 128 << 10
 	maxUnsent        = 128 << 10
-	// maxUnsentAlone is the unsent bound while the server serves one
-	// stream: nothing can wait behind a bulk transfer then, and a longer
-	// queue in the kernel lets the server write more per wake-up. Measured
-	// on loopback downloads (BENCHMARKS.md, "Bulk: profile and levers"):
-	// server CPU 2.61 -> 2.35 s per GB, 127 -> 146 MB/s.
+	// maxUnsentAlone is the most the unsent bound grows to while the server
+	// serves one stream: nothing waits behind a bulk transfer then, and a
+	// longer queue in the kernel lets the server write more per wake-up.
+	// Measured on loopback downloads (BENCHMARKS.md, "Bulk: profile and
+	// levers"): server CPU 2.61 -> 2.35 s per GB, 127 -> 146 MB/s.
 	maxUnsentAlone = 1 << 20
+	// aloneDrain bounds how long the larger queues of a lone stream (unsent,
+	// and pending for the flusher) take to leave at the link's delivery
+	// rate: the first request opened beside a lone download waits behind
+	// them. On loopback (hundreds of MB/s) and figure 2's 40 ms link (about
+	// 140 MB/s) that allows the full bounds; on a 6 MB/s link it keeps the
+	// shared ones (128 KiB, about 20 ms there), where 1 MiB unsent and
+	// 512 KiB pending would be a quarter of a second.
+	aloneDrain = 8 * time.Millisecond
+	// rateEvery: the delivery rate is read (one getsockopt) at most this often.
+	rateEvery = 10 * time.Millisecond
 	// maxSpare is the largest flushed buffer kept for reuse: one write may be
 	// larger than the bound (a single frame is never split).
 	maxSpare = 1 << 20
@@ -70,6 +86,9 @@ func newBatchConn(c net.Conn, server bool, stall func(time.Duration), streams fu
 	}
 	if server {
 		b.limit = maxPendingServer
+	}
+	if b.cork != nil {
+		b.rateOf = b.cork.unsent.deliveryRate
 	}
 	b.cond = sync.NewCond(&b.mu)
 	go b.flushLoop()
@@ -122,7 +141,11 @@ func (b *batchConn) flushLoop() {
 			// Under the lock, so that a writer that sees its bytes taken
 			// sees the bound they leave under (a test relies on it); a
 			// system call only when the bound changes.
-			b.cork.unsent.set(unsentFor(b.streams()))
+			n := b.streams()
+			if now := time.Now(); n <= 1 && now.Sub(b.rateAt) >= rateEvery {
+				b.rate, b.rateAt = b.rateOf(), now
+			}
+			b.cork.unsent.set(unsentFor(n, b.rate))
 		}
 		b.cond.Broadcast()
 		b.mu.Unlock()
@@ -165,22 +188,29 @@ func (b *batchConn) flushLoop() {
 
 // pendingLimit is the bound on bytes waiting for the flusher: the server's
 // smaller one only while it serves more than one stream (as for the unsent
-// bound, maxUnsentAlone). Alone, a download leaves in batches of up to
-// maxPending, larger writes: server CPU per GB downloaded 2.38 -> 2.16 s
-// (BENCHMARKS.md, "Bulk: profile and levers").
+// bound, maxUnsentAlone). Alone, a download on a fast link leaves in batches
+// of up to maxPending, larger writes: server CPU per GB downloaded 2.38 ->
+// 2.16 s (BENCHMARKS.md, "Bulk: profile and levers"). Called under mu.
 func (b *batchConn) pendingLimit() int {
 	if b.streams != nil && b.streams() <= 1 {
-		return maxPending
+		return aloneBound(b.rate, b.limit, maxPending)
 	}
 	return b.limit
 }
 
-// unsentFor is the unsent bound while the server serves n streams.
-func unsentFor(n int) int {
+// unsentFor is the unsent bound while the server serves n streams over a
+// link delivering rate bytes per second.
+func unsentFor(n int, rate uint64) int {
 	if n <= 1 {
-		return maxUnsentAlone
+		return aloneBound(rate, maxUnsent, maxUnsentAlone)
 	}
 	return maxUnsent
+}
+
+// aloneBound is what leaves in aloneDrain at rate, within [lo, hi].
+func aloneBound(rate uint64, lo, hi int) int {
+	n := rate / uint64(time.Second/aloneDrain)
+	return int(min(max(n, uint64(lo)), uint64(hi)))
 }
 
 // closeFlushTimeout bounds how long Close waits for buffered frames to reach the

@@ -79,24 +79,30 @@ func TestAgentCorksRecords(t *testing.T) {
 }
 
 // TestPendingLimitFollowsStreams: the server gathers up to maxPending for
-// its flusher while it serves one stream, maxPendingServer while it serves
-// more (an interactive stream's frames then wait behind less); the agent
-// always maxPending.
+// its flusher while it serves one stream over a fast link, what leaves in
+// aloneDrain over a slower one, and maxPendingServer while it serves more (an
+// interactive stream's frames then wait behind less); the agent always
+// maxPending.
 func TestPendingLimitFollowsStreams(t *testing.T) {
 	var streams atomic.Int64
 	count := func() int { return int(streams.Load()) }
+	const loopback, wan, slow = 2e9, 64e6, 6e6 // bytes per second
 	for _, tc := range []struct {
 		name    string
 		server  bool
 		count   func() int
 		streams int64
+		rate    uint64
 		want    int
 	}{
-		{"server, one stream", true, count, 1, maxPending},
-		{"server, none", true, count, 0, maxPending},
-		{"server, two streams", true, count, 2, maxPendingServer},
-		{"server, no count", true, nil, 0, maxPendingServer},
-		{"agent", false, nil, 0, maxPending},
+		{"server, one stream, loopback", true, count, 1, loopback, maxPending},
+		{"server, none, loopback", true, count, 0, loopback, maxPending},
+		{"server, one stream, 64 MB/s", true, count, 1, wan, 512000},
+		{"server, one stream, 6 MB/s", true, count, 1, slow, maxPendingServer},
+		{"server, one stream, rate not known yet", true, count, 1, 0, maxPendingServer},
+		{"server, two streams, loopback", true, count, 2, loopback, maxPendingServer},
+		{"server, no count", true, nil, 0, loopback, maxPendingServer},
+		{"agent", false, nil, 0, loopback, maxPending},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c1, c2 := net.Pipe()
@@ -104,7 +110,11 @@ func TestPendingLimitFollowsStreams(t *testing.T) {
 			bc := newBatchConn(c1, tc.server, nil, tc.count)
 			defer bc.Close()
 			streams.Store(tc.streams)
-			if got := bc.pendingLimit(); got != tc.want {
+			bc.mu.Lock()
+			bc.rate = tc.rate
+			got := bc.pendingLimit()
+			bc.mu.Unlock()
+			if got != tc.want {
 				t.Errorf("pending limit %d, want %d", got, tc.want)
 			}
 		})

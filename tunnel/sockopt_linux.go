@@ -5,6 +5,8 @@ package tunnel
 import (
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // tcpNotSentLowat is TCP_NOTSENT_LOWAT from linux/tcp.h.
@@ -45,4 +47,19 @@ func (u *unsentLimit) set(n int) {
 	_ = u.rc.Control(func(fd uintptr) {
 		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpNotSentLowat, n)
 	})
+}
+
+// deliveryRate is the kernel's latest goodput estimate for the conn, in bytes
+// per second (tcpi_delivery_rate), or 0 when it cannot be had.
+func (u *unsentLimit) deliveryRate() uint64 {
+	if u == nil {
+		return 0
+	}
+	var rate uint64
+	_ = u.rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			rate = info.Delivery_rate
+		}
+	})
+	return rate
 }

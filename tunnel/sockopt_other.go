@@ -10,3 +10,5 @@ type unsentLimit struct{}
 func newUnsentLimit(net.Conn, int) *unsentLimit { return nil }
 
 func (*unsentLimit) set(int) {}
+
+func (*unsentLimit) deliveryRate() uint64 { return 0 }
