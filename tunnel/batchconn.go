@@ -209,8 +209,10 @@ func unsentFor(n int, rate uint64) int {
 
 // aloneBound is what leaves in aloneDrain at rate, within [lo, hi].
 func aloneBound(rate uint64, lo, hi int) int {
-	n := rate / uint64(time.Second/aloneDrain)
-	return int(min(max(n, uint64(lo)), uint64(hi)))
+	if n := rate / uint64(time.Second/aloneDrain); n < uint64(hi) { //nolint:gosec // hi is one of this file's positive constants
+		return max(int(n), lo) //nolint:gosec // n < hi, an int
+	}
+	return hi
 }
 
 // closeFlushTimeout bounds how long Close waits for buffered frames to reach the
