@@ -50,23 +50,17 @@ type sendGate struct {
 
 func newSendGate() *sendGate { return &sendGate{} }
 
-// enter returns once at most gateLimit bytes wait in the session's queue,
-// counting n more for the write that follows, or once the session has ended
-// (that write then fails). Writers enter one by one: many bulk streams
-// woken together add one frame to the queue, not one each.
-func (g *sendGate) enter(n int) {
-	for {
-		q := g.queued.Load()
-		if q <= gateLimit {
-			if g.queued.CompareAndSwap(q, q+int64(n)) {
-				return
-			}
-			continue
-		}
+// pass returns once at most gateLimit bytes wait in the session's queue, or
+// once the session has ended (the write that follows then fails). A writer
+// counts its bytes only once yamux has queued them (submitted): a write that
+// then waits inside yamux for the peer's window holds no place in the gate,
+// so bulk streams whose readers stopped cannot shut it for the others. The
+// price: writers woken together may each add a frame past the limit.
+func (g *sendGate) pass() {
+	for g.queued.Load() > gateLimit {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
-			g.queued.Add(int64(n))
 			return
 		}
 		if g.wake == nil {
@@ -78,15 +72,14 @@ func (g *sendGate) enter(n int) {
 		g.waiting.Store(true)
 		if g.queued.Load() <= gateLimit {
 			g.mu.Unlock()
-			continue
+			return
 		}
 		g.mu.Unlock()
 		<-wake
 	}
 }
 
-// submitted counts n bytes that a stream handed yamux beyond those it
-// entered with (n is negative when it handed fewer).
+// submitted counts n bytes that a stream handed yamux.
 func (g *sendGate) submitted(n int) { g.queued.Add(int64(n)) }
 
 // drained counts n data bytes that yamux wrote to the connection.
@@ -181,15 +174,13 @@ func (s *stream) gatedWrite(p []byte) (int, error) {
 	written := 0
 	for {
 		chunk := p[written:]
-		entered := 0
 		if s.pace.bulk(time.Now()) {
 			chunk = chunk[:min(len(chunk), gateChunk)]
-			entered = len(chunk)
-			g.enter(entered)
+			g.pass()
 		}
 		n, err := s.Stream.Write(chunk)
 		s.pace.wrote(n)
-		g.submitted(n - entered)
+		g.submitted(n)
 		written += n
 		if err != nil || written == len(p) {
 			return written, err

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/libp2p/go-yamux/v5"
 	"github.com/rs/zerolog"
 )
 
@@ -106,10 +107,11 @@ func TestSendGateInteractiveFirst(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				wait := interactiveWait(t, gated)
 				t.Logf("%s: the small write arrived after %v", name, wait)
-				// Ahead of it at most: the gate's bytes and the frame that
-				// entered last, in yamux's queue; the batchConn's buffer and
-				// the flush in progress, each up to its bound and a frame.
-				ahead := gateLimit + gateChunk + 2*(maxPending+gateChunk)
+				// Ahead of it at most: the gate's bytes and a frame from each
+				// bulk stream passing it together, in yamux's queue; the
+				// batchConn's buffer and the flush in progress, each up to
+				// its bound and a frame.
+				ahead := gateLimit + bulkStreams*gateChunk + 2*(maxPending+gateChunk)
 				if bound := time.Duration(ahead) * time.Millisecond / (64 << 10); gated && wait > bound {
 					t.Errorf("the small write waited %v behind bulk data, want at most %v", wait, bound)
 				}
@@ -118,36 +120,34 @@ func TestSendGateInteractiveFirst(t *testing.T) {
 	}
 }
 
-// interactiveWait runs 8 bulk streams from a client session to a server
-// session over a 64 KiB/ms link, then writes 100 bytes on another stream and
-// returns how long they took to reach the server.
-func interactiveWait(t *testing.T, gated bool) time.Duration {
-	const bulkStreams = 8
+// gatePair is a client session with gate (nil: none) and a server session
+// over a pipe whose server end wrap (if not nil) wraps, the server serving
+// each stream with serve, whose first byte it has read, on its own
+// goroutine, in wg. It returns the client session and wg; at the end of the
+// test the server closes first (the client's flusher then fails at once
+// instead of waiting for a paced reader while its session holds a lock),
+// then the client, and their goroutines are waited for.
+func gatePair(t *testing.T, gate *sendGate, wrap func(net.Conn) net.Conn, serve func(first byte, st *yamux.Stream)) (*yamux.Session, *sync.WaitGroup) {
+	t.Helper()
 	cc, sc := net.Pipe()
-	cfg := SessionConfig{}.yamuxConfig(zerolog.Nop(), newLogLimit(), 0)
-	scfg := SessionConfig{}.yamuxConfig(zerolog.Nop(), newLogLimit(), 64)
-	var gate *sendGate
-	if gated {
-		gate = newSendGate()
+	if wrap != nil {
+		sc = wrap(sc)
 	}
 	budget := newReceiveBudget(1 << 30)
-	client, err := newMux(cc, true, cfg, budget, nil, nil, gate)
+	client, err := newMux(cc, true, SessionConfig{}.yamuxConfig(zerolog.Nop(), newLogLimit(), 0), budget, nil, nil, gate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := newMux(newPacedConn(sc, 64<<10), false, scfg, budget, nil, nil, nil)
+	server, err := newMux(sc, false, SessionConfig{}.yamuxConfig(zerolog.Nop(), newLogLimit(), 64), budget, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	defer func() {
-		// The server first: the client's flusher then fails at once instead
-		// of waiting for the paced reader while its session holds a lock.
+	wg := &sync.WaitGroup{}
+	t.Cleanup(func() {
 		server.Close()
 		client.Close()
 		wg.Wait()
-	}()
-	arrived := make(chan time.Time, 1)
+	})
 	wg.Go(func() {
 		for {
 			st, err := server.AcceptStream()
@@ -157,16 +157,34 @@ func interactiveWait(t *testing.T, gated bool) time.Duration {
 			wg.Go(func() {
 				defer st.Close()
 				var first [1]byte
-				if _, err := io.ReadFull(st, first[:]); err != nil {
-					return
+				if _, err := io.ReadFull(st, first[:]); err == nil {
+					serve(first[0], st)
 				}
-				if first[0] == 'i' {
-					arrived <- time.Now()
-					return
-				}
-				_, _ = io.Copy(io.Discard, st)
 			})
 		}
+	})
+	return client, wg
+}
+
+// bulkStreams is how many bulk streams interactiveWait runs.
+const bulkStreams = 8
+
+// interactiveWait runs bulkStreams bulk streams from a client session to a
+// server session over a 64 KiB/ms link, then writes 100 bytes on another
+// stream and returns how long they took to reach the server. Gated, it also
+// checks every millisecond that the gate holds yamux's queue to its bound.
+func interactiveWait(t *testing.T, gated bool) time.Duration {
+	var gate *sendGate
+	if gated {
+		gate = newSendGate()
+	}
+	arrived := make(chan time.Time, 1)
+	client, wg := gatePair(t, gate, func(c net.Conn) net.Conn { return newPacedConn(c, 64<<10) }, func(first byte, st *yamux.Stream) {
+		if first == 'i' {
+			arrived <- time.Now()
+			return
+		}
+		_, _ = io.Copy(io.Discard, st)
 	})
 	open := func() *stream {
 		st, err := client.OpenStream(context.Background())
@@ -190,7 +208,19 @@ func interactiveWait(t *testing.T, gated bool) time.Duration {
 	}
 	// Long enough for every bulk stream to count as bulk and for the
 	// queues to fill.
-	time.Sleep(200 * time.Millisecond)
+	// Each stream's first bulkBytes pass ungated; from then on the queue
+	// holds at most the gate's bytes and a frame per bulk stream.
+	time.Sleep(100 * time.Millisecond)
+	var most int64
+	for range 100 {
+		time.Sleep(time.Millisecond)
+		if gated {
+			most = max(most, gate.queued.Load())
+		}
+	}
+	if bound := int64(gateLimit + bulkStreams*gateChunk); most > bound {
+		t.Errorf("%d bytes queued in yamux at most, want at most %d", most, bound)
+	}
 	small := make([]byte, 100)
 	small[0] = 'i'
 	st := open()
@@ -206,4 +236,57 @@ func interactiveWait(t *testing.T, gated bool) time.Duration {
 		t.Fatal("the small write did not arrive within a second")
 		return 0
 	}
+}
+
+// TestSendGateStalledReaders: bulk streams whose readers stopped (their
+// writes wait for window inside yamux) hold no place in the gate, so another
+// bulk stream on the same session keeps moving.
+func TestSendGateStalledReaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := newSendGate()
+		const want = 8 << 20
+		received := make(chan int64, 1)
+		client, wg := gatePair(t, gate, nil, func(first byte, st *yamux.Stream) {
+			if first != 'f' {
+				return // a stalled reader: reads nothing more
+			}
+			n, _ := io.CopyN(io.Discard, st, want)
+			received <- n
+		})
+		chunk := make([]byte, 64<<10)
+		write := func(first byte, limit int) {
+			st, err := client.OpenStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newStream(st, gate)
+			wg.Go(func() {
+				// Not closed here: a close before the peer's FIN is a reset,
+				// which may overtake the last bytes. The sessions' end closes
+				// every stream.
+				c := append([]byte{first}, chunk[1:]...)
+				for sent := 0; limit == 0 || sent < limit; sent += len(c) {
+					if _, err := s.Write(c); err != nil {
+						return
+					}
+					c = chunk
+				}
+			})
+		}
+		// Enough stalled bulk streams to hold the gate shut, were a write
+		// waiting for window counted in it.
+		for range 2 * gateLimit / gateChunk {
+			write('s', 0)
+		}
+		time.Sleep(100 * time.Millisecond)
+		write('f', want+1)
+		select {
+		case n := <-received:
+			if n != want {
+				t.Fatalf("the flowing stream delivered %d of %d bytes", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the flowing stream stalled behind streams whose readers stopped (%d bytes queued)", gate.queued.Load())
+		}
+	})
 }
