@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"go.yaml.in/yaml/v3"
 
@@ -167,15 +166,7 @@ func TestStacksDeployToMoto(t *testing.T) {
 	defer cancel()
 
 	// A public subnet for the Fargate stack's parameters.
-	ec2c := ec2.NewFromConfig(cfg)
-	vpc, err := ec2c.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.9.0.0/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := ec2c.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.9.1.0/24")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	vpc, subnet := awstest.SeedNetwork(t, endpoint, "10.9.0.0/16", "10.9.1.0/24")
 	// The Lambda code the control-plane stack points at.
 	putS3(t, endpoint, "fluidity-artifacts", "", nil)
 	for _, fn := range []string{"wake", "sleep", "kill"} {
@@ -192,7 +183,7 @@ func TestStacksDeployToMoto(t *testing.T) {
 	}{
 		{"fargate.yaml", map[string]string{
 			"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fluidity-server:test",
-			"VpcId": aws.ToString(vpc.Vpc.VpcId), "SubnetIds": aws.ToString(sub.Subnet.SubnetId),
+			"VpcId": vpc, "SubnetIds": subnet,
 			"AllowedCidr": "203.0.113.0/24", "TlsSecretArn": secretARN,
 		}},
 		{"control-plane.yaml", map[string]string{"CodeBucket": "fluidity-artifacts"}},

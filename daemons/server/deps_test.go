@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,10 +20,44 @@ func TestServerLinksNoECSOrEC2(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dep := range deps {
-		for _, banned := range []string{"github.com/aws/aws-sdk-go-v2/service/ecs", "github.com/aws/aws-sdk-go-v2/service/ec2"} {
-			if dep == banned || strings.HasPrefix(dep, banned+"/") {
+		for _, banned := range []string{"github.com/aws/aws-sdk-go-v2/service/ecs", sdkEC2} {
+			if linksPackage(dep, banned) {
 				t.Errorf("the server links %s: import lifecycle/usage for the metrics, not lifecycle/fargate", dep)
 			}
 		}
 	}
+}
+
+// sdkEC2 is the SDK's EC2 client: ~120 CPU-seconds to compile on an empty
+// build cache (more than the whole standard library), once per build
+// configuration, and megabytes in every binary that links it, for the two
+// Describe calls internal/ec2query makes.
+const sdkEC2 = "github.com/aws/aws-sdk-go-v2/service/ec2"
+
+// TestNoBinaryLinksSDKEC2 fails when any binary Fluidity ships links the
+// SDK's EC2 client again: use internal/ec2query for EC2 calls.
+func TestNoBinaryLinksSDKEC2(t *testing.T) {
+	t.Parallel()
+	root, err := testbin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{"daemons/agent", "daemons/server", "daemons/fluidity", "lambdas/wake", "lambdas/sleep", "lambdas/kill"} {
+		t.Run(strings.ReplaceAll(bin, "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			deps, err := testbin.Deps(filepath.Join(root, bin), []string{"GOOS=linux"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, dep := range deps {
+				if linksPackage(dep, sdkEC2) {
+					t.Errorf("%s links %s: make EC2 calls with internal/ec2query", bin, dep)
+				}
+			}
+		})
+	}
+}
+
+func linksPackage(dep, pkg string) bool {
+	return dep == pkg || strings.HasPrefix(dep, pkg+"/")
 }

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 )
@@ -55,31 +53,10 @@ func Seed(t testing.TB, endpoint string, cfg SeedConfig) *Fargate {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	awsCfg := AWSConfig(endpoint)
-	ec2c := ec2.NewFromConfig(awsCfg)
-	ecsc := ecs.NewFromConfig(awsCfg)
+	ecsc := ecs.NewFromConfig(AWSConfig(endpoint))
 
-	vpc, err := ec2c.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.42.0.0/16")})
-	if err != nil {
-		t.Fatalf("seed: create vpc: %v", err)
-	}
-	// Fargate VPCs have DNS hostnames on, and moto cannot create a task ENI
-	// without them.
-	if _, err := ec2c.ModifyVpcAttribute(ctx, &ec2.ModifyVpcAttributeInput{
-		VpcId: vpc.Vpc.VpcId, EnableDnsHostnames: &ec2types.AttributeBooleanValue{Value: aws.Bool(true)},
-	}); err != nil {
-		t.Fatalf("seed: enable dns hostnames: %v", err)
-	}
-	sub, err := ec2c.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.42.1.0/24")})
-	if err != nil {
-		t.Fatalf("seed: create subnet: %v", err)
-	}
-	sg, err := ec2c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName: aws.String(cfg.Service + "-sg"), Description: aws.String("fluidity tunnel"), VpcId: vpc.Vpc.VpcId,
-	})
-	if err != nil {
-		t.Fatalf("seed: create security group: %v", err)
-	}
+	vpc, subnet := SeedNetwork(t, endpoint, "10.42.0.0/16", "10.42.1.0/24")
+	sg := seedSecurityGroup(t, endpoint, vpc, cfg.Service+"-sg")
 	if _, err := ecsc.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(cfg.Cluster)}); err != nil {
 		t.Fatalf("seed: create cluster: %v", err)
 	}
@@ -105,7 +82,7 @@ func Seed(t testing.TB, endpoint string, cfg SeedConfig) *Fargate {
 	f := &Fargate{
 		Endpoint: endpoint, Cluster: cfg.Cluster, Service: cfg.Service,
 		TaskDefinition: aws.ToString(td.TaskDefinition.TaskDefinitionArn),
-		Subnet:         aws.ToString(sub.Subnet.SubnetId), SecurityGroup: aws.ToString(sg.GroupId),
+		Subnet:         subnet, SecurityGroup: sg,
 	}
 	_, err = ecsc.CreateService(ctx, &ecs.CreateServiceInput{
 		Cluster:        aws.String(cfg.Cluster),
@@ -132,9 +109,7 @@ func (f *Fargate) StartTask(t testing.TB, publicIP string) (taskARN, ip string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	awsCfg := AWSConfig(f.Endpoint)
-	ec2c := ec2.NewFromConfig(awsCfg)
-	ecsc := ecs.NewFromConfig(awsCfg)
+	ecsc := ecs.NewFromConfig(AWSConfig(f.Endpoint))
 	run, err := ecsc.RunTask(ctx, &ecs.RunTaskInput{
 		Cluster:        aws.String(f.Cluster),
 		TaskDefinition: aws.String(f.TaskDefinition),
@@ -163,19 +138,6 @@ func (f *Fargate) StartTask(t testing.TB, publicIP string) (taskARN, ip string) 
 	if eni == "" {
 		t.Fatalf("seed: task %s has no ENI attachment", aws.ToString(task.TaskArn))
 	}
-	in := &ec2.AllocateAddressInput{Domain: ec2types.DomainTypeVpc}
-	if publicIP != "" {
-		in.Address = aws.String(publicIP)
-	}
-	eip, err := ec2c.AllocateAddress(ctx, in)
-	if err != nil {
-		t.Fatalf("seed: allocate address: %v", err)
-	}
-	if _, err := ec2c.AssociateAddress(ctx, &ec2.AssociateAddressInput{
-		AllocationId: eip.AllocationId, NetworkInterfaceId: aws.String(eni),
-	}); err != nil {
-		t.Fatalf("seed: associate address: %v", err)
-	}
-	f.TaskARN, f.PublicIP = aws.ToString(task.TaskArn), aws.ToString(eip.PublicIp)
+	f.TaskARN, f.PublicIP = aws.ToString(task.TaskArn), associatePublicIP(t, f.Endpoint, eni, publicIP)
 	return f.TaskARN, f.PublicIP
 }

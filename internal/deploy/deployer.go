@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/fluidity-tunnel/fluidity/infra"
+	"github.com/fluidity-tunnel/fluidity/internal/ec2query"
 )
 
 // Deployer runs deploys and destroys with one set of AWS credentials.
@@ -32,7 +32,7 @@ type Deployer struct {
 	cf    *cloudformation.Client
 	ecr   *ecr.Client
 	ecs   *ecs.Client
-	ec2   *ec2.Client
+	ec2   *ec2query.Client
 	iam   *iam.Client
 	s3    *s3.Client
 	sm    *secretsmanager.Client
@@ -60,7 +60,7 @@ func New(awsCfg aws.Config, cfg Config) (*Deployer, error) {
 		cf:    cloudformation.NewFromConfig(awsCfg),
 		ecr:   ecr.NewFromConfig(awsCfg),
 		ecs:   ecs.NewFromConfig(awsCfg),
-		ec2:   ec2.NewFromConfig(awsCfg),
+		ec2:   ec2query.New(awsCfg),
 		iam:   iam.NewFromConfig(awsCfg),
 		s3:    s3c,
 		sm:    secretsmanager.NewFromConfig(awsCfg),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -63,6 +64,27 @@ func (c *callLog) middleware(s *middleware.Stack) error {
 			c.mu.Unlock()
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
+}
+
+// recordEC2 records the EC2 calls, which internal/ec2query makes without
+// the SDK's middleware: by the Action of each request signed for ec2.
+type recordEC2 struct {
+	log  *callLog
+	next aws.HTTPClient
+}
+
+func (r recordEC2) Do(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.Header.Get("Authorization"), "/ec2/aws4_request") && req.GetBody != nil {
+		if body, err := req.GetBody(); err == nil {
+			b, _ := io.ReadAll(body)
+			if form, err := url.ParseQuery(string(b)); err == nil {
+				r.log.mu.Lock()
+				r.log.ops = append(r.log.ops, "EC2."+form.Get("Action"))
+				r.log.mu.Unlock()
+			}
+		}
+	}
+	return r.next.Do(req)
 }
 
 // registryRoute sends every registry request, whatever host it names (the
@@ -234,6 +256,7 @@ func TestDeployFlowOnMoto(t *testing.T) {
 	calls := &callLog{}
 	awsCfg := awstest.AWSConfig(moto.Endpoint)
 	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.middleware)
+	awsCfg.HTTPClient = recordEC2{log: calls, next: awshttp.NewBuildableClient()}
 	// The test's own look-ups are not deploy's calls.
 	plain := awstest.AWSConfig(moto.Endpoint)
 

@@ -6,9 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/fluidity-tunnel/fluidity/internal/ec2query"
 )
 
 type network struct {
@@ -22,28 +20,23 @@ type network struct {
 func (d *Deployer) network(ctx context.Context) (network, error) {
 	n := network{vpc: d.cfg.VpcID, subnets: slices.Clone(d.cfg.SubnetIDs)}
 	if n.vpc == "" {
-		out, err := d.ec2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{
-			Filters: []ec2types.Filter{{Name: aws.String("isDefault"), Values: []string{"true"}}},
-		})
+		vpcs, err := d.ec2.VPCIDs(ctx, ec2query.Filter{Name: "isDefault", Values: []string{"true"}})
 		if err != nil {
 			return n, fmt.Errorf("default vpc: %w", err)
 		}
-		if len(out.Vpcs) == 0 {
+		if len(vpcs) == 0 {
 			return n, fmt.Errorf("%w: the region has no default VPC: give a VPC and its public subnets", ErrInvalid)
 		}
-		n.vpc = aws.ToString(out.Vpcs[0].VpcId)
+		n.vpc = vpcs[0]
 	}
 	if len(n.subnets) == 0 {
-		out, err := d.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
-			{Name: aws.String("vpc-id"), Values: []string{n.vpc}},
-			{Name: aws.String("map-public-ip-on-launch"), Values: []string{"true"}},
-		}})
+		subnets, err := d.ec2.SubnetIDs(ctx,
+			ec2query.Filter{Name: "vpc-id", Values: []string{n.vpc}},
+			ec2query.Filter{Name: "map-public-ip-on-launch", Values: []string{"true"}})
 		if err != nil {
 			return n, fmt.Errorf("subnets of %s: %w", n.vpc, err)
 		}
-		for _, s := range out.Subnets {
-			n.subnets = append(n.subnets, aws.ToString(s.SubnetId))
-		}
+		n.subnets = subnets
 		if len(n.subnets) == 0 {
 			return n, fmt.Errorf("%w: %s has no subnet that maps public IPs on launch: give the public subnets", ErrInvalid, n.vpc)
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/rs/zerolog"
@@ -79,9 +78,12 @@ const (
 // period is minutes long.
 const WakeRecordEvery = time.Minute
 
-// EC2API is the part of the EC2 client that [Service] uses; *ec2.Client implements it.
+// EC2API is the EC2 call [Service] makes: the public IPv4 address of each
+// of the given network interfaces that has one, by interface ID
+// (ec2:DescribeNetworkInterfaces). [NewFromConfig] gives Fluidity's own
+// small EC2 client, not the SDK's, which alone cost minutes of compile time.
 type EC2API interface {
-	DescribeNetworkInterfaces(ctx context.Context, in *ec2.DescribeNetworkInterfacesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error)
+	PublicIPs(ctx context.Context, eniIDs []string) (map[string]string, error)
 }
 
 // ServiceConfig names the ECS service that runs the Fluidity server.
@@ -580,16 +582,11 @@ func (s *Service) tasks(ctx context.Context, serviceName string, desired ecstype
 }
 
 func (s *Service) publicIP(ctx context.Context, eni string) (string, error) {
-	out, err := s.ec2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eni}})
+	ips, err := s.ec2.PublicIPs(ctx, []string{eni})
 	if err != nil {
 		return "", fmt.Errorf("describe network interface %s: %w", eni, err)
 	}
-	for _, ni := range out.NetworkInterfaces {
-		if ni.Association != nil && aws.ToString(ni.Association.PublicIp) != "" {
-			return aws.ToString(ni.Association.PublicIp), nil
-		}
-	}
-	return "", nil
+	return ips[eni], nil
 }
 
 // taskENI returns the networkInterfaceId of an awsvpc task's ENI attachment.

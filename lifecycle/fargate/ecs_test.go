@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/rs/zerolog"
@@ -112,16 +110,14 @@ func (f *fakeECS) DescribeTasks(_ context.Context, in *ecs.DescribeTasksInput, _
 
 type fakeEC2 map[string]string // eni → public ip
 
-func (f fakeEC2) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNetworkInterfacesInput, _ ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
-	var out ec2.DescribeNetworkInterfacesOutput
-	for _, id := range in.NetworkInterfaceIds {
-		ni := ec2types.NetworkInterface{NetworkInterfaceId: aws.String(id)}
+func (f fakeEC2) PublicIPs(_ context.Context, eniIDs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, id := range eniIDs {
 		if ip, ok := f[id]; ok && ip != "" {
-			ni.Association = &ec2types.NetworkInterfaceAssociation{PublicIp: aws.String(ip)}
+			out[id] = ip
 		}
-		out.NetworkInterfaces = append(out.NetworkInterfaces, ni)
 	}
-	return &out, nil
+	return out, nil
 }
 
 func task(arn, group, last, eni string, started time.Time) ecstypes.Task {
@@ -273,7 +269,7 @@ func TestServiceStatus(t *testing.T) {
 // failEC2 fails the test if the EC2 API is called at all.
 type failEC2 struct{ t *testing.T }
 
-func (f failEC2) DescribeNetworkInterfaces(context.Context, *ec2.DescribeNetworkInterfacesInput, ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
+func (f failEC2) PublicIPs(context.Context, []string) (map[string]string, error) {
 	f.t.Error("EC2 called for a status without the public IP")
 	return nil, errors.New("unexpected call")
 }
