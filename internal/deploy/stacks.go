@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+
+	"github.com/fluidity-tunnel/fluidity/internal/retry"
 )
 
 // stackSpec is one stack as deploy wants it.
@@ -393,7 +395,7 @@ func (d *Deployer) createChangeSet(ctx context.Context, spec stackSpec, typ cfty
 			}
 			return nil, fmt.Errorf("stack %s: change set failed: %s", spec.name, aws.ToString(cs.StatusReason))
 		}
-		if err := sleepCtx(ctx, d.cfg.PollInterval); err != nil {
+		if err := retry.Sleep(ctx, d.cfg.PollInterval); err != nil {
 			return nil, err
 		}
 	}
@@ -459,7 +461,7 @@ func (d *Deployer) waitStack(ctx context.Context, name string, seen map[string]b
 		if st == nil || !inProgress(st.StackStatus) {
 			return st, nil
 		}
-		if err := sleepCtx(ctx, d.cfg.PollInterval); err != nil {
+		if err := retry.Sleep(ctx, d.cfg.PollInterval); err != nil {
 			return nil, fmt.Errorf("stack %s: still %s: %w", name, st.StackStatus, err)
 		}
 	}
@@ -508,15 +510,4 @@ func (d *Deployer) stackFailed(ctx context.Context, name string, st *cftypes.Sta
 		msg += "; " + strings.Join(reasons, "; ")
 	}
 	return fmt.Errorf("%s", msg)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+
+	fretry "github.com/fluidity-tunnel/fluidity/internal/retry"
 )
 
 // newRetryer picks the retryer as the SDK's clients do: cfg.Retryer, else
@@ -74,22 +75,8 @@ func (c *Client) withRetries(ctx context.Context, attempt func(context.Context) 
 		if err2 != nil {
 			return errors.Join(err, err2)
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err := fretry.Sleep(ctx, delay); err != nil {
 			return &aws.RequestCanceledError{Err: err}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

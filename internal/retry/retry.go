@@ -290,3 +290,20 @@ func (b *Backoff) Next() time.Duration { return b.b.NextBackOff() }
 
 // Reset starts the sequence again from p.Initial.
 func (b *Backoff) Reset() { b.b.Reset() }
+
+// Sleep waits d or until ctx ends, whichever comes first, and returns ctx's
+// error in the second case (at once when d is not positive): the wait
+// between attempts of a loop this package does not drive, such as a poll.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

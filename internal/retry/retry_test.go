@@ -391,3 +391,26 @@ func TestNewBackoffPanicsOnInvalidDelays(t *testing.T) {
 		})
 	}
 }
+
+// TestSleep: Sleep waits its duration, ends early with ctx's error when ctx
+// ends, and does not wait at all for a duration that is not positive.
+func TestSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if err := Sleep(context.Background(), time.Second); err != nil || time.Since(start) != time.Second {
+			t.Fatalf("Sleep(1s) = %v after %v", err, time.Since(start))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		if err := Sleep(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 100*time.Millisecond {
+			t.Fatalf("Sleep(1h) with a 100 ms deadline = %v after %v", err, time.Since(start))
+		}
+		if err := Sleep(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Sleep(0) on an ended ctx = %v", err)
+		}
+		if err := Sleep(context.Background(), -time.Second); err != nil {
+			t.Fatalf("Sleep(-1s) = %v", err)
+		}
+	})
+}
