@@ -66,9 +66,10 @@ const (
 	// and pending for the flusher) take to leave at the link's delivery
 	// rate: the first request opened beside a lone download waits behind
 	// them. On loopback (hundreds of MB/s) and figure 2's 40 ms link (about
-	// 140 MB/s) that allows the full bounds; on a 6 MB/s link it keeps the
-	// shared ones (128 KiB, about 20 ms there), where 1 MiB unsent and
-	// 512 KiB pending would be a quarter of a second.
+	// 140 MB/s) that allows the full bounds (measured: bulkab); on a 6 MB/s
+	// link it keeps the shared ones (128 KiB, about 20 ms there), where 1 MiB
+	// unsent and 512 KiB pending would be a quarter of a second (arithmetic:
+	// no benchmark runs a slow link; TestUnsentFollowsStreams pins the bounds).
 	aloneDrain = 8 * time.Millisecond
 	// rateEvery: the delivery rate is read (one getsockopt) at most this often.
 	rateEvery = 10 * time.Millisecond
