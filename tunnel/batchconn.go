@@ -88,7 +88,8 @@ func newBatchConn(c net.Conn, server bool, stall func(time.Duration), streams fu
 	if server {
 		b.limit = maxPendingServer
 	}
-	if b.cork != nil {
+	if b.cork != nil && streams != nil {
+		// Only the server's flusher, which counts streams, bounds a lone one.
 		b.rateOf = b.cork.unsent.deliveryRate
 	}
 	b.cond = sync.NewCond(&b.mu)
