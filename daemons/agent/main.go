@@ -47,6 +47,7 @@ type Config struct {
 	UpstreamProxy  string `koanf:"upstream_proxy" help:"how to reach the server and the Wake/Kill API: empty for directly; a proxy URL, http://host:port (CONNECT, Basic, NTLM or Negotiate), https://host:port (TLS to the proxy), socks5://host:port (names resolved here) or socks5h://host:port (resolved by the proxy); or env, to take HTTPS_PROXY/ALL_PROXY/NO_PROXY from the environment"`
 	UpstreamCreds  string `koanf:"upstream_proxy_credentials_file" help:"file holding one line user:password (DOMAIN\\user for NTLM) for upstream_proxy; refused if other users may read it (chmod o-rwx); keeps the password out of the command line and the config"`
 	UpstreamKrb5   string `koanf:"upstream_proxy_krb5_conf" help:"krb5.conf of your Kerberos realm (its KDCs, reached directly); turns on Negotiate for an http(s) upstream_proxy that asks for it, with a ticket for HTTP/<the proxy URL's host>. The secret is upstream_proxy_keytab or the password in upstream_proxy_credentials_file (user@REALM:password)"`
+	UpstreamCA     string `koanf:"upstream_proxy_ca_file" help:"CA certificates (PEM) that may sign an https:// upstream_proxy's certificate, trusted beside the system's roots: for a corporate proxy whose certificate comes from an internal CA"`
 	UpstreamKeytab string `koanf:"upstream_proxy_keytab" help:"keytab holding your Kerberos key, for upstream_proxy_krb5_conf (its first principal is the user unless the credentials file names one); refused if other users may read it"`
 	daemon.LogSettings
 	daemon.RuntimeSettings
@@ -150,6 +151,8 @@ func (c *Config) Validate() error {
 		return bad("connect_retry_timeout", "must not be negative")
 	case c.UpstreamCreds != "" && c.UpstreamProxy == "":
 		return bad("upstream_proxy_credentials_file", "set, but upstream_proxy is empty (direct)")
+	case c.UpstreamCA != "" && c.UpstreamProxy == "":
+		return bad("upstream_proxy_ca_file", "set, but upstream_proxy is empty (direct)")
 	}
 	if err := c.checkSOCKS(); err != nil {
 		return err
@@ -217,8 +220,13 @@ func serve(ctx context.Context, cfg Config, environ []string, log zerolog.Logger
 		return err
 	}
 	certs.SetClientSNI(cfg.ServerSNI)
+	proxyTLS, err := upstreamTLS(cfg.UpstreamCA)
+	if err != nil {
+		return err
+	}
 	route, err := upstream.New(upstream.Config{
 		Proxy:           cfg.UpstreamProxy,
+		TLS:             proxyTLS,
 		CredentialsFile: cfg.UpstreamCreds,
 		Krb5Conf:        cfg.UpstreamKrb5,
 		Keytab:          cfg.UpstreamKeytab,

@@ -84,6 +84,7 @@ func TestValidateUpstream(t *testing.T) {
 	for key, mutate := range map[string]func(*Config){
 		"upstream_proxy":                  func(c *Config) { c.UpstreamProxy = "ftp://proxy:21" },
 		"upstream_proxy_credentials_file": func(c *Config) { c.UpstreamCreds = "/etc/proxy-creds" },
+		"upstream_proxy_ca_file":          func(c *Config) { c.UpstreamCA = "/etc/corp-ca.pem" },
 	} {
 		c := validAgentConfig()
 		mutate(&c)
