@@ -17,7 +17,13 @@ type RigOptions struct {
 	// CPU and allocation profiles there (server.cpu.pprof, agent.allocs.pprof,
 	// …) when the rig closes.
 	ProfileDir string
-	Log        func(format string, args ...any)
+	// HeapProfileDir, if set, makes the Fluidity server and agents (the
+	// 40 ms link's too) write a heap profile of their highest resident
+	// memory there as they run (the daemons' heap_profile key):
+	// server.heap.pprof, agent.heap.pprof, wan-agent.heap.pprof, each with
+	// the runtime's memory figures in a .txt beside it.
+	HeapProfileDir string
+	Log            func(format string, args ...any)
 }
 
 // Rig is the running benchmark environment: the target and every path to
@@ -71,11 +77,11 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 		if bins, err := FindFluidity(opts.BinDir); err != nil {
 			r.skip(Fluidity, err)
 		} else {
-			if r.fserver, err = StartFluidityServer(ctx, bins, r.dir, profileFlags(opts.ProfileDir, "server")...); err != nil {
+			if r.fserver, err = StartFluidityServer(ctx, bins, r.dir, r.daemonFlags("server")...); err != nil {
 				return nil, err
 			}
 			r.onClose(r.fserver.Stop)
-			agent, err := r.fserver.StartAgent(ctx, r.fserver.Addr, r.Target.Addr, profileFlags(opts.ProfileDir, "agent")...)
+			agent, err := r.fserver.StartAgent(ctx, r.fserver.Addr, r.Target.Addr, r.daemonFlags("agent")...)
 			if err != nil {
 				return nil, err
 			}
@@ -104,15 +110,19 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 	return r, nil
 }
 
-// profileFlags are the daemon flags writing role's profiles into dir.
-func profileFlags(dir, role string) []string {
-	if dir == "" {
-		return nil
+// daemonFlags are the flags writing role's profiles: CPU and allocations
+// (ProfileDir) for the loopback daemons, peak heap (HeapProfileDir) for all.
+func (r *Rig) daemonFlags(role string) []string {
+	var f []string
+	if dir := r.opts.ProfileDir; dir != "" && role != "wan-agent" {
+		f = append(f,
+			"--cpu-profile", filepath.Join(dir, role+".cpu.pprof"),
+			"--mem-profile", filepath.Join(dir, role+".allocs.pprof"))
 	}
-	return []string{
-		"--cpu-profile", filepath.Join(dir, role+".cpu.pprof"),
-		"--mem-profile", filepath.Join(dir, role+".allocs.pprof"),
+	if dir := r.opts.HeapProfileDir; dir != "" {
+		f = append(f, "--heap-profile", filepath.Join(dir, role+".heap.pprof"))
 	}
+	return f
 }
 
 func (r *Rig) skip(path string, err error) {
@@ -160,7 +170,7 @@ func (r *Rig) WANPaths(ctx context.Context) ([]*Path, error) {
 			if err != nil {
 				return nil, err
 			}
-			agent, err := r.fserver.StartAgent(ctx, addr, r.Target.Addr)
+			agent, err := r.fserver.StartAgent(ctx, addr, r.Target.Addr, r.daemonFlags("wan-agent")...)
 			if err != nil {
 				return nil, err
 			}

@@ -114,6 +114,9 @@ type RuntimeSettings struct {
 	GCPercent  int    `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
 	CPUProfile string `koanf:"cpu_profile" help:"write a Go CPU profile (pprof) of the whole run to this file, finished when the daemon stops; empty (the default) is off. For performance work (go tool pprof)"`
 	MemProfile string `koanf:"mem_profile" help:"write a Go allocation profile (pprof allocs: every allocation since start, sampled) to this file when the daemon stops; empty (the default) is off"`
+	// HeapProfile, unlike MemProfile, shows what holds memory at the peak
+	// rather than what was allocated over the run.
+	HeapProfile string `koanf:"heap_profile" help:"write a Go heap profile (pprof heap: what is in use) to this file each time the daemon's resident memory passes 5 % above its last high, and the runtime's memory figures to the same name plus .txt; what is left is the highest peak's. Empty (the default) is off. For performance work"`
 }
 
 // DefaultGCPercent is twice Go's default. Every proxied request allocates

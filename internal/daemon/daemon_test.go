@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -74,4 +76,49 @@ func TestStartProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
+}
+
+func TestHeapProfile(t *testing.T) {
+	dir := t.TempDir()
+	r := RuntimeSettings{HeapProfile: filepath.Join(dir, "heap.pprof")}
+	stop, err := r.StartProfiles(zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first reading is a new high: the watcher writes at once.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(r.HeapProfile + ".txt"); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	stop() // idempotent
+	if st, err := os.Stat(r.HeapProfile); err != nil || st.Size() == 0 {
+		t.Fatalf("heap profile: %v, %v", st, err)
+	}
+	txt, err := os.ReadFile(r.HeapProfile + ".txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"VmRSS:bytes ", "/gc/heap/live:bytes ", "/memory/classes/heap/free:bytes "} {
+		if !strings.Contains(string(txt), want) {
+			t.Errorf("figures lack %q:\n%s", want, txt)
+		}
+	}
+}
+
+func TestHeapProfileUnwritable(t *testing.T) {
+	warned := make(chan error, 1)
+	stop := watchPeak(filepath.Join(t.TempDir(), "missing", "heap.pprof"), func(err error) { warned <- err })
+	defer stop()
+	select {
+	case err := <-warned:
+		if !strings.Contains(err.Error(), "heap_profile") {
+			t.Errorf("error %q does not name heap_profile", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no warning for an unwritable heap_profile")
+	}
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/fluidity-tunnel/fluidity/internal/config"
 )
 
-// StartProfiles starts the CPU profile cpu_profile names and returns stop,
-// which ends it and writes the allocation profile mem_profile names. Both
+// StartProfiles starts the CPU profile cpu_profile names and heap_profile's
+// peak watcher, and returns stop, which ends both and writes the allocation
+// profile mem_profile names. Both
 // are files on the daemon's own machine, written only when a person asks:
 // unlike an HTTP pprof endpoint on the admin listener (which the agent's
 // browser can reach) they add nothing anyone else can trigger. stop is
@@ -30,12 +31,17 @@ func (r RuntimeSettings) StartProfiles(log zerolog.Logger) (stop func(), err err
 			return nil, &config.FieldError{Key: "cpu_profile", Err: err}
 		}
 	}
+	stopPeak := func() {}
+	if r.HeapProfile != "" {
+		stopPeak = watchPeak(r.HeapProfile, func(err error) { log.Warn().Err(err).Msg("heap profile not written") })
+	}
 	stopped := false
 	return func() {
 		if stopped {
 			return
 		}
 		stopped = true
+		stopPeak()
 		var errs []error
 		if cpu != nil {
 			pprof.StopCPUProfile()

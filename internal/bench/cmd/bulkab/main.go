@@ -52,7 +52,7 @@ func run() error {
 	wan := flag.Bool("wan", false, "transfer over figure 2's 40 ms link instead of loopback")
 	limit := flag.Duration("limit", 0, "stop each transfer after this long (default 60 s on loopback, 6 s over the WAN, as figure 2)")
 	dirs := flag.String("dirs", "down,up", "directions, in order")
-	profile := flag.String("profile", "", "write the loopback daemons' CPU and allocation profiles into DIR/label/")
+	profile := flag.String("profile", "", "write the loopback daemons' CPU and allocation profiles, and every daemon's peak heap profile (heap_profile), into DIR/label/")
 	flag.Parse()
 	if *bins == "" {
 		return fmt.Errorf("-bins is required")
@@ -101,6 +101,7 @@ func run() error {
 		opts := bench.RigOptions{BinDir: dir, Paths: map[string]bool{bench.Fluidity: true}}
 		if *profile != "" {
 			opts.ProfileDir = filepath.Join(*profile, label)
+			opts.HeapProfileDir = opts.ProfileDir
 			if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
 				return err
 			}

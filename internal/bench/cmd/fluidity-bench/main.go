@@ -34,6 +34,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "interleaved rounds per figure")
 	profile := flag.String("profile", "", "instead of the figures, write CPU and allocation profiles of the agent and server under figure 7's load (64 CONNECT tunnels of small requests) into this directory")
 	profileDur := flag.Duration("profile-time", 10*time.Second, "how long -profile runs the load")
+	heapProfile := flag.String("heap-profile", "", "run the figures as usual, with the Fluidity daemons writing a heap profile of their highest resident memory into this directory (server.heap.pprof, agent.heap.pprof, wan-agent.heap.pprof and a .txt of runtime figures beside each)")
 	profileLoad := flag.String("profile-load", "connect", "the load -profile runs: connect (figure 7's) or http (figure 3's plain-HTTP forwarding)")
 	flag.Parse()
 	if *rounds < 1 {
@@ -78,7 +79,12 @@ func run() error {
 		}
 		return runProfile(ctx, *bin, *profile, *profileDur, *profileLoad == "http", logf)
 	}
-	rig, err := bench.StartRig(ctx, bench.RigOptions{BinDir: *bin, Paths: paths, Log: logf})
+	if *heapProfile != "" {
+		if err := os.MkdirAll(*heapProfile, 0o755); err != nil {
+			return err
+		}
+	}
+	rig, err := bench.StartRig(ctx, bench.RigOptions{BinDir: *bin, Paths: paths, HeapProfileDir: *heapProfile, Log: logf})
 	if err != nil {
 		return err
 	}
