@@ -51,15 +51,7 @@ fi
 # and the database, so it is kept under a hash of all of them (like Go's test cache)
 # and reused when none has changed; the gate below always runs.
 echo "govulncheck $(go env GOVERSION), database $db"
-key=$(
-	{
-		go env GOVERSION GOOS GOARCH GOFLAGS CGO_ENABLED
-		go version -m "$(command -v govulncheck)" | awk '$1 == "mod" {print $2, $3}'
-		echo "$VULNDB_VERSION"
-		# Every Go source of the module, tracked or not (but not ignored), and the module files.
-		{ git ls-files -co --exclude-standard -- '*.go'; echo go.mod; echo go.sum; } | LC_ALL=C sort | xargs sha256sum
-	} | sha256sum | cut -c1-32
-)
+key=$(./scripts/source-key.sh "$(go version -m "$(command -v govulncheck)" | awk '$1 == "mod" {print $2, $3}')" "$VULNDB_VERSION")
 results=$cache/results
 result=$results/$key.json
 if [ -s "$result" ]; then

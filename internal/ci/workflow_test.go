@@ -78,6 +78,15 @@ func TestWorkflowRunsMakeTest(t *testing.T) {
 	if !slices.ContainsFunc(cross.Steps, func(s step) bool { return strings.Contains(s.Run, "make build") }) {
 		t.Error("the cross job never runs make build")
 	}
+
+	// make test runs the fuzz targets' seed corpora only; the search runs here.
+	fuzz, ok := w.Jobs["fuzz"]
+	if !ok {
+		t.Fatal("ci.yml has no fuzz job")
+	}
+	if !slices.ContainsFunc(fuzz.Steps, func(s step) bool { return strings.Contains(s.Run, "make fuzz") }) {
+		t.Error("the fuzz job never runs make fuzz")
+	}
 }
 
 // TestCIRunIsMakeTest: the project's own CI (.ci/run) and the workflow run one suite.

@@ -1,0 +1,3 @@
+package platforms
+
+func name() string { return "linux" }
