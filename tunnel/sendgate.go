@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/libp2p/go-yamux/v5"
 )
 
 // go-yamux queues every frame a stream writes in one first-in, first-out
@@ -50,18 +52,20 @@ type sendGate struct {
 
 func newSendGate() *sendGate { return &sendGate{} }
 
-// pass returns once at most gateLimit bytes wait in the session's queue, or
-// once the session has ended (the write that follows then fails). A writer
+// pass returns nil once at most gateLimit bytes wait in the session's queue,
+// or once the session has ended (the write that follows then fails). It
+// returns an error, and the writer gives up, once w ends the wait: the
+// stream's write deadline passed, or the stream was closed or reset. A writer
 // counts its bytes only once yamux has queued them (submitted): a write that
 // then waits inside yamux for the peer's window holds no place in the gate,
 // so bulk streams whose readers stopped cannot shut it for the others. The
 // price: writers woken together may each add a frame past the limit.
-func (g *sendGate) pass() {
+func (g *sendGate) pass(w *gateWait) error {
 	for g.queued.Load() > gateLimit {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
-			return
+			return nil
 		}
 		if g.wake == nil {
 			g.wake = make(chan struct{})
@@ -72,11 +76,24 @@ func (g *sendGate) pass() {
 		g.waiting.Store(true)
 		if g.queued.Load() <= gateLimit {
 			g.mu.Unlock()
-			return
+			return nil
 		}
 		g.mu.Unlock()
-		<-wake
+		// Only a writer that waits asks for w's channels: the open gate
+		// takes no lock and allocates nothing.
+		expired, ended := w.channels()
+		select {
+		case <-wake:
+		case <-expired:
+			if isClosed(ended) {
+				return w.err() // ended says more than the deadline
+			}
+			return yamux.ErrTimeout
+		case <-ended:
+			return w.err()
+		}
 	}
+	return nil
 }
 
 // submitted counts n bytes that a stream handed yamux.
@@ -163,9 +180,10 @@ func (p *pace) wrote(n int) {
 
 // gatedWrite writes p to the yamux stream: at once for an interactive
 // stream, one frame at a time through the session's gate for a bulk one. A
-// write waiting at the gate does not see the stream's write deadline; it
-// waits until the session's queue drains, which yamux's connection write
-// timeout bounds.
+// write waiting at the gate ends as a write waiting inside yamux does: at the
+// stream's write deadline (yamux's own timeout error, so callers see one
+// behaviour), when the stream is closed (net.ErrClosed) or found reset by the
+// peer (its *resetError), and when the session ends.
 func (s *stream) gatedWrite(p []byte) (int, error) {
 	g := s.gate
 	if g == nil {
@@ -176,7 +194,9 @@ func (s *stream) gatedWrite(p []byte) (int, error) {
 		chunk := p[written:]
 		if s.pace.bulk(time.Now()) {
 			chunk = chunk[:min(len(chunk), gateChunk)]
-			g.pass()
+			if err := g.pass(&s.wait); err != nil {
+				return written, err
+			}
 		}
 		n, err := s.Stream.Write(chunk)
 		s.pace.wrote(n)
@@ -185,5 +205,109 @@ func (s *stream) gatedWrite(p []byte) (int, error) {
 		if err != nil || written == len(p) {
 			return written, err
 		}
+	}
+}
+
+// gateWait is what ends a stream's waits at the gate other than the gate
+// opening: its write deadline, kept here as well as in yamux, which keeps
+// its own to itself; and its end, by Close or by a reset that a read found.
+// As with net.Conn, a deadline set while a write waits applies to that
+// write. Its channels are made the first time a write waits, so streams
+// that never wait pay nothing but the struct.
+type gateWait struct {
+	mu       sync.Mutex
+	deadline time.Time
+	timer    *time.Timer
+	expired  chan struct{} // closed while the deadline has passed; nil until a write waits
+	ended    chan struct{} // closed once the stream has ended; nil until a write waits
+	end      error         // why it ended; nil while it has not
+}
+
+// channels returns the channel closed while the write deadline has passed
+// and the one closed once the stream has ended.
+func (w *gateWait) channels() (expired, ended <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.expired == nil {
+		w.expired = make(chan struct{})
+		w.ended = make(chan struct{})
+		if w.end != nil {
+			close(w.ended)
+		} else {
+			w.arm()
+		}
+	}
+	return w.expired, w.ended
+}
+
+// setDeadline sets the write deadline; zero means none.
+func (w *gateWait) setDeadline(t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadline = t
+	if w.expired != nil && w.end == nil {
+		w.arm()
+	}
+}
+
+// arm makes expired follow the deadline, as net.Pipe's deadlines do: the
+// channel a waiting write holds stays open, and closes at the new deadline,
+// while the deadline moves within the future; it closes at once for a
+// deadline in the past. w.mu is held and expired is not nil.
+func (w *gateWait) arm() {
+	if w.timer != nil && !w.timer.Stop() {
+		<-w.expired // the timer fired: its close is done or under way
+	}
+	w.timer = nil
+	closed := isClosed(w.expired)
+	if w.deadline.IsZero() {
+		if closed {
+			w.expired = make(chan struct{})
+		}
+		return
+	}
+	if d := time.Until(w.deadline); d > 0 {
+		if closed {
+			w.expired = make(chan struct{})
+		}
+		expired := w.expired
+		w.timer = time.AfterFunc(d, func() { close(expired) })
+		return
+	}
+	if !closed {
+		close(w.expired)
+	}
+}
+
+// close ends every wait, for good, with err; later calls do nothing.
+func (w *gateWait) close(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.end != nil {
+		return
+	}
+	w.end = err
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	if w.ended != nil {
+		close(w.ended)
+	}
+}
+
+// err is why the stream ended.
+func (w *gateWait) err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.end
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }

@@ -127,7 +127,7 @@ func TestSendGateInteractiveFirst(t *testing.T) {
 // test the server closes first (the client's flusher then fails at once
 // instead of waiting for a paced reader while its session holds a lock),
 // then the client, and their goroutines are waited for.
-func gatePair(t *testing.T, gate *sendGate, wrap func(net.Conn) net.Conn, serve func(first byte, st *yamux.Stream)) (*yamux.Session, *sync.WaitGroup) {
+func gatePair(t testing.TB, gate *sendGate, wrap func(net.Conn) net.Conn, serve func(first byte, st *yamux.Stream)) (*yamux.Session, *sync.WaitGroup) {
 	t.Helper()
 	cc, sc := net.Pipe()
 	if wrap != nil {

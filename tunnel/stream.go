@@ -47,9 +47,11 @@ type stream struct {
 	sent, recv atomic.Int64
 
 	// gate, if not nil, is the session's send gate; pace classifies the
-	// stream as bulk or interactive for it (sendgate.go).
+	// stream as bulk or interactive for it, and wait ends a write's wait at
+	// it (sendgate.go).
 	gate *sendGate
 	pace pace
+	wait gateWait
 }
 
 func newStream(s *yamux.Stream, gate *sendGate) *stream { return &stream{Stream: s, gate: gate} }
@@ -93,9 +95,28 @@ func (s *stream) mapErr(err error) error {
 	}
 	var se *yamux.StreamError
 	if errors.As(err, &se) && se.Remote {
-		return &resetError{Code: se.ErrorCode}
+		re := &resetError{Code: se.ErrorCode}
+		// A write waiting at the send gate learns of the reset from the
+		// read that found it (yamux tells a stream's writer only once it
+		// writes).
+		s.wait.close(re)
+		return re
 	}
 	return err
+}
+
+// SetDeadline sets the read and write deadlines, the write deadline also for
+// a write waiting at the send gate.
+func (s *stream) SetDeadline(t time.Time) error {
+	s.wait.setDeadline(t)
+	return s.Stream.SetDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline, also for a write waiting at the
+// send gate: yamux's own does not reach it.
+func (s *stream) SetWriteDeadline(t time.Time) error {
+	s.wait.setDeadline(t)
+	return s.Stream.SetWriteDeadline(t)
 }
 
 // CloseWrite sends FIN: the peer reads EOF and may keep sending.
@@ -112,10 +133,11 @@ func (s *stream) done() bool { return s.wroteFIN.Load() && s.readEOF.Load() }
 
 // Close ends the stream: cleanly once both sides have sent FIN, as an abort
 // (reset with the cancel code) otherwise. It wakes every goroutine blocked on
-// the stream and is idempotent.
+// the stream, a write waiting at the send gate too, and is idempotent.
 func (s *stream) Close() error {
 	if s.done() {
 		if !s.closed.Swap(true) {
+			s.wait.close(net.ErrClosed)
 			_ = s.Stream.Close()
 			s.ended()
 		}
@@ -127,6 +149,7 @@ func (s *stream) Close() error {
 // reset aborts the stream with code.
 func (s *stream) reset(code uint32) error {
 	if !s.closed.Swap(true) {
+		s.wait.close(net.ErrClosed)
 		_ = s.Stream.ResetWithError(code)
 		s.ended()
 	}
