@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-yamux/v5"
+
+	"github.com/fluidity-tunnel/fluidity/internal/relay"
 )
 
 // TestGateWaitEnds: a bulk stream's write waiting at a shut send gate ends as
@@ -235,3 +237,23 @@ func newGateWaitRig(t *testing.T) *gateWaitRig {
 
 // open opens the gate: the bytes that shut it have left.
 func (w *gateWaitRig) open() { w.gate.drained(gateLimit + 1) }
+
+// TestGateWaitRelayIdle: a relay whose copy into a stream waits at the shut
+// send gate ends at its idle timeout, when it closes both sides; before, the
+// Close did not reach the write and the relay waited for the session's queue
+// to drain.
+func TestGateWaitRelayIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newGateWaitRig(t)
+		local, remote := net.Pipe()
+		defer remote.Close()
+		w.wg.Go(func() { _, _ = remote.Write(w.p) })
+		res := relay.Run(relay.AsConn(local), w.st, relay.Options{IdleTimeout: time.Second})
+		if got := time.Since(w.start); got != time.Second {
+			t.Errorf("the relay ended after %v, want its idle timeout, 1s", got)
+		}
+		if !errors.Is(res.Err, relay.ErrIdle) {
+			t.Errorf("relay error %v, want %v", res.Err, relay.ErrIdle)
+		}
+	})
+}
