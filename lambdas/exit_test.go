@@ -2,7 +2,6 @@ package lambdas_test
 
 import (
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
-	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
@@ -33,37 +31,13 @@ func killOnExitTwoAgents(t *testing.T, endpoint, wakeBin, killBin string) {
 		t.Fatal(err)
 	}
 
-	ca, err := pki.NewCA(pki.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKP, err := ca.IssueServer(pki.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := srvKP.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, caFile := filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"), filepath.Join(dir, "ca.crt")
-	if err := cli.WriteFiles(certFile, keyFile, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certs, files := testbin.MintPKI(t, dir, testbin.PKIOptions{})
 
 	port := awstest.FreePort(t)
-	server := startProcess(t, "server", filepath.Join(dir, "fluidity-server"), testbin.CleanEnv(awstest.LambdaEnv(endpoint,
-		"FLUIDITY_SERVER_CERT_PEM="+string(srvKP.CertPEM()), "FLUIDITY_SERVER_KEY_PEM="+string(srvKey),
-		"FLUIDITY_SERVER_CA_CERT_PEM="+string(ca.CertPEM()),
+	server := startProcess(t, "server", filepath.Join(dir, "fluidity-server"), testbin.CleanEnv(awstest.LambdaEnv(endpoint, append(certs.ServerEnv(),
 		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1", "FLUIDITY_SERVER_LISTEN_PORT="+strconv.Itoa(port),
 		"FLUIDITY_SERVER_EMIT_METRICS=true", "FLUIDITY_SERVER_METRICS_INTERVAL=1s", "FLUIDITY_SERVER_METRICS_SERVICE="+f.Service,
-		"FLUIDITY_SERVER_LOG_LEVEL=debug")...))
+		"FLUIDITY_SERVER_LOG_LEVEL=debug")...)...))
 	waitFor(t, server, "server started", 30*time.Second)
 
 	env := lambdaEnv(endpoint, f, "TUNNEL_PORT="+strconv.Itoa(port))
@@ -74,7 +48,7 @@ func killOnExitTwoAgents(t *testing.T, endpoint, wakeBin, killBin string) {
 	t.Cleanup(gw.Close)
 	agent := func(name string) *process {
 		return startProcess(t, name, filepath.Join(dir, "fluidity-agent"), testbin.CleanEnv(), "--local-proxy-port", strconv.Itoa(awstest.FreePort(t)),
-			"--admin-listen", "", "--cert-file", certFile, "--key-file", keyFile, "--ca-cert-file", caFile,
+			"--admin-listen", "", "--cert-file", files.AgentCert, "--key-file", files.AgentKey, "--ca-cert-file", files.CACert,
 			"--lifecycle-api-endpoint", gw.URL+"/prod", "--lifecycle-api-key", apiKey, "--lifecycle-wake-mode", "on_start",
 			"--lifecycle-poll-interval", "200ms", "--lifecycle-wake-wait", "2s", "--connect-retry-interval", "200ms",
 			"--sessions", "1", "--log-level", "debug")

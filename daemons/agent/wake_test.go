@@ -22,6 +22,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 	"github.com/fluidity-tunnel/fluidity/lifecycle"
 	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
@@ -240,30 +241,12 @@ func desired(t *testing.T, endpoint string, f *awstest.Fargate) int32 {
 	return out.Services[0].DesiredCount
 }
 
-// writeCerts writes a CA and an agent pair into dir and returns the CA, the
-// server's certificate, and the agent's cert and key paths.
+// writeCerts writes what `fluidity certs --dir dir` would into dir and
+// returns the CA, the server's certificate, and the agent's cert and key paths.
 func writeCerts(t *testing.T, dir string) (*pki.CA, *pki.KeyPair, [2]string) {
 	t.Helper()
-	ca, err := pki.NewCA(pki.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.WriteFiles(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), false); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ca.IssueServer(pki.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := ca.IssueClient(pki.ClientOptions{Name: "agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := [2]string{filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")}
-	if err := cli.WriteFiles(files[0], files[1], false); err != nil {
-		t.Fatal(err)
-	}
-	return ca, srv, files
+	certs, files := testbin.MintPKI(t, dir, testbin.PKIOptions{})
+	return certs.CA, certs.Server, [2]string{files.AgentCert, files.AgentKey}
 }
 
 // startServer runs an in-process Fluidity server on a loopback port.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/pki"
+	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 	"github.com/fluidity-tunnel/fluidity/lifecycle/usage"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
 )
@@ -28,26 +29,12 @@ import (
 // from ca.
 func pemServer(t *testing.T) (*pki.CA, []string, int) {
 	t.Helper()
-	ca, err := pki.NewCA(pki.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKP, err := ca.IssueServer(pki.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := srvKP.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs, _ := testbin.MintPKI(t, "", testbin.PKIOptions{})
 	port := freePort(t)
-	return ca, []string{
-		"FLUIDITY_SERVER_CERT_PEM=" + string(srvKP.CertPEM()),
-		"FLUIDITY_SERVER_KEY_PEM=" + string(keyPEM),
-		"FLUIDITY_SERVER_CA_CERT_PEM=" + string(ca.CertPEM()),
+	return certs.CA, append(certs.ServerEnv(),
 		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
-		"FLUIDITY_SERVER_LISTEN_PORT=" + strconv.Itoa(port),
-	}, port
+		"FLUIDITY_SERVER_LISTEN_PORT="+strconv.Itoa(port),
+	), port
 }
 
 // runServer runs the server in-process with env until the returned stop,

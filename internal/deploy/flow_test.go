@@ -38,7 +38,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/fluidity-tunnel/fluidity/internal/awstest"
-	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
@@ -107,22 +106,10 @@ func (r *registryRoute) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// writeCerts writes (or replaces) what `fluidity certs --dir dir` would.
 func writeCerts(t *testing.T, dir string) {
 	t.Helper()
-	ca, err := pki.NewCA(pki.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.WriteFiles(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), true); err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.IssueServer(pki.ServerOptions{ServerName: pki.DefaultServerName})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kp.WriteFiles(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), true); err != nil {
-		t.Fatal(err)
-	}
+	testbin.MintPKI(t, dir, testbin.PKIOptions{})
 }
 
 // writeLayout writes a small random image for linux/arch as an OCI layout.

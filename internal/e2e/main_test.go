@@ -21,8 +21,8 @@ var (
 	// certDir holds what `fluidity certs --dir certDir --san 127.0.0.1` wrote:
 	// ca.crt, server.crt/.key and agent.crt/.key.
 	certDir string
-	// otherCA is a second, unrelated CA (internal/pki); otherCADir holds its
-	// ca.crt and a client certificate it issued, other-agent.crt/.key.
+	// otherCA is a second, unrelated CA; otherCADir holds its ca.crt and a
+	// client certificate it issued, other-agent.crt/.key.
 	otherCA    *pki.CA
 	otherCADir string
 	// pingTarget answers "pong" to anything; readiness checks fetch it through the proxy.
@@ -83,23 +83,13 @@ func setup(tmp string) error {
 		}
 	}
 
-	var err error
-	otherCA, err = pki.NewCA(pki.CAOptions{CommonName: "Impostor CA"})
+	other, err := testbin.NewPKI(testbin.PKIOptions{CA: pki.CAOptions{CommonName: "Impostor CA"}, AgentName: "other-agent"})
 	if err != nil {
 		return err
 	}
-	otherCADir = filepath.Join(tmp, "other-ca")
-	if err := os.MkdirAll(otherCADir, 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(otherCADir, "ca.crt"), otherCA.CertPEM(), 0o600); err != nil {
-		return err
-	}
-	client, err := otherCA.IssueClient(pki.ClientOptions{Name: "other-agent"})
-	if err != nil {
-		return err
-	}
-	return client.WriteFiles(filepath.Join(otherCADir, "other-agent.crt"), filepath.Join(otherCADir, "other-agent.key"), false)
+	otherCA, otherCADir = other.CA, filepath.Join(tmp, "other-ca")
+	_, err = other.WriteFiles(otherCADir)
+	return err
 }
 
 // cleanEnv is the test's environment without anything that would change how the

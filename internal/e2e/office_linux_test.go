@@ -74,23 +74,10 @@ func newOfficeNet(t *testing.T) *officeNet {
 	})
 	n.plainURL = "http://" + n.serve(t, hello, nil)
 	n.wsURL = "ws://" + n.serve(t, http.HandlerFunc(wsEcho), nil)
-	ca, err := pki.NewCA(pki.CAOptions{CommonName: "Internet CA"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.IssueServer(pki.ServerOptions{ServerName: "target.test", IPAddresses: []net.IP{net.ParseIP(internetIP)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := kp.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.secureURL = "https://" + n.serve(t, hello, &tls.Config{Certificates: []tls.Certificate{cert}})
-	n.caFile = filepath.Join(t.TempDir(), "internet-ca.pem")
-	if err := os.WriteFile(n.caFile, ca.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	internetCA, files := testbin.MintPKI(t, t.TempDir(), testbin.PKIOptions{CA: pki.CAOptions{CommonName: "Internet CA"},
+		Server: pki.ServerOptions{ServerName: "target.test", IPAddresses: []net.IP{net.ParseIP(internetIP)}}})
+	n.secureURL = "https://" + n.serve(t, hello, &tls.Config{Certificates: []tls.Certificate{internetCA.ServerTLS}})
+	n.caFile = files.CACert
 
 	n.kdc = testbin.StartKDC(t, testbin.KDCOptions{Netns: n.dmz, Listen: dmzOfficeIP + ":88", Realm: realm, Domain: "corp.test"})
 	return n
