@@ -241,6 +241,26 @@ func TestMetricsIdleToActiveMoto(t *testing.T) {
 	defer target.Close()
 	client := agentClient(t, ca, port, 2)
 	defer client.Close()
+	// The client brings its second session up only once the first is, in the
+	// background: a request sent at once reaches the server, which publishes
+	// on it, before the second session does (seen as Max 1 under load).
+	if err := client.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for wait := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		up := 0
+		for _, s := range client.Sessions() {
+			if s.Up {
+				up++
+			}
+		}
+		if up == 2 {
+			break
+		}
+		if time.Since(wait) > 5*time.Second {
+			t.Fatalf("%d of the client's 2 sessions up after 5 s", up)
+		}
+	}
 	req, _ := http.NewRequest("GET", target.URL, nil)
 	resp, err := client.RoundTrip(req)
 	if err != nil {
