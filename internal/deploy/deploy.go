@@ -35,6 +35,10 @@ var ErrNoAPIKey = errors.New("the control-plane stack has no ApiKeyId output")
 // cluster <name> and service <name>-server, bucket <name>-artifacts-….
 const DefaultName = "fluidity"
 
+// DefaultMetricsInterval is the server's metrics interval unless told
+// otherwise: the server's own default and both templates'.
+const DefaultMetricsInterval = 60 * time.Second
+
 // ManagedTag marks what deploy created, so destroy removes only that (a
 // bucket or repository you named yourself and made by hand stays).
 const (
@@ -82,6 +86,11 @@ type Config struct {
 	SubnetIDs []string
 	// AllowedCidr may reach the tunnel port (the template's default when empty).
 	AllowedCidr string
+	// MetricsInterval is how often the server publishes its metrics, given
+	// to both stacks (the server's MetricsInterval and the Kill Lambda's, which
+	// reads its window from it: the two must agree); whole seconds, default
+	// DefaultMetricsInterval.
+	MetricsInterval time.Duration
 
 	// DryRun reports what would change without changing anything
 	// (CloudFormation change sets are created, described and deleted).
@@ -120,6 +129,9 @@ func (c Config) Validate() error {
 			return bad("allowed CIDR: %v", err)
 		}
 	}
+	if c.MetricsInterval != 0 && (c.MetricsInterval < time.Second || c.MetricsInterval%time.Second != 0) {
+		return bad("metrics interval %v: want whole seconds, at least 1s", c.MetricsInterval)
+	}
 	if c.PollInterval < 0 {
 		return bad("poll interval %v is negative", c.PollInterval)
 	}
@@ -136,6 +148,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Arch == "" {
 		c.Arch = "arm64"
+	}
+	if c.MetricsInterval == 0 {
+		c.MetricsInterval = DefaultMetricsInterval
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 5 * time.Second

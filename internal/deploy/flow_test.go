@@ -221,7 +221,8 @@ func expectNone(t *testing.T, what string, ops []string, forbidden ...string) {
 // TestDeployFlowOnMoto deploys the real templates to moto, deploys again
 // (nothing changes), upgrades (a new image while the server is awake, new
 // TLS material), previews a further upgrade and a fresh deployment with
-// --dry-run, and destroys everything.
+// --dry-run, changes the metrics interval (both stacks follow), and destroys
+// everything.
 //
 // What moto cannot show: it does not create AWS::ApiGateway::ApiKey, Stage,
 // UsagePlan or UsagePlanKey from a template (so the stack has no ApiKeyId
@@ -332,6 +333,7 @@ func TestDeployFlowOnMoto(t *testing.T) {
 	if cp["ClusterName"] != "fluidity" || cp["ServiceName"] != "fluidity-server" || cp["LambdaArchitecture"] != lambdaArchitecture(arch) {
 		t.Errorf("control stack parameters %v", cp)
 	}
+	checkMetricsInterval(t, "first deploy", sp, cp, "60s")
 	sm := secretsmanager.NewFromConfig(plain)
 	want, _ := readTLSSecret(certs)
 	sec, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("fluidity/server-tls")})
@@ -453,7 +455,26 @@ func TestDeployFlowOnMoto(t *testing.T) {
 		}
 	}
 
-	// 5. Destroy leaves nothing.
+	// 5. A new metrics interval reaches both stacks: the server publishes at
+	// it and the Kill Lambda reads its window from it. (Last before destroy:
+	// moto keeps a stack's parameters from before an executed change set, so
+	// an identical run after this one would not read as unchanged.)
+	up.MetricsInterval = 90 * time.Second
+	_, out, _, err = f.run(up)
+	if !errors.Is(err, ErrNoAPIKey) {
+		t.Fatalf("metrics interval change: %v", err)
+	}
+	checkMetricsInterval(t, "after the change", f.params(serverStack), f.params(controlStack), "90s")
+	if n := strings.Count(out, "parameter MetricsInterval: 60s -> 90s"); n != 2 {
+		t.Errorf("the metrics interval change listed %d stacks' parameter change, want 2", n)
+	}
+	for _, want := range []string{"stack fluidity-server: UPDATE_COMPLETE", "stack fluidity-control: UPDATE_COMPLETE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics interval change output lacks %q", want)
+		}
+	}
+
+	// 6. Destroy leaves nothing.
 	var dout bytes.Buffer
 	dc := Config{Out: &dout, PollInterval: 20 * time.Millisecond}
 	d, err := New(awsCfg, dc)
@@ -503,6 +524,16 @@ func TestDeployFlowOnMoto(t *testing.T) {
 		if !slices.Contains(calledAll, op) {
 			t.Errorf("Calls lists %s, which the flow never made: drop it or cover it", op)
 		}
+	}
+}
+
+// checkMetricsInterval: the server stack and the control-plane stack (the
+// Kill Lambda's window) were given the same interval, want.
+func checkMetricsInterval(t *testing.T, when string, server, control map[string]string, want string) {
+	t.Helper()
+	if server["MetricsInterval"] != want || control["MetricsInterval"] != want {
+		t.Errorf("%s: MetricsInterval %q (server stack), %q (control-plane stack), want %q in both",
+			when, server["MetricsInterval"], control["MetricsInterval"], want)
 	}
 }
 

@@ -36,6 +36,7 @@ func (d *Deployer) serverStack(image, secretARN string, net network) stackSpec {
 		"ServiceName":     d.n.service,
 		"CpuArchitecture": cpuArchitecture(d.cfg.Arch),
 		"DesiredCount":    "0",
+		"MetricsInterval": metricsInterval(d.cfg.MetricsInterval),
 	}
 	if d.cfg.AllowedCidr != "" {
 		p["AllowedCidr"] = d.cfg.AllowedCidr
@@ -62,8 +63,16 @@ func (d *Deployer) controlStack(bucket string, keys, server map[string]string) s
 		"SleepCodeKey":       keys["sleep"],
 		"KillCodeKey":        keys["kill"],
 		"LambdaArchitecture": lambdaArchitecture(d.cfg.Arch),
+		"MetricsInterval":    metricsInterval(d.cfg.MetricsInterval),
 	}
 	return stackSpec{name: d.n.controlStack, body: d.controlTemplate, params: p}
+}
+
+// metricsInterval is the templates' form of the interval ("^[0-9]+(s|m)$"),
+// always passed, so that a run without the flag puts both stacks back on the
+// default together rather than leaving one on an older value.
+func metricsInterval(d time.Duration) string {
+	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }
 
 func cfParams(p map[string]string) []cftypes.Parameter {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/smithy-go"
 )
@@ -25,6 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		{"arch", Config{Arch: "riscv64"}, false},
 		{"cidr", Config{AllowedCidr: "10.0.0.0"}, false},
 		{"poll", Config{PollInterval: -1}, false},
+		{"metrics interval", Config{MetricsInterval: 90 * time.Second}, true},
+		{"metrics interval under a second", Config{MetricsInterval: 500 * time.Millisecond}, false},
+		{"metrics interval in fractions", Config{MetricsInterval: 1500 * time.Millisecond}, false},
+		{"metrics interval negative", Config{MetricsInterval: -time.Minute}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
