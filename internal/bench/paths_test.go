@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"testing"
 	"time"
 )
@@ -153,5 +154,16 @@ func TestTLSStream(t *testing.T) {
 	mbps, err := TLSStream(ctx, 8<<20)
 	if err != nil || mbps <= 0 {
 		t.Fatalf("TLSStream: %v MB/s, %v", mbps, err)
+	}
+}
+
+func TestProfileLoadKinds(t *testing.T) {
+	t.Parallel()
+	rig := &Rig{Paths: []*Path{{Name: Fluidity}}}
+	if _, err := ProfileLoad(context.Background(), rig, "bogus", 1, time.Millisecond); err == nil || !strings.Contains(err.Error(), "want connect, https or http") {
+		t.Errorf("ProfileLoad(bogus) = %v, want the kinds named", err)
+	}
+	if _, err := ProfileLoad(context.Background(), &Rig{}, ProfileConnect, 1, time.Millisecond); err == nil {
+		t.Error("ProfileLoad without a fluidity path: no error")
 	}
 }

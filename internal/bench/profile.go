@@ -2,30 +2,42 @@ package bench
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 )
 
-// ProfileLoad runs figure 7's load (64 CONNECT tunnels, keep-alive small
-// GETs inside each) or, with plain, figure 3's (keep-alive small GETs through
-// the agent's plain-HTTP forwarding) through the rig's loopback Fluidity path
-// for dur, for the profiles RigOptions.ProfileDir asks for, and returns how
-// many requests it measured (divide the profiles by it for per-request costs;
-// the warm-up and the daemons' start are in the profiles too, and small
-// beside it).
-func ProfileLoad(ctx context.Context, rig *Rig, conns int, dur time.Duration, plain bool) (int, error) {
+// The loads ProfileLoad runs.
+const (
+	ProfileConnect = "connect" // figure 7's: small keep-alive GETs inside 64 CONNECT tunnels
+	ProfileHTTPS   = "https"   // figure 7's second: the same with TLS to the target inside every tunnel
+	ProfileHTTP    = "http"    // figure 3's: keep-alive small GETs through the agent's plain-HTTP forwarding
+)
+
+// ProfileLoad runs one of figure 7's or figure 3's loads (kind: ProfileConnect,
+// ProfileHTTPS or ProfileHTTP) through the rig's loopback Fluidity path for
+// dur, for the profiles RigOptions.ProfileDir asks for, and returns how many
+// requests it measured (divide the profiles by it for per-request costs; the
+// warm-up and the daemons' start are in the profiles too, and small beside it).
+func ProfileLoad(ctx context.Context, rig *Rig, kind string, conns int, dur time.Duration) (int, error) {
 	for _, p := range rig.Paths {
-		if p.Name == Fluidity {
-			load := TunnelLoad
-			if plain {
-				load = func(ctx context.Context, p *Path, addr string, _ *tls.Config, conns int, dur time.Duration, measuring func()) (float64, []time.Duration, error) {
-					return SmallLoad(ctx, p, addr, conns, dur, measuring)
-				}
-			}
-			_, l, err := load(ctx, p, rig.Target.Addr, nil, conns, dur, nil)
-			return len(l), err
+		if p.Name != Fluidity {
+			continue
 		}
+		var l []time.Duration
+		var err error
+		switch kind {
+		case ProfileConnect:
+			_, l, err = TunnelLoad(ctx, p, rig.Target.Addr, nil, conns, dur, nil)
+		case ProfileHTTPS:
+			o := rig.Target.Origins
+			_, l, err = TunnelLoad(ctx, p, o.Addrs[0], o.ClientConfig(), conns, dur, nil)
+		case ProfileHTTP:
+			_, l, err = SmallLoad(ctx, p, rig.Target.Addr, conns, dur, nil)
+		default:
+			return 0, fmt.Errorf("profile load %q: want %s, %s or %s", kind, ProfileConnect, ProfileHTTPS, ProfileHTTP)
+		}
+		return len(l), err
 	}
 	return 0, errors.New("no fluidity path to profile")
 }

@@ -35,7 +35,7 @@ func run() error {
 	profile := flag.String("profile", "", "instead of the figures, write CPU and allocation profiles of the agent and server under figure 7's load (64 CONNECT tunnels of small requests) into this directory")
 	profileDur := flag.Duration("profile-time", 10*time.Second, "how long -profile runs the load")
 	heapProfile := flag.String("heap-profile", "", "run the figures as usual, with the Fluidity daemons writing a heap profile of their highest resident memory into this directory (server.heap.pprof, agent.heap.pprof, wan-agent.heap.pprof and a .txt of runtime figures beside each)")
-	profileLoad := flag.String("profile-load", "connect", "the load -profile runs: connect (figure 7's) or http (figure 3's plain-HTTP forwarding)")
+	profileLoad := flag.String("profile-load", "connect", "the load -profile runs: connect (figure 7's), https (figure 7's with TLS inside the tunnels) or http (figure 3's plain-HTTP forwarding)")
 	flag.Parse()
 	if *rounds < 1 {
 		// The report says how many rounds it took its medians over.
@@ -74,10 +74,7 @@ func run() error {
 	defer stop()
 
 	if *profile != "" {
-		if *profileLoad != "connect" && *profileLoad != "http" {
-			return fmt.Errorf("-profile-load %q: want connect or http", *profileLoad)
-		}
-		return runProfile(ctx, *bin, *profile, *profileDur, *profileLoad == "http", logf)
+		return runProfile(ctx, *bin, *profile, *profileDur, *profileLoad, logf)
 	}
 	if *heapProfile != "" {
 		if err := os.MkdirAll(*heapProfile, 0o755); err != nil {
@@ -126,7 +123,12 @@ func run() error {
 
 // runProfile runs the -profile mode: the Fluidity path alone under figure 7's
 // load (figure 3's with plain), then stops the daemons so that they write their profiles.
-func runProfile(ctx context.Context, bin, dir string, dur time.Duration, plain bool, logf func(string, ...any)) error {
+func runProfile(ctx context.Context, bin, dir string, dur time.Duration, kind string, logf func(string, ...any)) error {
+	switch kind {
+	case bench.ProfileConnect, bench.ProfileHTTPS, bench.ProfileHTTP:
+	default:
+		return fmt.Errorf("-profile-load %q: want connect, https or http", kind)
+	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -138,7 +140,7 @@ func runProfile(ctx context.Context, bin, dir string, dur time.Duration, plain b
 	if err != nil {
 		return err
 	}
-	n, err := bench.ProfileLoad(ctx, rig, 64, dur, plain)
+	n, err := bench.ProfileLoad(ctx, rig, kind, 64, dur)
 	rig.Close() // the daemons write their profiles as they stop
 	if err != nil {
 		return err
