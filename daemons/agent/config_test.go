@@ -48,6 +48,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"sessions", func(c *Config) { c.Sessions = 0 }},
 		{"sessions", func(c *Config) { c.Sessions = 9 }},
 		{"gc_percent", func(c *Config) { c.GCPercent = 5 }},
+		{"memory_limit", func(c *Config) { c.MemoryLimit = 1 << 20 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key, func(t *testing.T) {

@@ -111,9 +111,14 @@ func (l LogSettings) Logger(w io.Writer, component string) zerolog.Logger {
 // RuntimeSettings are the Go runtime keys both daemons share; embed it like
 // LogSettings.
 type RuntimeSettings struct {
-	GCPercent  int    `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
-	CPUProfile string `koanf:"cpu_profile" help:"write a Go CPU profile (pprof) of the whole run to this file, finished when the daemon stops; empty (the default) is off. For performance work (go tool pprof)"`
-	MemProfile string `koanf:"mem_profile" help:"write a Go allocation profile (pprof allocs: every allocation since start, sampled) to this file when the daemon stops; empty (the default) is off"`
+	GCPercent int `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
+	// MemoryLimit bounds what gc_percent's headroom may take when the live
+	// heap is large (receive windows full during bulk transfers), not the
+	// live heap itself: past it the collector runs more often, up to half
+	// the CPU.
+	MemoryLimit int64  `koanf:"memory_limit" help:"soft limit in bytes on the Go runtime's memory (Go's GOMEMLIMIT): near it the garbage collector runs more often instead of letting the heap grow to gc_percent's target; 0 is none. A GOMEMLIMIT environment variable takes precedence"`
+	CPUProfile  string `koanf:"cpu_profile" help:"write a Go CPU profile (pprof) of the whole run to this file, finished when the daemon stops; empty (the default) is off. For performance work (go tool pprof)"`
+	MemProfile  string `koanf:"mem_profile" help:"write a Go allocation profile (pprof allocs: every allocation since start, sampled) to this file when the daemon stops; empty (the default) is off"`
 	// HeapProfile, unlike MemProfile, shows what holds memory at the peak
 	// rather than what was allocated over the run.
 	HeapProfile string `koanf:"heap_profile" help:"write a Go heap profile (pprof heap: what is in use) to this file each time the daemon's resident memory passes 5 % above its last high, and the runtime's memory figures to the same name plus .txt; what is left is the highest peak's. Empty (the default) is off. For performance work"`
@@ -134,16 +139,29 @@ func (r RuntimeSettings) CheckRuntime() error {
 	if r.GCPercent < 10 {
 		return &config.FieldError{Key: "gc_percent", Err: errors.New("must be at least 10")}
 	}
+	if r.MemoryLimit != 0 && r.MemoryLimit < minMemoryLimit {
+		return &config.FieldError{Key: "memory_limit", Err: fmt.Errorf("must be 0 (none) or at least %d (16 MiB)", minMemoryLimit)}
+	}
 	return nil
 }
 
-// ApplyRuntime sets the garbage collector's target, unless environ holds GOGC
-// (which the runtime has already applied, and which a person set on purpose).
+// minMemoryLimit is below an idle daemon's own runtime memory (about 10 MB):
+// a smaller limit would keep the collector running all the time.
+const minMemoryLimit = 16 << 20
+
+// ApplyRuntime sets the garbage collector's target and the memory limit,
+// each unless environ holds its variable (GOGC, GOMEMLIMIT: which the runtime
+// has already applied, and which a person set on purpose).
 func (r RuntimeSettings) ApplyRuntime(environ []string) {
+	var gogc, gomemlimit bool
 	for _, kv := range environ {
-		if strings.HasPrefix(kv, "GOGC=") {
-			return
-		}
+		gogc = gogc || strings.HasPrefix(kv, "GOGC=")
+		gomemlimit = gomemlimit || strings.HasPrefix(kv, "GOMEMLIMIT=")
 	}
-	debug.SetGCPercent(r.GCPercent)
+	if !gogc {
+		debug.SetGCPercent(r.GCPercent)
+	}
+	if !gomemlimit && r.MemoryLimit > 0 {
+		debug.SetMemoryLimit(r.MemoryLimit)
+	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -17,22 +18,27 @@ import (
 func TestCheckRuntime(t *testing.T) {
 	for _, tc := range []struct {
 		percent int
-		ok      bool
+		limit   int64
+		bad     string // the key at fault, "" for none
 	}{
-		{DefaultGCPercent, true},
-		{10, true},
-		{1000, true},
-		{9, false},
-		{0, false},
-		{-1, false},
+		{DefaultGCPercent, 0, ""},
+		{10, 0, ""},
+		{1000, 0, ""},
+		{9, 0, "gc_percent"},
+		{0, 0, "gc_percent"},
+		{-1, 0, "gc_percent"},
+		{DefaultGCPercent, 16 << 20, ""},
+		{DefaultGCPercent, 1 << 40, ""},
+		{DefaultGCPercent, 16<<20 - 1, "memory_limit"},
+		{DefaultGCPercent, -1, "memory_limit"},
 	} {
-		err := RuntimeSettings{GCPercent: tc.percent}.CheckRuntime()
+		err := RuntimeSettings{GCPercent: tc.percent, MemoryLimit: tc.limit}.CheckRuntime()
 		var fe *config.FieldError
 		switch {
-		case tc.ok && err != nil:
-			t.Errorf("gc_percent %d: %v", tc.percent, err)
-		case !tc.ok && (!errors.As(err, &fe) || fe.Key != "gc_percent"):
-			t.Errorf("gc_percent %d: got %v, want an error naming gc_percent", tc.percent, err)
+		case tc.bad == "" && err != nil:
+			t.Errorf("gc_percent %d, memory_limit %d: %v", tc.percent, tc.limit, err)
+		case tc.bad != "" && (!errors.As(err, &fe) || fe.Key != tc.bad):
+			t.Errorf("gc_percent %d, memory_limit %d: got %v, want an error naming %s", tc.percent, tc.limit, err, tc.bad)
 		}
 	}
 }
@@ -40,6 +46,20 @@ func TestCheckRuntime(t *testing.T) {
 func TestApplyRuntime(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(orig)
+	origLimit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(origLimit)
+
+	RuntimeSettings{GCPercent: 100, MemoryLimit: 48 << 20}.ApplyRuntime(nil)
+	if got := debug.SetMemoryLimit(-1); got != 48<<20 {
+		t.Errorf("memory limit = %d after ApplyRuntime(48 MiB), want %d", got, 48<<20)
+	}
+	// GOMEMLIMIT in the environment wins, as GOGC does; 0 leaves the limit alone.
+	debug.SetMemoryLimit(math.MaxInt64)
+	RuntimeSettings{GCPercent: 100, MemoryLimit: 48 << 20}.ApplyRuntime([]string{"GOMEMLIMIT=1GiB"})
+	RuntimeSettings{GCPercent: 100}.ApplyRuntime(nil)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit = %d with GOMEMLIMIT set or memory_limit 0, want it unchanged", got)
+	}
 
 	RuntimeSettings{GCPercent: 300}.ApplyRuntime([]string{"HOME=/root"})
 	if got := debug.SetGCPercent(100); got != 300 {

@@ -36,6 +36,7 @@ type entry struct {
 	label string
 	rig   *bench.Rig
 	path  *bench.Path // the loopback path, or over the 40 ms link with -wan
+	loop  *bench.Path // the loopback path
 }
 
 // sample is one transfer's figures.
@@ -51,7 +52,7 @@ func run() error {
 	tlsStream := flag.Bool("tls", false, "add one Go TLS 1.3 stream (figure 1's ceiling) to every round")
 	wan := flag.Bool("wan", false, "transfer over figure 2's 40 ms link instead of loopback")
 	limit := flag.Duration("limit", 0, "stop each transfer after this long (default 60 s on loopback, 6 s over the WAN, as figure 2)")
-	dirs := flag.String("dirs", "down,up", "directions, in order")
+	dirs := flag.String("dirs", "down,up", "directions, in order; ldown and lup are loopback transfers even with -wan (figure 1 before figure 2, as the full run, whose server serves both: -dirs ldown,lup,down,up)")
 	profile := flag.String("profile", "", "write the loopback daemons' CPU and allocation profiles, and every daemon's peak heap profile (heap_profile), into DIR/label/")
 	flag.Parse()
 	if *bins == "" {
@@ -82,7 +83,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		e := &entry{label: label, rig: rig, path: rig.Paths[0]}
+		e := &entry{label: label, rig: rig, path: rig.Paths[0], loop: rig.Paths[0]}
 		es = append(es, e)
 		if *wan {
 			ps, err := rig.WANPaths(ctx)
@@ -168,21 +169,25 @@ func run() error {
 
 // measure runs one transfer in direction d ("down" or "up") through e.
 func measure(ctx context.Context, e *entry, d string, n int64, limit time.Duration) (sample, string, error) {
-	pids := e.path.Procs() // client side, then server side
+	p := e.path
+	if d == "ldown" || d == "lup" {
+		p, d = e.loop, d[1:]
+	}
+	pids := p.Procs() // client side, then server side
 	cpu0, calls0 := make([]time.Duration, len(pids)), make([]int64, len(pids))
 	for i, pid := range pids {
 		cpu0[i], _ = bench.CPUTime(pid)
 		calls0[i], _ = bench.IOCalls(pid)
 	}
 	self0 := selfCPU()
-	peak := bench.PeakRSS(e.path.Procs)
+	peak := bench.PeakRSS(p.Procs)
 	var t bench.Transfer
 	var err error
 	switch d {
 	case "down":
-		t, err = bench.Download(ctx, e.path, e.rig.Target.Addr, n, limit)
+		t, err = bench.Download(ctx, p, e.rig.Target.Addr, n, limit)
 	case "up":
-		t, err = bench.Upload(ctx, e.path, e.rig.Target, n, limit)
+		t, err = bench.Upload(ctx, p, e.rig.Target, n, limit)
 	default:
 		err = fmt.Errorf("unknown direction %q: want down or up", d)
 	}
