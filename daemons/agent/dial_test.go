@@ -115,6 +115,7 @@ func TestDialReachesAStartingServerQuickly(t *testing.T) {
 	}
 	conn.Close()
 	took := time.Since(start)
+	t.Logf("reached the starting server after %v", took.Round(time.Millisecond))
 	_ = srv.Close()
 	if err := <-served; !errors.Is(err, tunnel.ErrServerClosed) {
 		t.Fatalf("serve: %v", err)
