@@ -110,7 +110,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.VpcID, "vpc", "", "VPC for the server (default: the default VPC)")
 	fs.StringSliceVar(&c.SubnetIDs, "subnets", nil, "public subnets for the server (default: the VPC's subnets that map public IPs)")
 	fs.StringVar(&c.AllowedCidr, "allowed-cidr", "", "who may reach the tunnel port (default 0.0.0.0/0; mTLS refuses strangers anyway)")
-	fs.DurationVar(&c.MetricsInterval, "metrics-interval", deploy.DefaultMetricsInterval, "how often the server publishes its metrics, whole seconds; given to both stacks, since the Kill Lambda's window is read from it")
+	fs.DurationVar(&c.MetricsInterval, "metrics-interval", deploy.DefaultMetricsInterval, "how often the server publishes its metrics (whole seconds, under the Sleep Lambda's 15m idle threshold); given to both stacks, since the Kill Lambda's window is read from it")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "show what would be created or changed, change nothing")
 	fs.StringVar(&writeConfig, "write-config", "", "agent config file to write lifecycle.api_endpoint and lifecycle.api_key into")
 	if code, done := parseCommand(fs, args, deployUsageHead, stdout, stderr); done {

@@ -39,6 +39,11 @@ const DefaultName = "fluidity"
 // otherwise: the server's own default and both templates'.
 const DefaultMetricsInterval = 60 * time.Second
 
+// idleThreshold is the control-plane template's IdleThreshold, which deploy
+// leaves at its default. The Sleep Lambda counts only datapoints younger than
+// it: a server publishing less often looks idle while in use.
+const idleThreshold = 15 * time.Minute
+
 // ManagedTag marks what deploy created, so destroy removes only that (a
 // bucket or repository you named yourself and made by hand stays).
 const (
@@ -131,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsInterval != 0 && (c.MetricsInterval < time.Second || c.MetricsInterval%time.Second != 0) {
 		return bad("metrics interval %v: want whole seconds, at least 1s", c.MetricsInterval)
+	}
+	if c.MetricsInterval >= idleThreshold {
+		return bad("metrics interval %v: want it well under the Sleep Lambda's idle threshold (%v), which would see a server publishing this rarely as idle", c.MetricsInterval, idleThreshold)
 	}
 	if c.PollInterval < 0 {
 		return bad("poll interval %v is negative", c.PollInterval)

@@ -30,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		{"metrics interval under a second", Config{MetricsInterval: 500 * time.Millisecond}, false},
 		{"metrics interval in fractions", Config{MetricsInterval: 1500 * time.Millisecond}, false},
 		{"metrics interval negative", Config{MetricsInterval: -time.Minute}, false},
+		{"metrics interval past the idle threshold", Config{MetricsInterval: 15 * time.Minute}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
