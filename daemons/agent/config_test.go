@@ -49,6 +49,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"sessions", func(c *Config) { c.Sessions = 9 }},
 		{"gc_percent", func(c *Config) { c.GCPercent = 5 }},
 		{"memory_limit", func(c *Config) { c.MemoryLimit = 1 << 20 }},
+		{"gc_headroom", func(c *Config) { c.GCHeadroom = -1 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key, func(t *testing.T) {

@@ -200,7 +200,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return code
 	}
 	log := cfg.Logger(stderr, "agent")
-	cfg.ApplyRuntime(environ)
+	defer cfg.ApplyRuntime(environ)()
 	stopProfiles, err := cfg.StartProfiles(log)
 	if err != nil {
 		log.Error().Err(err).Msg("agent failed")

@@ -44,6 +44,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"shutdown_timeout", func(c *Config) { c.ShutdownTimeout = 0 }},
 		{"gc_percent", func(c *Config) { c.GCPercent = 5 }},
 		{"memory_limit", func(c *Config) { c.MemoryLimit = 1 << 20 }},
+		{"gc_headroom", func(c *Config) { c.GCHeadroom = -1 }},
 		{"metrics_interval", func(c *Config) { c.EmitMetrics, c.MetricsInterval = true, 0 }},
 		{"allow_cidrs", func(c *Config) { c.AllowCIDRs = []string{"10.0.0.0/33"} }},
 		{"deny_cidrs", func(c *Config) { c.DenyCIDRs = []string{"nope"} }},

@@ -112,6 +112,10 @@ func (l LogSettings) Logger(w io.Writer, component string) zerolog.Logger {
 // LogSettings.
 type RuntimeSettings struct {
 	GCPercent int `koanf:"gc_percent" help:"garbage collector target (Go's GOGC); higher spends memory to save CPU per request. A GOGC environment variable takes precedence"`
+	// GCHeadroom keeps gc_percent's headroom for the small live heap of
+	// request traffic, and bounds it when bulk transfers' buffers make the
+	// live heap large (BENCHMARKS.md, peak RSS over the 40 ms link).
+	GCHeadroom int64 `koanf:"gc_headroom" help:"bytes the heap may grow past its live part between collections once gc_percent would allow more: above gc_headroom × 100 / gc_percent of live heap the collector's target is lowered to keep the growth near this (not below 50 %); 0 leaves gc_percent alone. Off when GOGC is set"`
 	// MemoryLimit bounds what gc_percent's headroom may take when the live
 	// heap is large (receive windows full during bulk transfers), not the
 	// live heap itself: past it the collector runs more often, up to half
@@ -132,12 +136,23 @@ type RuntimeSettings struct {
 const DefaultGCPercent = 200
 
 // DefaultRuntimeSettings returns the daemons' runtime defaults.
-func DefaultRuntimeSettings() RuntimeSettings { return RuntimeSettings{GCPercent: DefaultGCPercent} }
+func DefaultRuntimeSettings() RuntimeSettings {
+	return RuntimeSettings{GCPercent: DefaultGCPercent, GCHeadroom: DefaultGCHeadroom}
+}
+
+// DefaultGCHeadroom is what gc_percent 200 gives a live heap of 8 MiB, about
+// an idle daemon's or one serving small requests: their collections are as
+// before, while a bulk transfer's live buffers (3-19 MB at figure 2's peak)
+// no longer let the heap run to three times them.
+const DefaultGCHeadroom = 16 << 20
 
 // CheckRuntime validates the settings, naming the key at fault.
 func (r RuntimeSettings) CheckRuntime() error {
 	if r.GCPercent < 10 {
 		return &config.FieldError{Key: "gc_percent", Err: errors.New("must be at least 10")}
+	}
+	if r.GCHeadroom < 0 {
+		return &config.FieldError{Key: "gc_headroom", Err: errors.New("must not be negative")}
 	}
 	if r.MemoryLimit != 0 && r.MemoryLimit < minMemoryLimit {
 		return &config.FieldError{Key: "memory_limit", Err: fmt.Errorf("must be 0 (none) or at least %d (16 MiB)", minMemoryLimit)}
@@ -151,17 +166,23 @@ const minMemoryLimit = 16 << 20
 
 // ApplyRuntime sets the garbage collector's target and the memory limit,
 // each unless environ holds its variable (GOGC, GOMEMLIMIT: which the runtime
-// has already applied, and which a person set on purpose).
-func (r RuntimeSettings) ApplyRuntime(environ []string) {
+// has already applied, and which a person set on purpose), and starts the
+// gc_headroom tuner unless GOGC is set. restore stops the tuner.
+func (r RuntimeSettings) ApplyRuntime(environ []string) (restore func()) {
 	var gogc, gomemlimit bool
 	for _, kv := range environ {
 		gogc = gogc || strings.HasPrefix(kv, "GOGC=")
 		gomemlimit = gomemlimit || strings.HasPrefix(kv, "GOMEMLIMIT=")
 	}
-	if !gogc {
-		debug.SetGCPercent(r.GCPercent)
-	}
 	if !gomemlimit && r.MemoryLimit > 0 {
 		debug.SetMemoryLimit(r.MemoryLimit)
 	}
+	if gogc {
+		return func() {}
+	}
+	debug.SetGCPercent(r.GCPercent)
+	if r.GCHeadroom == 0 {
+		return func() {}
+	}
+	return startGCHeadroom(r.GCPercent, r.GCHeadroom)
 }
