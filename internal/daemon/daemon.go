@@ -125,7 +125,7 @@ type RuntimeSettings struct {
 	MemProfile  string `koanf:"mem_profile" help:"write a Go allocation profile (pprof allocs: every allocation since start, sampled) to this file when the daemon stops; empty (the default) is off"`
 	// HeapProfile, unlike MemProfile, shows what holds memory at the peak
 	// rather than what was allocated over the run.
-	HeapProfile string `koanf:"heap_profile" help:"write a Go heap profile (pprof heap: what is in use) to this file each time the daemon's resident memory passes 5 % above its last high, and the runtime's memory figures to the same name plus .txt; what is left is the highest peak's. Empty (the default) is off. For performance work"`
+	HeapProfile string `koanf:"heap_profile" help:"write a Go heap profile (pprof heap: what was in use at the last collection) to this file each time the daemon's resident memory passes 5 % above its last high, and the runtime's memory figures to the same name plus .txt; what is left is the highest peak's. Empty (the default) is off. For performance work"`
 }
 
 // DefaultGCPercent is twice Go's default. Every proxied request allocates
