@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fluidity-tunnel/fluidity/internal/awstest"
 	"github.com/fluidity-tunnel/fluidity/internal/metrics/metricstest"
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 	"github.com/fluidity-tunnel/fluidity/tunnel"
@@ -22,7 +23,7 @@ import (
 // promlint.
 func TestServerMetrics(t *testing.T) {
 	ca, env, port := pemServer(t)
-	adminPort := freePort(t)
+	adminPort := awstest.FreePort(t)
 	env = append(env,
 		"FLUIDITY_SERVER_ADMIN_LISTEN=127.0.0.1:"+strconv.Itoa(adminPort),
 		"FLUIDITY_SERVER_ALLOW_CIDRS=127.0.0.0/8",

@@ -30,7 +30,7 @@ import (
 func pemServer(t *testing.T) (*pki.CA, []string, int) {
 	t.Helper()
 	certs, _ := testbin.MintPKI(t, "", testbin.PKIOptions{})
-	port := freePort(t)
+	port := awstest.FreePort(t)
 	return certs.CA, append(certs.ServerEnv(),
 		"FLUIDITY_SERVER_LISTEN_ADDR=127.0.0.1",
 		"FLUIDITY_SERVER_LISTEN_PORT="+strconv.Itoa(port),
@@ -190,15 +190,6 @@ func TestServerTLSRefusesBadPEM(t *testing.T) {
 	if _, _, err := serverTLS(c, zerolog.Nop()); err == nil {
 		t.Fatal("garbage PEM accepted")
 	}
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type discard struct{}

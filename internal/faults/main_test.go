@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/fluidity-tunnel/fluidity/internal/pki"
 	"github.com/fluidity-tunnel/fluidity/internal/testbin"
 )
 
@@ -71,33 +70,13 @@ func (h exitHook) Run() int {
 }
 
 func setup(tmp string) error {
-	ca, err := pki.NewCA(pki.CAOptions{})
+	p, err := testbin.NewPKI(testbin.PKIOptions{AgentName: "faults-agent"})
 	if err != nil {
 		return err
 	}
-	srv, err := ca.IssueServer(pki.ServerOptions{})
-	if err != nil {
-		return err
-	}
-	cli, err := ca.IssueClient(pki.ClientOptions{Name: "faults-agent"})
-	if err != nil {
-		return err
-	}
-	creds = &testCreds{pool: ca.CertPool()}
-	if creds.server, err = srv.TLSCertificate(); err != nil {
-		return err
-	}
-	if creds.client, err = cli.TLSCertificate(); err != nil {
-		return err
-	}
+	creds = &testCreds{server: p.ServerTLS, client: p.AgentTLS, pool: p.Pool()}
 	certDir = filepath.Join(tmp, "certs")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
-		return err
-	}
-	if err := ca.WriteFiles(filepath.Join(certDir, "ca.crt"), filepath.Join(certDir, "ca.key"), false); err != nil {
-		return err
-	}
-	if err := srv.WriteFiles(filepath.Join(certDir, "server.crt"), filepath.Join(certDir, "server.key"), false); err != nil {
+	if _, err := p.WriteFiles(certDir); err != nil {
 		return err
 	}
 

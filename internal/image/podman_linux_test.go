@@ -199,16 +199,15 @@ func TestServerImageInPodman(t *testing.T) {
 	}
 
 	// The server container, its TLS material in the environment.
-	certs := newCerts(t, tmp)
+	tpki, certs := testbin.MintPKI(t, filepath.Join(tmp, "certs"), testbin.PKIOptions{
+		CA: pki.CAOptions{CommonName: "podman test CA"}, AgentName: "podman-test-agent",
+	})
 	port, err := testbin.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := "fluidity-server-" + strconv.Itoa(os.Getpid())
-	env := []string{
-		"FLUIDITY_SERVER_CERT_PEM=" + certs.serverCert, "FLUIDITY_SERVER_KEY_PEM=" + certs.serverKey,
-		"FLUIDITY_SERVER_CA_CERT_PEM=" + certs.caCert,
-	}
+	env := tpki.ServerEnv()
 	pm.run(env, "run", "--detach", "--name", name, "--network", "host",
 		// -e NAME without a value passes podman's own: the key stays out of argv.
 		"-e", "FLUIDITY_SERVER_CERT_PEM", "-e", "FLUIDITY_SERVER_KEY_PEM", "-e", "FLUIDITY_SERVER_CA_CERT_PEM",
@@ -251,7 +250,7 @@ func TestServerImageInPodman(t *testing.T) {
 	agent := exec.Command(filepath.Join(bins, "fluidity-agent"),
 		"--server-ip", "127.0.0.1", "--server-port", strconv.Itoa(port),
 		"--local-proxy-port", strconv.Itoa(proxyPort),
-		"--cert-file", certs.agentCertFile, "--key-file", certs.agentKeyFile, "--ca-cert-file", certs.caCertFile,
+		"--cert-file", certs.AgentCert, "--key-file", certs.AgentKey, "--ca-cert-file", certs.CACert,
 		"--shutdown-timeout", "5s")
 	agent.Env = cleanEnv()
 	var agentLog bytes.Buffer
@@ -341,45 +340,6 @@ func writeArchive(t *testing.T, path string, idx v1.ImageIndex, ref string) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type testCerts struct {
-	serverCert, serverKey, caCert           string // PEM, for the container's environment
-	agentCertFile, agentKeyFile, caCertFile string // for the agent on the host
-}
-
-// newCerts makes a CA, a server certificate with the default server name the
-// agent verifies, and an agent certificate.
-func newCerts(t *testing.T, dir string) testCerts {
-	t.Helper()
-	ca, err := pki.NewCA(pki.CAOptions{CommonName: "podman test CA"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ca.IssueServer(pki.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := ca.IssueClient(pki.ClientOptions{Name: "podman-test-agent"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := server.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := testCerts{
-		serverCert: string(server.CertPEM()), serverKey: string(key), caCert: string(ca.CertPEM()),
-		agentCertFile: filepath.Join(dir, "agent.crt"), agentKeyFile: filepath.Join(dir, "agent.key"),
-		caCertFile: filepath.Join(dir, "ca.crt"),
-	}
-	if err := agent.WriteFiles(c.agentCertFile, c.agentKeyFile, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.caCertFile, ca.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // Bounds on waiting for the container and the tunnel; generous, they only
