@@ -18,7 +18,14 @@ import (
 
 // connectProxy is a minimal HTTP CONNECT proxy counting the tunnels it made.
 func connectProxy(t *testing.T, count *atomic.Int32) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(connectHandler(count))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// connectHandler serves CONNECT, counting the tunnels it made.
+func connectHandler(count *atomic.Int32) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodConnect {
 			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
 			return
@@ -38,9 +45,7 @@ func connectProxy(t *testing.T, count *atomic.Int32) *httptest.Server {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
 		go func() { _, _ = io.Copy(target, brw); _ = target.(*net.TCPConn).CloseWrite() }()
 		_, _ = io.Copy(c, target)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 // TestAPIClientFollowsTheRoute: Wake goes through upstream_proxy, and never

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,27 +29,7 @@ func TestUpstreamProxyCA(t *testing.T) {
 	}))
 	defer api.Close()
 	var tunnels atomic.Int32
-	proxy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-			return
-		}
-		target, err := net.Dial("tcp", r.Host)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer target.Close()
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		tunnels.Add(1)
-		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		go func() { _, _ = io.Copy(target, brw); _ = target.(*net.TCPConn).CloseWrite() }()
-		_, _ = io.Copy(c, target)
-	}))
+	proxy := httptest.NewUnstartedServer(connectHandler(&tunnels))
 	proxy.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusted case's handshake failure
 	proxy.StartTLS()
 	defer proxy.Close()
