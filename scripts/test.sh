@@ -89,8 +89,9 @@ big_bench_pkgs=$(grep -rlE --include='*_test.go' '^func (Benchmark|TestBig)' . |
 		go test -count=1 -vet=off -timeout 15m -run '^TestBig' -bench . -benchtime 1x $big_bench_pkgs
 	# No fuzzing here: every fuzz target's seed corpus runs as a test in go test
 	# below. The search itself is `make fuzz` (5,000 executions a target, about 25 s
-	# of CPU even on warm caches, more than 100 s on an empty one: each target's
-	# package and its dependencies are compiled again, instrumented), which the
+	# of CPU even on warm caches, 115 s of wall time beside the race tests on an
+	# empty one: each target's package and its dependencies are compiled again,
+	# instrumented), which the
 	# GitHub workflow runs, and `make fuzz-long`.
 ) >"$bg_log" 2>&1 &
 bg_pid=$!
