@@ -29,25 +29,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/fluidity-tunnel/fluidity/internal/platform"
 )
-
-// Platform is a GOOS/GOARCH pair.
-type Platform struct{ OS, Arch string }
-
-func (p Platform) String() string { return p.OS + "/" + p.Arch }
-
-// ParsePlatform parses "GOOS/GOARCH".
-func ParsePlatform(s string) (Platform, error) {
-	goos, goarch, ok := strings.Cut(s, "/")
-	if !ok || goos == "" || goarch == "" || strings.Contains(goarch, "/") {
-		return Platform{}, fmt.Errorf("crosscheck: platform %q is not GOOS/GOARCH", s)
-	}
-	return Platform{goos, goarch}, nil
-}
 
 // Error lists what did not type-check on one platform.
 type Error struct {
-	Platform Platform
+	Platform platform.Platform
 	Problems []string // "file:line:col: message", or a package's load error
 }
 
@@ -71,7 +59,7 @@ type listed struct {
 // with cgo off. The main module's packages are checked in full; other
 // packages' function bodies are skipped. It returns an *Error naming every
 // problem found, or another error when go list itself cannot run.
-func Check(ctx context.Context, dir string, p Platform, patterns ...string) error {
+func Check(ctx context.Context, dir string, p platform.Platform, patterns ...string) error {
 	pkgs, err := list(ctx, dir, p, patterns)
 	if err != nil {
 		return err
@@ -118,7 +106,7 @@ func Check(ctx context.Context, dir string, p Platform, patterns ...string) erro
 
 // list runs go list for the platform: the packages and all their
 // dependencies, each after what it imports.
-func list(ctx context.Context, dir string, p Platform, patterns []string) ([]listed, error) {
+func list(ctx context.Context, dir string, p platform.Platform, patterns []string) ([]listed, error) {
 	args := append([]string{"list", "-e", "-deps", "-json=ImportPath,Dir,GoFiles,ImportMap,Standard,Module,Error", "--"}, patterns...)
 	cmd := exec.CommandContext(ctx, "go", args...) //nolint:gosec // G204: the go command, with package patterns the caller gives
 	cmd.Dir = dir

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fluidity-tunnel/fluidity/internal/platform"
 )
 
 func TestCheck(t *testing.T) {
@@ -23,7 +25,7 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.platform+" "+tc.pattern, func(t *testing.T) {
 			t.Parallel()
-			p, err := ParsePlatform(tc.platform)
+			p, err := platform.Parse(tc.platform)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,24 +53,9 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestParsePlatform(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in string
-		ok bool
-	}{
-		{"linux/amd64", true}, {"windows/arm64", true},
-		{"linux", false}, {"/amd64", false}, {"linux/", false}, {"a/b/c", false}, {"", false},
-	} {
-		if _, err := ParsePlatform(tc.in); (err == nil) != tc.ok {
-			t.Errorf("ParsePlatform(%q): err %v, want ok %v", tc.in, err, tc.ok)
-		}
-	}
-}
-
 func TestCheckUnknownArch(t *testing.T) {
 	t.Parallel()
-	err := Check(context.Background(), "testdata/platforms", Platform{"linux", "nosucharch"}, ".")
+	err := Check(context.Background(), "testdata/platforms", platform.Platform{OS: "linux", Arch: "nosucharch"}, ".")
 	if err == nil {
 		t.Fatal("want an error for an unknown GOARCH")
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluidity-tunnel/fluidity/internal/platform"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -44,22 +45,9 @@ const (
 // ErrInvalid is wrapped by every error Validate returns.
 var ErrInvalid = errors.New("invalid image options")
 
-// Platform is an operating system and CPU architecture, as in "linux/arm64".
-type Platform struct {
-	OS   string
-	Arch string
-}
-
-// ParsePlatform reads "os/arch".
-func ParsePlatform(s string) (Platform, error) {
-	osName, arch, ok := strings.Cut(s, "/")
-	if !ok || osName == "" || arch == "" || strings.Contains(arch, "/") {
-		return Platform{}, fmt.Errorf("platform %q: want os/arch, e.g. linux/arm64", s)
-	}
-	return Platform{OS: osName, Arch: arch}, nil
-}
-
-func (p Platform) String() string { return p.OS + "/" + p.Arch }
+// Platform is an operating system and CPU architecture, as in "linux/arm64"
+// (platform.Parse reads one).
+type Platform = platform.Platform
 
 // Platforms are the images' platforms: Fargate's two architectures.
 func Platforms() []Platform {

@@ -373,31 +373,6 @@ func TestBuildErrors(t *testing.T) {
 	}
 }
 
-func TestParsePlatform(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   string
-		want image.Platform
-		ok   bool
-	}{
-		{"linux/arm64", arm64, true},
-		{"linux/amd64", amd64, true},
-		{"linux", image.Platform{}, false},
-		{"/arm64", image.Platform{}, false},
-		{"linux/", image.Platform{}, false},
-		{"linux/arm/v7", image.Platform{}, false},
-	}
-	for _, tc := range tests {
-		got, err := image.ParsePlatform(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParsePlatform(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
-		}
-		if tc.ok && got.String() != tc.in {
-			t.Errorf("%q.String() = %q", tc.in, got.String())
-		}
-	}
-}
-
 func TestDistBinaries(t *testing.T) {
 	t.Parallel()
 	got := image.DistBinaries("dist", "fluidity-server", image.Platforms()...)

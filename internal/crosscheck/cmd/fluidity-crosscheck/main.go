@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/crosscheck"
+	"github.com/fluidity-tunnel/fluidity/internal/platform"
 )
 
 func main() {
@@ -35,9 +36,9 @@ func run(args []string) error {
 	if *list == "" || fs.NArg() == 0 {
 		return errors.New("usage: fluidity-crosscheck -platforms 'GOOS/GOARCH ...' PATTERN [PATTERN ...]")
 	}
-	var platforms []crosscheck.Platform
+	var platforms []platform.Platform
 	for _, s := range strings.Fields(*list) {
-		p, err := crosscheck.ParsePlatform(s)
+		p, err := platform.Parse(s)
 		if err != nil {
 			return err
 		}

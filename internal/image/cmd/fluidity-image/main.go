@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fluidity-tunnel/fluidity/internal/image"
+	"github.com/fluidity-tunnel/fluidity/internal/platform"
 )
 
 func main() {
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, sourceDateEpoch string, stdout, std
 	}
 	var plats []image.Platform
 	for _, s := range strings.FieldsFunc(*platforms, func(r rune) bool { return r == ',' || r == ' ' }) {
-		p, err := image.ParsePlatform(s)
+		p, err := platform.Parse(s)
 		if err != nil {
 			return fail(err)
 		}
